@@ -1,0 +1,27 @@
+"""gswarm-jupyter: a GPU swarm driven from a notebook.
+
+Importing the package is cheap: the server, the magics and their dependencies load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from .server.app import GswarmApp
+
+    return [{"module": "gswarm_jupyter", "app": GswarmApp}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext gswarm_jupyter`: registers `%gswarm` and `%%gswarm`."""
+    from .magics.gswarm import GswarmMagics
+
+    ipython.register_magics(GswarmMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Nothing to undo beyond what IPython does: kept so `%reload_ext` works."""

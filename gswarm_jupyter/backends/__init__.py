@@ -1,0 +1,1 @@
+"""Framework runners (torch, JAX) over `gswarm_kernels`."""

@@ -1,0 +1,82 @@
+"""The node agent: a Dask `WorkerPlugin` on every worker, which makes the worker a gswarm node.
+
+It owns the node's store folder and reports the node's devices with each Dask heartbeat, as the
+worker metric `gswarm`, so the server learns capacities without an extra round trip.
+Worker-side stores (chunks, model weights) find the agent with `NodeAgent.of(worker)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from distributed import Worker, WorkerPlugin
+
+from .devices import (
+    GpuProbe,
+    disk_usage,
+    dram_usage,
+    gpu_usage,
+    host_cpu,
+    process_rss,
+    torch_gpus,
+)
+
+log = logging.getLogger(__name__)
+
+PLUGIN_NAME = "gswarm-agent"
+METRIC = "gswarm"
+
+
+class NodeAgent(WorkerPlugin):
+    name = PLUGIN_NAME
+
+    def __init__(self, store_root: str | None = None) -> None:
+        # `store_root` None: the worker's own local directory (a remote worker has no shared disk).
+        self.store_root = store_root
+        self.worker: Worker | None = None
+        self.store: Path | None = None
+        self._gpus: GpuProbe | None = None
+        self._torch_gpus: list[dict[str, Any]] = []
+
+    def setup(self, worker: Worker) -> None:
+        self.worker = worker
+        root = Path(self.store_root) if self.store_root else Path(worker.local_directory)
+        self.store = root / str(worker.name)
+        self.store.mkdir(parents=True, exist_ok=True)
+        self._gpus = GpuProbe()
+        if not self._gpus.available:
+            self._torch_gpus = torch_gpus()
+        host_cpu()  # primes psutil's CPU counter so the first heartbeat has a real reading
+        worker.metrics[METRIC] = lambda w: self.report()
+
+    def teardown(self, worker: Worker) -> None:
+        worker.metrics.pop(METRIC, None)
+
+    @classmethod
+    def of(cls, worker: Worker) -> NodeAgent:
+        return worker.plugins[PLUGIN_NAME]  # type: ignore[return-value]
+
+    def report(self) -> dict[str, Any]:
+        """What this node has now: devices with total/used/available bytes, CPU, GPUs."""
+        assert self.worker is not None and self.store is not None
+        gpus = self._gpus.gpus() if self._gpus and self._gpus.available else self._torch_gpus
+        devices: dict[str, dict[str, int | None]] = {
+            "disk": disk_usage(str(self.store)),
+            "dram": dram_usage(self.worker.memory_manager.memory_limit, process_rss()),
+        }
+        for gpu in gpus:
+            devices[gpu["device"]] = gpu_usage(gpu)
+        return {
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "store": str(self.store),
+            "cpu": host_cpu(),
+            "devices": devices,
+            "gpus": gpus,
+            "vgpus": [],
+        }
+

@@ -1,0 +1,183 @@
+"""The Dask cluster behind the server: an embedded `LocalCluster` of `node1..nodeN`, or an existing
+scheduler, plus a watcher that keeps the node directory true from the scheduler's heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distributed import Client, LocalCluster
+
+from ..core.nodes import NodeChange, NodeDirectory, WorkerSeen
+from .agent import METRIC, NodeAgent
+
+log = logging.getLogger(__name__)
+
+
+class NodeCluster(LocalCluster):
+    """A `LocalCluster` whose workers are named `node1`, `node2`, ..."""
+
+    def _new_worker_name(self, worker_number: int) -> str:
+        return f"node{worker_number + 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    scheduler_address: str = ""
+    local_nodes: int = 2
+    worker_memory_limit: str | int | None = "auto"
+    local_processes: bool = True
+    threads_per_node: int = 2
+    data_dir: Path = Path(".")
+    poll_interval: float = 0.5
+    connect_timeout: float = 3.0
+
+    @property
+    def embedded(self) -> bool:
+        return not self.scheduler_address
+
+
+class ClusterRuntime:
+    """Owns the Dask client (and, embedded, the cluster); `nodes` is always the latest known truth."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.nodes = NodeDirectory(stale_after=max(5.0, 10 * config.poll_interval))
+        self.client: Client | None = None
+        self.cluster: NodeCluster | None = None
+        self.reason: str | None = "starting"
+        self.listeners: list[Callable[[NodeChange], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._ready = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.reason is None
+
+    @property
+    def scheduler_address(self) -> str | None:
+        if self.cluster is not None:
+            return self.cluster.scheduler_address
+        return self.config.scheduler_address or None
+
+    def scheduler_info(self) -> dict[str, Any]:
+        return {
+            "address": self.scheduler_address,
+            "embedded": self.config.embedded,
+            "connected": self.connected,
+            "reason": self.reason,
+        }
+
+    async def start(self) -> None:
+        """Start in the background; `wait_ready` waits for the first full view of the cluster."""
+        self._task = asyncio.create_task(self._run(), name="gswarm-cluster")
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self._close_client()
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                await self.cluster.close(timeout=10)
+            self.cluster = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._connect()
+            except Exception as exc:  # unreachable scheduler: keep serving, say why, retry
+                self.reason = f"cannot reach the Dask scheduler at {self.scheduler_address}: {exc}"
+                log.warning("gswarm: %s", self.reason)
+                await self._close_client()
+                await asyncio.sleep(1.0)
+                continue
+            await self._watch()
+            await self._close_client()
+
+    async def _connect(self) -> None:
+        cfg = self.config
+        if cfg.embedded and self.cluster is None:
+            scratch = cfg.data_dir / "dask-scratch"
+            scratch.mkdir(parents=True, exist_ok=True)
+            self.cluster = await NodeCluster(
+                n_workers=0,
+                processes=cfg.local_processes,
+                threads_per_worker=cfg.threads_per_node,
+                memory_limit=cfg.worker_memory_limit,
+                scheduler_port=0,
+                dashboard_address=None,
+                worker_dashboard_address=None,
+                local_directory=str(scratch),
+                asynchronous=True,
+            )
+        address = self.scheduler_address
+        self.client = await Client(address, asynchronous=True, timeout=cfg.connect_timeout)
+        store_root = str(cfg.data_dir / "nodes") if cfg.embedded else None
+        await self.client.register_plugin(NodeAgent(store_root=store_root))
+        if self.cluster is not None and not self.cluster.worker_spec:
+            self.cluster.scale(cfg.local_nodes)
+            await self.client.wait_for_workers(cfg.local_nodes, timeout=120)
+        self.reason = None
+        log.info("gswarm: connected to the Dask scheduler at %s", address)
+
+    async def _watch(self) -> None:
+        """Poll the scheduler's view of its workers until the connection is lost."""
+        assert self.client is not None
+        while not self._stopping:
+            try:
+                identity = await self.client.scheduler.identity()
+            except Exception as exc:
+                self.reason = f"lost the Dask scheduler at {self.scheduler_address}: {exc}"
+                log.warning("gswarm: %s", self.reason)
+                self._publish(self.nodes.mark_all_offline())
+                return
+            self._publish(self.nodes.observe(_workers_seen(identity), time.time()))
+            if not self._ready.is_set() and self._all_reported(identity):
+                self._ready.set()
+            await asyncio.sleep(self.config.poll_interval)
+
+    def _all_reported(self, identity: dict[str, Any]) -> bool:
+        workers = identity.get("workers", {}).values()
+        return all(METRIC in (w.get("metrics") or {}) for w in workers)
+
+    def _publish(self, changes: list[NodeChange]) -> None:
+        for change in changes:
+            log.info("gswarm: node %s is %s", change.node, change.status)
+            for listener in self.listeners:
+                listener(change)
+
+    async def _close_client(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close(timeout=5)
+
+
+def _workers_seen(identity: dict[str, Any]) -> list[WorkerSeen]:
+    seen = []
+    for address, w in identity.get("workers", {}).items():
+        metrics = w.get("metrics") or {}
+        seen.append(
+            WorkerSeen(
+                name=str(w.get("name", address)),
+                address=address,
+                host=str(w.get("host", "")),
+                last_seen=float(w.get("last_seen") or time.time()),
+                memory_limit=w.get("memory_limit"),
+                report=metrics.get(METRIC),
+            )
+        )
+    return seen

@@ -1,0 +1,132 @@
+"""The cluster's nodes as the API shows them, kept true by heartbeat observations.
+
+Pure: the cluster package feeds it what the Dask scheduler saw; it decides what is online.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clock import iso_or_none
+from .errors import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSeen:
+    """One worker in one scheduler snapshot. `report` is the node agent's, if it has reported yet."""
+
+    name: str
+    address: str
+    host: str
+    last_seen: float
+    memory_limit: int | None = None
+    report: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Node:
+    name: str
+    address: str
+    host: str
+    last_seen: float
+    online: bool = True
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def devices(self) -> dict[str, dict[str, int | None]]:
+        return dict(self.report.get("devices", {}))
+
+    def summary(self) -> dict[str, Any]:
+        """The `GET /nodes` row."""
+        return {
+            "node_id": self.name,
+            "hostname": self.report.get("hostname"),
+            "ip_address": self.host or None,
+            "address": self.address,
+            "status": "online" if self.online else "offline",
+            "last_heartbeat": iso_or_none(self.last_seen),
+            "capabilities": {
+                "gpus": list(self.report.get("gpus", [])),
+                "vgpus": list(self.report.get("vgpus", [])),
+                "storage": {dev: usage.get("total") for dev, usage in self.devices.items()},
+            },
+        }
+
+    def detail(self) -> dict[str, Any]:
+        """The `GET /nodes/{node}` record: the summary with each device's total/used/available."""
+        return {**self.summary(), "devices": self.devices, "store": self.report.get("store")}
+
+    def resources(self) -> dict[str, Any]:
+        """The `GET /nodes/{node}/resources` record."""
+        compute: dict[str, Any] = {"cpu": self.report.get("cpu", {"cores": None, "usage": None})}
+        for gpu in self.report.get("gpus", []):
+            compute[gpu["device"]] = {
+                "usage": gpu.get("usage"),
+                "temperature": gpu.get("temperature"),
+            }
+        return {"node_id": self.name, "storage": self.devices, "compute": compute}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeChange:
+    node: str
+    status: str  # "online" | "offline"
+
+
+class NodeDirectory:
+    """Every node ever seen, online while the scheduler reports it with a fresh heartbeat."""
+
+    def __init__(self, stale_after: float = 10.0) -> None:
+        self.stale_after = stale_after
+        self._nodes: dict[str, Node] = {}
+
+    def observe(self, seen: list[WorkerSeen], now: float) -> list[NodeChange]:
+        """Apply one scheduler snapshot taken at `now`; answer the nodes whose status changed."""
+        changes: list[NodeChange] = []
+        present = set()
+        for worker in seen:
+            present.add(worker.name)
+            online = now - worker.last_seen <= self.stale_after
+            node = self._nodes.get(worker.name)
+            if node is None:
+                node = self._nodes[worker.name] = Node(
+                    worker.name, worker.address, worker.host, worker.last_seen, online=not online
+                )
+            node.address, node.host, node.last_seen = worker.address, worker.host, worker.last_seen
+            if worker.report is not None:
+                node.report = worker.report
+            if node.online != online:
+                node.online = online
+                changes.append(NodeChange(worker.name, "online" if online else "offline"))
+        for name, node in self._nodes.items():
+            if name not in present and node.online:
+                node.online = False
+                changes.append(NodeChange(name, "offline"))
+        return changes
+
+    def mark_all_offline(self) -> list[NodeChange]:
+        """The scheduler itself is gone: nothing can be known to be online."""
+        return self.observe([], now=0.0)
+
+    def all(self) -> list[Node]:
+        return sorted(self._nodes.values(), key=lambda n: _natural_key(n.name))
+
+    def online(self) -> list[Node]:
+        return [n for n in self.all() if n.online]
+
+    def get(self, name: str) -> Node:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise NotFound(f"unknown node {name!r}", {"node": name}) from None
+
+    def names(self) -> list[str]:
+        return [n.name for n in self.all()]
+
+
+def _natural_key(name: str) -> tuple[str, int, str]:
+    """`node2` before `node10`."""
+    stem = name.rstrip("0123456789")
+    digits = name[len(stem) :]
+    return (stem, int(digits) if digits else -1, name)

@@ -1,0 +1,1 @@
+"""Samplers, session recorder and the gRPC profiler service."""

@@ -1,0 +1,1 @@
+"""The Jupyter server extension: `GswarmApp`, its handlers, and the OpenAPI document."""

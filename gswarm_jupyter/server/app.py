@@ -1,0 +1,100 @@
+"""`GswarmApp`: the Jupyter server extension, its configuration, and its lifecycle."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import psutil
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Int, List, Unicode
+
+from .. import __version__
+from ..cluster.runtime import ClusterConfig, ClusterRuntime
+from ..core.ratelimit import RateLimiter
+from .connection import write_connection_file
+from .context import GswarmContext
+from .handlers import tornado_handlers
+
+
+class GswarmApp(ExtensionApp):
+    name = "gswarm_jupyter"
+    description = "A GPU swarm driven from a notebook"
+    version = __version__
+    load_other_extensions = True
+
+    scheduler_address = Unicode(
+        "", config=True, help="Address of an existing Dask scheduler; empty starts a LocalCluster."
+    )
+    local_nodes = Int(2, config=True, help="Workers (node1..nodeN) of the embedded LocalCluster.")
+    local_processes = Bool(
+        True, config=True, help="Run embedded workers as processes (False: threads, for tests)."
+    )
+    worker_memory_limit = Unicode(
+        "auto",
+        config=True,
+        help="Memory limit of each embedded worker ('auto' shares the host's memory, or '4GiB').",
+    )
+    data_dir = Unicode(
+        "", config=True, help="Where state and node stores live (default: <jupyter data dir>/gswarm)."
+    )
+    model_roots = List(
+        Unicode(),
+        config=True,
+        help="Folders file:// sources may come from (default: the server's root_dir).",
+    )
+    grpc_port = Int(8090, config=True, help="Port of the profiler's gRPC service.")
+    rate_limit_per_minute = Int(1000, config=True, help="Requests per minute per identity; 0: off.")
+    rate_limit_burst = Int(100, config=True, help="Requests per second per identity; 0: off.")
+
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir or Path(jupyter_data_dir()) / "gswarm").expanduser()
+
+    def resolved_model_roots(self) -> list[str]:
+        return list(self.model_roots) or [str(self.serverapp.root_dir)]
+
+    def _memory_limit(self) -> str | int:
+        if self.worker_memory_limit == "auto" and not self.scheduler_address:
+            return psutil.virtual_memory().total // max(1, self.local_nodes)
+        return self.worker_memory_limit
+
+    def initialize_settings(self) -> None:
+        data_dir = self.resolved_data_dir()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        runtime = ClusterRuntime(
+            ClusterConfig(
+                scheduler_address=self.scheduler_address,
+                local_nodes=self.local_nodes,
+                worker_memory_limit=self._memory_limit(),
+                local_processes=self.local_processes,
+                data_dir=data_dir,
+            )
+        )
+        self.context = GswarmContext(
+            runtime=runtime,
+            limiter=RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst),
+            config={
+                "data_dir": str(data_dir),
+                "model_roots": self.resolved_model_roots(),
+                "grpc_port": self.grpc_port,
+            },
+        )
+        self.settings.update({"gswarm": self.context})
+        self._connection_file: Path | None = None
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(tornado_handlers())
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:  # type: ignore[no-untyped-def]
+        await self.context.start()
+        self._connection_file = write_connection_file(
+            serverapp.runtime_dir, serverapp.connection_url, serverapp.identity_provider.token
+        )
+        self.log.info("gswarm: extension started; data in %s", self.context.config["data_dir"])
+
+    async def stop_extension(self) -> None:
+        await self.context.stop()
+        if self._connection_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._connection_file.unlink()

@@ -1,0 +1,184 @@
+"""The one base handler every gswarm route stands on.
+
+In `prepare`, in this order: identity (Jupyter's own IdentityProvider), rate limit (headers on every
+response), `401` without credentials, XSRF for cookie-authenticated writes, then the Authorizer on
+the handler's `auth_resource` (`403`). Jupyter's own `prepare` answers `403` for a missing login and
+checks XSRF before it knows the user; the contract wants `401` for both, so the steps are taken here
+explicitly with the same Jupyter parts.
+
+Replies are the contract's envelope; errors of `core` become envelopes with their code and status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http.client import responses
+from typing import Any, TypeVar
+
+from jupyter_server.auth.decorator import HTTP_METHOD_TO_AUTH_ACTION
+from jupyter_server.base.call_context import CallContext
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import ensure_async
+from pydantic import BaseModel
+from tornado import web
+
+from ..core.clock import iso
+from ..core.errors import (
+    CODE_BY_STATUS,
+    Forbidden,
+    GswarmError,
+    InvalidRequest,
+    RateLimitExceeded,
+    Unauthorized,
+)
+from ..core.ratelimit import Decision
+from ..core.validation import validate
+from .context import GswarmContext
+from .routes import Route
+
+log = logging.getLogger("gswarm_jupyter.server")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def envelope(data: Any = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"success": error is None, "data": data, "error": error, "timestamp": iso()}
+
+
+class GswarmHandler(APIHandler):
+    """Base of every gswarm handler. Subclasses set `auth_resource` and implement methods."""
+
+    auth_resource = "gswarm:cluster"
+    _rate: Decision | None = None
+
+    def initialize(self, route: Route | None = None) -> None:
+        self.route = route
+
+    @property
+    def gswarm(self) -> GswarmContext:
+        return self.settings["gswarm"]  # type: ignore[no-any-return]
+
+    # -- the request's way in ---------------------------------------------------------------
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        CallContext.set(CallContext.JUPYTER_HANDLER, self)
+        if not self.check_host():
+            raise Forbidden("host not allowed", {"host": self.request.host})
+        user = await ensure_async(self.identity_provider.get_user(self))
+        self.current_user = self._jupyter_current_user = user
+
+        limiter = self.gswarm.limiter
+        if limiter.enabled:
+            who = user.username if user is not None else f"ip:{self.request.remote_ip}"
+            self._rate = limiter.hit(who)
+            self._write_rate_headers()
+            if not self._rate.allowed:
+                raise RateLimitExceeded(
+                    f"rate limit of {self._rate.limit} requests a minute exceeded; "
+                    f"retry in {self._rate.retry_after} s",
+                    {"retry_after": self._rate.retry_after},
+                )
+        if user is None:
+            raise Unauthorized("authentication required: send 'Authorization: token <token>'")
+
+        self.set_cors_headers()
+        method = (self.request.method or "GET").upper()
+        if method not in {"GET", "HEAD", "OPTIONS"}:
+            self.check_xsrf_cookie()
+        if not self.check_origin():
+            raise Forbidden("cross-origin request refused")
+        action = HTTP_METHOD_TO_AUTH_ACTION.get(method, "write")
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, user, action, self.auth_resource)
+        )
+        if not allowed:
+            raise Forbidden(
+                f"not authorized to {action} {self.auth_resource}",
+                {"action": action, "resource": self.auth_resource},
+            )
+
+    def body(self, model: type[M]) -> M:
+        """The JSON body validated as `model` (unknown fields refused where the model forbids)."""
+        raw = self.request.body or b"{}"
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidRequest(f"malformed JSON body: {exc}", {"field": "body"}) from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("the body must be a JSON object", {"field": "body"})
+        return validate(model, data, "body")
+
+    def query(self, model: type[M]) -> M:
+        """The query string validated as `model` (the last value of a repeated parameter wins)."""
+        args = {
+            k: v[-1].decode("utf-8", "replace")
+            for k, v in self.request.query_arguments.items()
+            if k != "token"
+        }
+        return validate(model, args, "query")
+
+    # -- the way out --------------------------------------------------------------------------
+
+    def reply(self, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.set_status(status)
+        for name, value in (headers or {}).items():
+            self.set_header(name, value)
+        self.finish(json.dumps(envelope(data), default=str))
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        if self._rate is not None:  # `send_error` clears headers; the rate headers survive it
+            self._write_rate_headers()
+
+    def _write_rate_headers(self) -> None:
+        assert self._rate is not None
+        for name, value in self._rate.headers().items():
+            self.set_header(name, value)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, GswarmError):
+            status_code, error = exc.status, exc.to_dict()
+        elif isinstance(exc, web.HTTPError):
+            code = CODE_BY_STATUS.get(exc.status_code, "INTERNAL_ERROR")
+            message = exc.log_message or exc.reason or responses.get(exc.status_code, "error")
+            if exc.args and exc.log_message:
+                try:
+                    message = exc.log_message % exc.args
+                except TypeError:
+                    pass
+            error = {"code": code, "message": message, "details": {}}
+        elif exc is not None:
+            error = {
+                "code": "INTERNAL_ERROR",
+                "message": f"{self.request.method} {self.request.path} failed: "
+                f"{type(exc).__name__}: {exc}",
+                "details": {},
+            }
+        else:
+            code = CODE_BY_STATUS.get(status_code, "INTERNAL_ERROR")
+            error = {"code": code, "message": responses.get(status_code, "error"), "details": {}}
+        self.set_status(status_code)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(envelope(error=error), default=str))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, GswarmError) and value.status < 500:
+            log.debug("%s %s: %s %s", self.request.method, self.request.path, value.code, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def on_finish(self) -> None:
+        self.gswarm.requests[self.get_status()] += 1
+        super().on_finish()
+
+
+class NotFoundHandler(GswarmHandler):
+    """Any path under /gswarm/ that no route serves: the envelope's `NOT_FOUND`."""
+
+    def _not_found(self, *args: Any, **kwargs: Any) -> None:
+        raise web.HTTPError(404, "no such route: %s %s", self.request.method, self.request.path)
+
+    get = post = put = patch = delete = _not_found  # type: ignore[assignment]
+
