@@ -12,6 +12,7 @@ from traitlets import Bool, Int, List, Unicode
 
 from .. import __version__
 from ..cluster.runtime import ClusterConfig, ClusterRuntime
+from ..core.db import Database
 from ..core.ratelimit import RateLimiter
 from .connection import write_connection_file
 from .context import GswarmContext
@@ -74,6 +75,7 @@ class GswarmApp(ExtensionApp):
         self.context = GswarmContext(
             runtime=runtime,
             limiter=RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst),
+            db=Database(data_dir / "gswarm.sqlite3"),
             config={
                 "data_dir": str(data_dir),
                 "model_roots": self.resolved_model_roots(),

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import __version__
 from ..cluster.runtime import ClusterRuntime
+from ..core.db import Database
 from ..core.ratelimit import RateLimiter
 
 
@@ -16,6 +17,7 @@ from ..core.ratelimit import RateLimiter
 class GswarmContext:
     runtime: ClusterRuntime
     limiter: RateLimiter
+    db: Database
     version: str = __version__
     started_at: float = field(default_factory=time.time)
     requests: Counter[int] = field(default_factory=Counter)  # by HTTP status
@@ -26,7 +28,11 @@ class GswarmContext:
         return round(time.time() - self.started_at, 3)
 
     async def start(self) -> None:
+        """Start every component; each feature adds its own here, after the runtime."""
+        self.db.migrate()
         await self.runtime.start()
 
     async def stop(self) -> None:
+        """Stop in the reverse order of `start`."""
         await self.runtime.stop()
+        self.db.close()
