@@ -167,9 +167,12 @@ class ClusterRuntime:
 
 
 def _workers_seen(identity: dict[str, Any]) -> list[WorkerSeen]:
+    """Workers whose node agent has reported: a worker becomes a node once it can say what it has."""
     seen = []
     for address, w in identity.get("workers", {}).items():
         metrics = w.get("metrics") or {}
+        if METRIC not in metrics:
+            continue
         seen.append(
             WorkerSeen(
                 name=str(w.get("name", address)),

@@ -1,0 +1,51 @@
+# Two commands do all the set-up: `make run` and `make test`. Both make .venv when it is missing
+# (or when pyproject.toml changed since it was made).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.gswarm-installed
+
+PORT ?= 8888
+IP ?= 127.0.0.1
+NODES ?= 2
+ifeq ($(strip $(TOKEN)),)
+TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')
+endif
+
+# Scratch of tests and Dask stays in the work tree, never in /tmp at large.
+TMP := $(CURDIR)/.tmp
+
+.PHONY: env run test bench proto clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[all]'
+	@touch $(STAMP)
+
+run: env
+	@echo "gswarm: starting Jupyter with $(NODES) nodes; open http://$(IP):$(PORT)/lab?token=$(TOKEN)"
+	$(VENV)/bin/jupyter lab --no-browser --allow-root --ip=$(IP) --port=$(PORT) \
+		--ServerApp.port_retries=0 --IdentityProvider.token=$(TOKEN) \
+		--GswarmApp.local_nodes=$(NODES)
+
+test: env
+	@rm -rf $(TMP)/pytest && mkdir -p $(TMP)
+	DASK_TEMPORARY_DIRECTORY=$(TMP)/dask $(PY) -m pytest -q --basetemp=$(TMP)/pytest \
+		--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+bench: env
+	@mkdir -p $(TMP)
+	DASK_TEMPORARY_DIRECTORY=$(TMP)/dask $(PY) -m benchmarks
+
+proto: env
+	$(PY) -m gswarm_jupyter.profiler.gen
+
+clean:
+	rm -rf $(TMP) .pytest_cache

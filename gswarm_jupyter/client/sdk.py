@@ -1,0 +1,160 @@
+"""`GswarmClient` and `AsyncGswarmClient`: the same API, over a sync or an async httpx client.
+
+Each API method is written once in `_Api` and calls `self._call(...)`, which the sync client
+answers with the value and the async client with an awaitable of it. This module is the one
+boundary where HTTP failures become the `core` exceptions the server raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import httpx
+
+from ..core.errors import GswarmError, InternalError, NetworkError, error_from_dict
+from .discovery import discover
+
+T = TypeVar("T")
+
+CONTROL = "gswarm/api/v1/"
+COMPUTE = "gswarm/compute/v1/"
+MAX_PAGE = 500
+
+
+class _Api:
+    """Every route of the API, once. `_call` is the transport-specific part."""
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        key: str | None = None,
+    ) -> Any:
+        raise NotImplementedError
+
+    # -- system
+    def health(self) -> Any:
+        """`GET /health`: status, version, uptime, nodes online/total, scheduler."""
+        return self._call("GET", CONTROL + "health")
+
+    def metrics(self) -> Any:
+        """`GET /metrics`: per node and device utilisation and memory, request counters."""
+        return self._call("GET", CONTROL + "metrics")
+
+    def nodes(self) -> Any:
+        """`GET /nodes`: every node (all pages up to 500)."""
+        return self._call("GET", CONTROL + "nodes", params={"per_page": MAX_PAGE}, key="nodes")
+
+    def node(self, name: str) -> Any:
+        """`GET /nodes/{name}`: one node with its devices' total/used/available bytes."""
+        return self._call("GET", CONTROL + f"nodes/{name}")
+
+    def node_resources(self, name: str) -> Any:
+        return self._call("GET", CONTROL + f"nodes/{name}/resources")
+
+    def openapi(self) -> Any:
+        return self._call("GET", CONTROL + "openapi.json")
+
+    def compute_health(self) -> Any:
+        return self._call("GET", COMPUTE + "health")
+
+
+class _Connection:
+    def __init__(self, url: str | None, token: str | None, timeout: float) -> None:
+        self.url, self.token = discover(url, token)
+        self.base_url = self.url.split("?", 1)[0].rstrip("/") + "/"
+        self.timeout = timeout
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"} if self.token else {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r})"
+
+
+def _unwrap(response: httpx.Response, key: str | None) -> Any:
+    """The envelope's `data` (or `data[key]`), or the server's error as its `core` exception."""
+    content_type = response.headers.get("content-type", "")
+    if "json" not in content_type:
+        if response.is_success:
+            return response.content
+        raise InternalError(f"HTTP {response.status_code}: {response.text[:200]}")
+    try:
+        body = response.json()
+    except ValueError:
+        raise InternalError(f"HTTP {response.status_code}: the body is not JSON") from None
+    if not isinstance(body, dict) or "success" not in body:
+        if response.is_success:
+            return body  # documents outside the envelope, e.g. openapi.json
+        raise InternalError(f"HTTP {response.status_code}: {str(body)[:200]}")
+    if not body["success"]:
+        error = error_from_dict(body.get("error") or {})
+        error.http_status = response.status_code  # type: ignore[attr-defined]
+        raise error
+    data = body.get("data")
+    return data[key] if key is not None else data
+
+
+def _network_error(base_url: str, exc: httpx.HTTPError) -> GswarmError:
+    return NetworkError(f"cannot reach the gswarm server at {base_url}: {exc}", {"url": base_url})
+
+
+class GswarmClient(_Api, _Connection):
+    """Blocking client. `GswarmClient()` finds the server by itself (see `discover`)."""
+
+    def __init__(
+        self, url: str | None = None, token: str | None = None, timeout: float = 60.0
+    ) -> None:
+        _Connection.__init__(self, url, token, timeout)
+        self._http = httpx.Client(base_url=self.base_url, headers=self._headers(), timeout=timeout)
+
+    def _call(self, method: str, path: str, *, params=None, json=None, key=None) -> Any:  # type: ignore[no-untyped-def]
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+        except httpx.HTTPError as exc:
+            raise _network_error(self.base_url, exc) from None
+        return _unwrap(response, key)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GswarmClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncGswarmClient(_Api, _Connection):
+    """The same API as `GswarmClient`; every method answers an awaitable."""
+
+    def __init__(
+        self, url: str | None = None, token: str | None = None, timeout: float = 60.0
+    ) -> None:
+        _Connection.__init__(self, url, token, timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self._headers(), timeout=timeout
+        )
+
+    def _call(self, method: str, path: str, *, params=None, json=None, key=None) -> Awaitable[Any]:  # type: ignore[no-untyped-def, override]
+        return self._acall(method, path, params, json, key)
+
+    async def _acall(self, method: str, path: str, params: Any, json: Any, key: str | None) -> Any:
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except httpx.HTTPError as exc:
+            raise _network_error(self.base_url, exc) from None
+        return _unwrap(response, key)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncGswarmClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,1 @@
+"""`%gswarm` and `%%gswarm`: a thin adapter from IPython to the SDK."""

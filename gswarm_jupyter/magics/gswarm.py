@@ -1,0 +1,56 @@
+"""`%gswarm COMMAND ...` and `%%gswarm COMMAND ...`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from ..client import GswarmClient
+from ..core.errors import GswarmError
+from . import system  # noqa: F401  (registers its commands)
+from .commands import COMMANDS, parse
+
+
+@magics_class
+class GswarmMagics(Magics):
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self._client: GswarmClient | None = None
+
+    @property
+    def client(self) -> GswarmClient:
+        """The SDK client, found on first use (GSWARM_URL/GSWARM_TOKEN or the connection file)."""
+        if self._client is None:
+            try:
+                self._client = GswarmClient()
+            except GswarmError as exc:
+                raise UsageError(exc.message) from None
+        return self._client
+
+    def connect(self, url: str, token: str | None) -> GswarmClient:
+        if self._client is not None:
+            self._client.close()
+        self._client = GswarmClient(url, token)
+        return self._client
+
+    def keep(self, args: argparse.Namespace, data: Any) -> None:
+        """`-o NAME`: put the data into the user's namespace."""
+        if getattr(args, "out", None):
+            self.shell.user_ns[args.out] = data
+
+    @line_cell_magic
+    def gswarm(self, line: str, cell: str | None = None) -> Any:
+        """Drive the gswarm cluster: `%gswarm --help` lists the commands."""
+        args = parse(line)
+        if args is None:
+            return None
+        cmd = COMMANDS[args.command]
+        if cell is not None and not cmd.cell:
+            raise UsageError(f"%%gswarm {cmd.name} is not a cell magic; use %gswarm {cmd.name}")
+        try:
+            return cmd.run(self, args, cell)
+        except GswarmError as exc:
+            raise UsageError(f"{exc.code}: {exc.message}") from None

@@ -1,0 +1,16 @@
+"""ipywidgets panels over the SDK. Import the panel you need: `from gswarm_jupyter.widgets import ClusterPanel`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ClusterPanel":
+        from .cluster import ClusterPanel
+
+        return ClusterPanel
+    raise AttributeError(name)
+
+
+__all__ = ["ClusterPanel"]
