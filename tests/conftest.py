@@ -115,3 +115,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """One real `jupyter server` process with the extension (real worker processes), shared by
+    the tests of blocking callers: the sync SDK, the magics, the widgets."""
+    from gswarm_jupyter.testing import LiveServer
+
+    server = LiveServer(tmp_path_factory.mktemp("live"), nodes=2).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_env(live_server, monkeypatch):
+    """The environment a kernel started by that server would see."""
+    monkeypatch.setenv("GSWARM_URL", live_server.url)
+    monkeypatch.setenv("GSWARM_TOKEN", live_server.token)
+    return live_server

@@ -11,6 +11,7 @@ Replies are the contract's envelope; errors of `core` become envelopes with thei
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from http.client import responses
@@ -70,8 +71,7 @@ class GswarmHandler(APIHandler):
 
         limiter = self.gswarm.limiter
         if limiter.enabled:
-            who = user.username if user is not None else f"ip:{self.request.remote_ip}"
-            self._rate = limiter.hit(who)
+            self._rate = limiter.hit(self._rate_identity(user))
             self._write_rate_headers()
             if not self._rate.allowed:
                 raise RateLimitExceeded(
@@ -97,6 +97,16 @@ class GswarmHandler(APIHandler):
                 f"not authorized to {action} {self.auth_resource}",
                 {"action": action, "resource": self.auth_resource},
             )
+
+    def _rate_identity(self, user: Any) -> str:
+        """Who a request counts against. Jupyter makes a fresh anonymous user for each
+        token-authenticated request without a cookie, so a token identifies its holder."""
+        if user is None:
+            return f"ip:{self.request.remote_ip}"
+        if self.token_authenticated:
+            token = self.identity_provider.get_token(self) or ""
+            return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+        return f"user:{user.username}"
 
     def body(self, model: type[M]) -> M:
         """The JSON body validated as `model` (unknown fields refused where the model forbids)."""

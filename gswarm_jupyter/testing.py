@@ -1,0 +1,102 @@
+"""Test support: a real `jupyter server` with the extension, in its own process.
+
+Synchronous callers (the SDK's blocking client, magics, widgets, notebooks) need a server that does
+not share their thread's event loop; this is that server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """`with LiveServer(root) as server:` a healthy server at `server.url` with `server.token`."""
+
+    def __init__(self, root: Path, nodes: int = 2, extra_args: list[str] | None = None,
+                 base_url: str = "/", timeout: float = 120.0) -> None:
+        self.root = Path(root)
+        self.nodes = nodes
+        self.extra_args = extra_args or []
+        self.base_url = base_url
+        self.timeout = timeout
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}{base_url}"
+        self.runtime_dir = self.root / "runtime"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime_dir)}
+
+    def start(self) -> LiveServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        args = [
+            sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+            f"--port={self.port}", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}", f"--ServerApp.base_url={self.base_url}",
+            f"--ServerApp.root_dir={self.root}", f"--GswarmApp.data_dir={self.root / 'data'}",
+            "--GswarmApp.grpc_port=0", f"--GswarmApp.local_nodes={self.nodes}",
+            *self.extra_args,
+        ]
+        log = open(self.root / "server.log", "ab")
+        self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_healthy()
+        return self
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            r = httpx.get(self.url + "gswarm/api/v1/health", headers=self.headers, timeout=5)
+            return r.json()["data"] if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def wait_healthy(self) -> None:
+        assert self.proc is not None
+        deadline = time.time() + self.timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited; see {self.root / 'server.log'}")
+            health = self.health()
+            if health and health["nodes_online"] >= self.nodes:
+                return
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"the server was not healthy within {self.timeout} s")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
