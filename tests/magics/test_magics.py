@@ -1,0 +1,67 @@
+"""`%gswarm` through IPython's own magic machinery, against a real server."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from gswarm_jupyter.magics.display import Table
+from gswarm_jupyter.testing import free_port
+
+
+@pytest.fixture
+def ip(live_env):
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "gswarm_jupyter")
+    yield shell
+    shell.run_line_magic("unload_ext", "gswarm_jupyter")
+    shell.user_ns.pop("kept", None)
+
+
+def test_nodes_is_a_readable_table_and_keeps_the_data_with_o(ip):
+    table = ip.run_line_magic("gswarm", "nodes -o kept")
+    assert isinstance(table, Table)
+    text = repr(table)
+    assert text.splitlines()[0] == "2 nodes"
+    assert "node1" in text and "online" in text and "GiB" in text
+    assert "<table>" in table._repr_html_()
+    assert [n["node_id"] for n in ip.user_ns["kept"]] == ["node1", "node2"]
+    assert "devices" in ip.user_ns["kept"][0]
+
+
+def test_status_summarises_health(ip):
+    table = ip.run_line_magic("gswarm", "status --out kept")
+    assert "2 online of 2" in repr(table)
+    assert ip.user_ns["kept"]["status"] == "healthy"
+
+
+def test_help_lists_the_commands(ip, capsys):
+    assert ip.run_line_magic("gswarm", "--help") is None
+    out = capsys.readouterr().out
+    assert "usage: %gswarm" in out
+    for command in ("status", "nodes", "connect"):
+        assert command in out
+
+
+@pytest.mark.parametrize("line", ["bogus", "nodes --colour red", "connect", "status 'unclosed"])
+def test_wrong_use_is_a_usage_error_with_the_usage_line(ip, line):
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("gswarm", line)
+    if line != "status 'unclosed":
+        assert "usage: %gswarm" in str(info.value)
+
+
+def test_a_line_command_used_as_a_cell_magic_is_a_usage_error(ip):
+    with pytest.raises(UsageError, match="not a cell magic"):
+        ip.run_cell_magic("gswarm", "nodes", "x = 1")
+
+
+def test_api_failures_are_usage_errors_not_tracebacks(ip, capsys):
+    with pytest.raises(UsageError, match="NETWORK_ERROR"):
+        ip.run_line_magic("gswarm", f"connect http://127.0.0.1:{free_port()}/ --token t")
+
+
+def test_connect_switches_servers(ip, live_server, capsys):
+    ip.run_line_magic("gswarm", f"connect {live_server.url} --token {live_server.token}")
+    assert "connected to" in capsys.readouterr().out
