@@ -29,12 +29,14 @@ class LiveServer:
     """`with LiveServer(root) as server:` a healthy server at `server.url` with `server.token`."""
 
     def __init__(self, root: Path, nodes: int = 2, extra_args: list[str] | None = None,
-                 base_url: str = "/", timeout: float = 120.0) -> None:
+                 base_url: str = "/", timeout: float = 120.0,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.root = Path(root)
         self.nodes = nodes
         self.extra_args = extra_args or []
         self.base_url = base_url
         self.timeout = timeout
+        self.extra_env = extra_env or {}
         self.port = free_port()
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}{base_url}"
@@ -43,7 +45,7 @@ class LiveServer:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime_dir)}
+        return {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime_dir), **self.extra_env}
 
     def start(self) -> LiveServer:
         self.root.mkdir(parents=True, exist_ok=True)

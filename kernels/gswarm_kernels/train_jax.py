@@ -1,0 +1,152 @@
+"""Training a built-in model with JAX and optax."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .builtin import normalize_config
+from .jax_models import device_params, forward
+from .params import Params
+from .training import (
+    EpochCallback,
+    StopCheck,
+    TrainResult,
+    check_finite,
+    check_hyperparameters,
+    epoch_batches,
+    training_data,
+)
+
+
+def train(
+    arch: str,
+    config: dict[str, Any],
+    params: Params,
+    inputs: Any,
+    labels: Any,
+    *,
+    epochs: int,
+    learning_rate: float,
+    optimizer: str = "adam",
+    loss: str = "cross_entropy",
+    batch_size: int = 32,
+    gradient_clip_norm: float | None = None,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    on_epoch: EpochCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> TrainResult:
+    """Train from `params` (left untouched) and return the new parameters.
+
+    Same contract as `train_torch.train`, on JAX's default device; the same seed gives the same
+    batch order in both.
+    """
+    check_hyperparameters(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
+        loss=loss,
+        batch_size=batch_size,
+        gradient_clip_norm=gradient_clip_norm,
+        weight_decay=weight_decay,
+    )
+    config = normalize_config(arch, config)
+    data = training_data(arch, config, inputs, labels, loss)
+    tx, step = _compiled(
+        arch,
+        json.dumps(config, sort_keys=True),
+        data.kind,
+        optimizer,
+        learning_rate,
+        weight_decay,
+        gradient_clip_norm,
+    )
+    state = device_params(arch, config, params)
+    opt_state = tx.init(state)
+    x = data.inputs.astype(np.int32) if data.inputs.dtype.kind == "i" else data.inputs
+    y = data.targets.astype(np.int32) if data.targets.dtype.kind == "i" else data.targets
+    rng = np.random.default_rng(seed)
+    history: list[float] = []
+    steps = 0
+    for epoch in range(1, epochs + 1):
+        total = jnp.zeros(())
+        for rows in epoch_batches(len(x), batch_size, rng):
+            if should_stop is not None and should_stop():
+                return TrainResult(_to_numpy(state), history, steps)
+            mask = None if data.mask is None else data.mask[rows]
+            state, opt_state, batch_loss = step(state, opt_state, x[rows], y[rows], mask)
+            steps += 1
+            total = total + batch_loss * len(rows)
+        epoch_loss = float(total) / len(x)
+        check_finite(epoch_loss, epoch)
+        history.append(epoch_loss)
+        if on_epoch is not None:
+            on_epoch(epoch, epoch_loss)
+    return TrainResult(_to_numpy(state), history, steps)
+
+
+def _transform(
+    name: str, lr: float, weight_decay: float, clip: float | None
+) -> optax.GradientTransformation:
+    """The optax twin of the torch optimizer: clip first, then torch's coupled L2 for adam/sgd."""
+    parts: list[optax.GradientTransformation] = []
+    if clip is not None:
+        parts.append(optax.clip_by_global_norm(clip))
+    if name == "adamw":
+        parts.append(optax.adamw(lr, weight_decay=weight_decay))
+    else:
+        if weight_decay:
+            parts.append(optax.add_decayed_weights(weight_decay))
+        parts.append(optax.adam(lr) if name == "adam" else optax.sgd(lr))
+    return optax.chain(*parts)
+
+
+@functools.cache
+def _compiled(
+    arch: str,
+    config_json: str,
+    kind: str,
+    optimizer: str,
+    lr: float,
+    weight_decay: float,
+    clip: float | None,
+) -> tuple[optax.GradientTransformation, Callable[..., Any]]:
+    """The optimizer and its jitted step, cached so repeated trainings compile once."""
+    config = json.loads(config_json)
+    tx = _transform(optimizer, lr, weight_decay, clip)
+
+    def loss_fn(params, x, y, mask):  # type: ignore[no-untyped-def]
+        return _loss(kind, forward(arch, config, params, x), y, mask)
+
+    @jax.jit
+    def step(params, opt_state, x, y, mask):  # type: ignore[no-untyped-def]
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y, mask)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return tx, step
+
+
+def _loss(kind: str, out: jax.Array, target: jax.Array, mask: jax.Array | None) -> jax.Array:
+    if kind == "values":
+        return jnp.mean(jnp.square(out - target))
+    log_probs = jax.nn.log_softmax(out, axis=-1)
+    if kind == "probs":
+        return -jnp.mean(jnp.sum(target * log_probs, axis=-1))
+    nll = -jnp.take_along_axis(log_probs, target[..., None], axis=-1)[..., 0]
+    if kind == "index":
+        return jnp.mean(nll)
+    assert mask is not None
+    return jnp.sum(nll * mask) / jnp.sum(mask)
+
+
+def _to_numpy(params: dict[str, jax.Array]) -> Params:
+    return {name: np.array(value, dtype=np.float32) for name, value in params.items()}
