@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 from pathlib import Path
 
@@ -93,10 +94,15 @@ class GswarmApp(ExtensionApp):
         self._connection_file = write_connection_file(
             serverapp.runtime_dir, serverapp.connection_url, serverapp.identity_provider.token
         )
+        # A second Ctrl-C ends Jupyter without its cleanup; the file must not outlive the server.
+        atexit.register(self._remove_connection_file)
         self.log.info("gswarm: extension started; data in %s", self.context.config["data_dir"])
 
     async def stop_extension(self) -> None:
         await self.context.stop()
+        self._remove_connection_file()
+
+    def _remove_connection_file(self) -> None:
         if self._connection_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._connection_file.unlink()
