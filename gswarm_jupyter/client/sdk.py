@@ -12,7 +12,13 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ..core.errors import GswarmError, InternalError, NetworkError, error_from_dict
+from ..core.errors import (
+    GswarmError,
+    InternalError,
+    NetworkError,
+    RequestTimeout,
+    error_from_dict,
+)
 from .discovery import discover
 
 T = TypeVar("T")
@@ -22,8 +28,102 @@ COMPUTE = "gswarm/compute/v1/"
 MAX_PAGE = 500
 
 
+def _clean(**params: Any) -> dict[str, Any]:
+    """Query or body fields without the ones left unset."""
+    return {k: v for k, v in params.items() if v is not None}
+
+
+class _Part:
+    """A group of routes (`client.data`, `client.tasks`, ...) sharing its client's transport."""
+
+    def __init__(self, client: _Api) -> None:
+        self._client = client
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._client._call(method, path, **kwargs)
+
+
+class DataApi(_Part):
+    """The data pool: chunks of bytes or tensors stored on nodes."""
+
+    def list(self, device: str | None = None, type: str | None = None, node: str | None = None,
+             page: int = 1, per_page: int = MAX_PAGE) -> Any:
+        params = _clean(device=device, type=type, node=node, page=page, per_page=per_page)
+        return self._call("GET", CONTROL + "data", params=params, key="chunks")
+
+    def put(self, device: str, *, data: bytes | None = None, url: str | None = None,
+            format: str = "bytes", type: str = "input", shape: list[int] | None = None,
+            dtype: str | None = None) -> Any:
+        """Store bytes (sent base64) or a URL's content on `device` (e.g. `node1:dram`)."""
+        import base64
+
+        body = _clean(
+            device=device, url=url, format=format, type=type,
+            data=None if data is None else base64.b64encode(data).decode("ascii"),
+            metadata=_clean(shape=shape, dtype=dtype),
+        )
+        return self._call("POST", CONTROL + "data", json=body)
+
+    def put_array(self, device: str, array: Any, type: str = "input") -> Any:
+        """Store a numpy array as a tensor chunk."""
+        import numpy as np
+
+        array = np.ascontiguousarray(array)
+        return self.put(device, data=array.tobytes(), format="tensor", type=type,
+                        shape=list(array.shape), dtype=str(array.dtype))
+
+    def get(self, chunk_id: str) -> Any:
+        return self._call("GET", CONTROL + f"data/{chunk_id}")
+
+    def content(self, chunk_id: str) -> Any:
+        """The chunk's bytes, exactly as stored."""
+        return self._call("GET", CONTROL + f"data/{chunk_id}/content")
+
+    def move(self, chunk_id: str, target_device: str, priority: str | None = None) -> Any:
+        body = _clean(target_device=target_device, priority=priority)
+        return self._call("POST", CONTROL + f"data/{chunk_id}/move", json=body)
+
+    def transfer(self, chunk_id: str, target_node: str, target_device: str,
+                 delete_source: bool = False, priority: str | None = None) -> Any:
+        body = _clean(target_node=target_node, target_device=target_device,
+                      delete_source=delete_source, priority=priority)
+        return self._call("POST", CONTROL + f"data/{chunk_id}/transfer", json=body)
+
+    def delete(self, chunk_id: str, force: bool = False) -> Any:
+        params = {"force": "true"} if force else None
+        return self._call("DELETE", CONTROL + f"data/{chunk_id}", params=params)
+
+
+class TasksApi(_Part):
+    """The task queue. `wait` is the client's own (blocking or awaitable)."""
+
+    def queue(self) -> Any:
+        return self._call("GET", CONTROL + "queue")
+
+    def list(self, status: str | None = None, type: str | None = None, limit: int | None = None) -> Any:
+        params = _clean(status=status, type=type, limit=limit)
+        return self._call("GET", CONTROL + "queue/tasks", params=params, key="tasks")
+
+    def get(self, task_id: str) -> Any:
+        return self._call("GET", CONTROL + f"queue/tasks/{task_id}")
+
+    def cancel(self, task_id: str) -> Any:
+        return self._call("POST", CONTROL + f"queue/tasks/{task_id}/cancel")
+
+    def history(self, status: str | None = None, since: float | str | None = None,
+                limit: int | None = None) -> Any:
+        params = _clean(status=status, since=since, limit=limit)
+        return self._call("GET", CONTROL + "queue/history", params=params, key="tasks")
+
+
+FINISHED = ("completed", "failed", "cancelled")
+
+
 class _Api:
     """Every route of the API, once. `_call` is the transport-specific part."""
+
+    def __init__(self) -> None:
+        self.data = DataApi(self)
 
     def _call(
         self,
@@ -103,12 +203,55 @@ def _network_error(base_url: str, exc: httpx.HTTPError) -> GswarmError:
     return NetworkError(f"cannot reach the gswarm server at {base_url}: {exc}", {"url": base_url})
 
 
+class SyncTasksApi(TasksApi):
+    def wait(self, task_id: str, timeout: float | None = None, poll: float = 0.2,
+             progress: Any = None) -> Any:
+        """Block until the task ends; answer its record. `progress(task)` sees each poll."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            task = self.get(task_id)
+            if progress is not None:
+                progress(task)
+            if task["status"] in FINISHED:
+                return task
+            if deadline is not None and time.monotonic() > deadline:
+                raise RequestTimeout(f"task {task_id} still {task['status']} after {timeout} s",
+                                     {"task_id": task_id})
+            time.sleep(poll)
+
+
+class AsyncTasksApi(TasksApi):
+    async def wait(self, task_id: str, timeout: float | None = None, poll: float = 0.2) -> Any:
+        """Until the task ends; answer its record."""
+        import asyncio
+
+        async def ended() -> Any:
+            while (task := await self.get(task_id))["status"] not in FINISHED:
+                await asyncio.sleep(poll)
+            return task
+
+        try:
+            return await asyncio.wait_for(ended(), timeout)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"task {task_id} did not end within {timeout} s",
+                                 {"task_id": task_id}) from None
+
+    async def events(self) -> Any:
+        """Every task change as it happens: an async iterator over `/ws/tasks` events."""
+        async for event in self._client._events("tasks"):  # type: ignore[attr-defined]
+            yield event
+
+
 class GswarmClient(_Api, _Connection):
     """Blocking client. `GswarmClient()` finds the server by itself (see `discover`)."""
 
     def __init__(
         self, url: str | None = None, token: str | None = None, timeout: float = 60.0
     ) -> None:
+        _Api.__init__(self)
+        self.tasks = SyncTasksApi(self)
         _Connection.__init__(self, url, token, timeout)
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers(), timeout=timeout)
 
@@ -135,6 +278,8 @@ class AsyncGswarmClient(_Api, _Connection):
     def __init__(
         self, url: str | None = None, token: str | None = None, timeout: float = 60.0
     ) -> None:
+        _Api.__init__(self)
+        self.tasks = AsyncTasksApi(self)
         _Connection.__init__(self, url, token, timeout)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=self._headers(), timeout=timeout
@@ -149,6 +294,26 @@ class AsyncGswarmClient(_Api, _Connection):
         except httpx.HTTPError as exc:
             raise _network_error(self.base_url, exc) from None
         return _unwrap(response, key)
+
+    async def _events(self, stream: str, subscribe: dict[str, Any] | None = None) -> Any:
+        """JSON events of `/ws/{stream}`, until the server closes the socket."""
+        import json as _json
+
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        url = self.base_url.replace("http", "ws", 1) + CONTROL + f"ws/{stream}"
+        try:
+            conn = await websocket_connect(HTTPRequest(url, headers=self._headers()))
+        except Exception as exc:
+            raise NetworkError(f"cannot open {url}: {exc}", {"url": url}) from None
+        try:
+            if subscribe is not None:
+                await conn.write_message(_json.dumps(subscribe))
+            while (message := await conn.read_message()) is not None:
+                yield _json.loads(message)
+        finally:
+            conn.close()
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -9,12 +9,22 @@ from pathlib import Path
 import psutil
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Int, List, Unicode
+from traitlets import Bool, Dict, Int, List, Unicode
 
 from .. import __version__
+from ..cluster.datapool import DataPool
+from ..cluster.executor import TaskExecutor
+from ..cluster.modelstore import ModelStore
 from ..cluster.runtime import ClusterConfig, ClusterRuntime
+from ..cluster.serving import Serving
+from ..cluster.weights import LocalWeights
+from ..core.chunks import ChunkRegistry
 from ..core.db import Database
+from ..core.modelregistry import ModelRegistry
 from ..core.ratelimit import RateLimiter
+from ..core.tasks import TaskQueue
+from ..core.taskstore import TaskStore
+from ..profiler.service import Profiler
 from .connection import write_connection_file
 from .context import GswarmContext
 from .handlers import tornado_handlers
@@ -49,6 +59,12 @@ class GswarmApp(ExtensionApp):
     grpc_port = Int(8090, config=True, help="Port of the profiler's gRPC service.")
     rate_limit_per_minute = Int(1000, config=True, help="Requests per minute per identity; 0: off.")
     rate_limit_burst = Int(100, config=True, help="Requests per second per identity; 0: off.")
+    max_concurrent_tasks = Int(4, config=True, help="Queued tasks that may run at once.")
+    model_capacity = Dict(
+        value_trait=Int(), config=True,
+        help="Bytes model copies may take per device, by bare ('dram') or qualified "
+        "('node1:gpu0') device; devices not named are bounded by what the node reports free.",
+    )
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir or Path(jupyter_data_dir()) / "gswarm").expanduser()
@@ -83,6 +99,33 @@ class GswarmApp(ExtensionApp):
                 "grpc_port": self.grpc_port,
             },
         )
+        self.context.profiler = Profiler(
+            self.context.db,
+            data_dir / "profiler",
+            client=lambda: runtime.client,
+            node_names=runtime.nodes.names,
+            token=lambda: str(self.serverapp.identity_provider.token or ""),
+            grpc_host=_grpc_host(self.serverapp.ip),
+            grpc_port=self.grpc_port,
+        )
+        self.context.tasks = TaskExecutor(
+            TaskQueue(max(1, self.max_concurrent_tasks)), runtime, TaskStore(self.context.db)
+        )
+        self.context.data = DataPool(
+            ChunkRegistry(self.context.db), runtime, self.context.tasks,
+            self.context.config["model_roots"],
+        )
+        self.context.models = ModelStore(
+            ModelRegistry(self.context.db), runtime, self.context.tasks,
+            self.context.config["model_roots"], capacity=dict(self.model_capacity),
+        )
+        self.context.services = Serving(
+            runtime,
+            LocalWeights(self.context.config["model_roots"]),
+            self.context.db,
+            self.context.tasks,
+            compute_url=f"{self.serverapp.base_url.rstrip('/')}/gswarm/compute/v1/inference",
+        )
         self.settings.update({"gswarm": self.context})
         self._connection_file: Path | None = None
 
@@ -106,3 +149,8 @@ class GswarmApp(ExtensionApp):
         if self._connection_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._connection_file.unlink()
+
+
+def _grpc_host(ip: str) -> str:
+    """The gRPC service listens where Jupyter does (every interface when Jupyter does)."""
+    return "[::]" if ip in ("", "*", "0.0.0.0", "::") else ip

@@ -8,9 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
+from ..cluster.datapool import DataPool
+from ..cluster.executor import TaskExecutor
+from ..cluster.modelstore import ModelStore
 from ..cluster.runtime import ClusterRuntime
+from ..cluster.serving import Serving
 from ..core.db import Database
 from ..core.ratelimit import RateLimiter
+from ..profiler.service import Profiler
 
 
 @dataclass
@@ -22,6 +27,11 @@ class GswarmContext:
     started_at: float = field(default_factory=time.time)
     requests: Counter[int] = field(default_factory=Counter)  # by HTTP status
     config: dict[str, Any] = field(default_factory=dict)
+    profiler: Profiler | None = None
+    tasks: TaskExecutor | None = None  # the task queue and its executor
+    data: DataPool | None = None
+    models: ModelStore | None = None  # the model registry and placement
+    services: Serving | None = None  # services and the compute plane over them
 
     @property
     def uptime(self) -> float:
@@ -31,8 +41,24 @@ class GswarmContext:
         """Start every component; each feature adds its own here, after the runtime."""
         self.db.migrate()
         await self.runtime.start()
+        if self.tasks is not None:
+            await self.tasks.start()  # restores tasks; dispatches once the cluster is ready
+        if self.data is not None:
+            self.data.start()
+        if self.models is not None:
+            self.models.start()
+        if self.profiler is not None:
+            await self.profiler.start()
+        if self.services is not None:
+            await self.services.start()
 
     async def stop(self) -> None:
         """Stop in the reverse order of `start`."""
+        if self.services is not None:
+            await self.services.stop()
+        if self.profiler is not None:
+            await self.profiler.stop()
+        if self.tasks is not None:
+            await self.tasks.stop()
         await self.runtime.stop()
         self.db.close()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ..base import GswarmHandler, NotFoundHandler
 from ..routes import CONTROL, Op, Route
-from . import compute, prometheus, system
+from . import compute, data, inference, models, profiler, prometheus, queue, services, system
 
-RESOURCE_MODULES = (system, compute, prometheus)
+RESOURCE_MODULES = (system, compute, inference, services, profiler, models, data, queue, prometheus)
 
 
 class OpenAPIHandler(GswarmHandler):

@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..base import GswarmHandler
 from ..context import GswarmContext
 from ..routes import Op, Route
+from .profiler import prometheus_families
 
 
 class GswarmCollector:
@@ -55,6 +56,7 @@ class GswarmCollector:
         for status, n in sorted(self.ctx.requests.items()):
             requests.add_metric([str(status)], float(n))
         yield from (up, total, used, cpu, gpu_util, gpu_temp, requests)
+        yield from prometheus_families(self.ctx)
 
 
 def registry_for(ctx: GswarmContext) -> CollectorRegistry:

@@ -1,0 +1,284 @@
+"""The bytes of the data pool, on a node: worker-side store and the Dask ops over it.
+
+`dram` copies are numpy arrays in the worker's memory, `disk` copies files in the node's store
+folder (`<store>/chunks/<chunk_id>.bin`), `gpuN`/`vgpuN` copies torch tensors on that device.
+Writes go block by block into a staging copy (an array, or a `.part` file) that becomes the chunk
+only once complete, checking for cancellation and reporting progress between blocks: a cancelled
+or failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from distributed import Worker, get_worker
+
+from ..core.chunks import check_layout
+from ..core.errors import InsufficientMemory, NetworkError, NotFound
+from .signals import TaskSignal, worker_op
+
+BLOCK = 8 * 1024 * 1024
+Layout = tuple[list[int], str]  # (shape, dtype) of a tensor chunk
+
+_create_lock = threading.Lock()
+
+
+class ChunkStore:
+    """One node's chunks. Kept on the `Worker` object, so re-registering plugins or restarting the
+    server (with an external cluster) does not drop memory copies."""
+
+    ATTRIBUTE = "_gswarm_chunk_store"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.memory: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        for stale in self.folder.glob("*.part"):  # writes a previous worker process left unfinished
+            stale.unlink(missing_ok=True)
+
+    @classmethod
+    def of(cls, worker: Worker) -> ChunkStore:
+        with _create_lock:
+            store = getattr(worker, cls.ATTRIBUTE, None)
+            if store is None:
+                store = cls(_store_folder(worker))
+                setattr(worker, cls.ATTRIBUTE, store)
+            return store
+
+    def path(self, chunk_id: str) -> Path:
+        return self.folder / f"{chunk_id}.bin"
+
+    def has(self, chunk_id: str, device: str) -> bool:
+        if device == "disk":
+            return self.path(chunk_id).exists()
+        return (chunk_id, device) in self.memory
+
+    def write(
+        self,
+        chunk_id: str,
+        device: str,
+        data: Any,
+        signal: TaskSignal,
+        layout: Layout | None = None,
+        bandwidth_limit: int | None = None,
+        progress_range: tuple[float, float] = (0.0, 100.0),
+    ) -> int:
+        """Store `data` as the chunk's copy on `device`; answer its size in bytes."""
+        src = as_byte_array(data)
+        total = int(src.nbytes)
+        if device == "disk":
+            part = self.folder / f"{chunk_id}.{signal.task_id}.part"
+            try:
+                with open(part, "wb") as f:
+                    copy_blocks(src, lambda off, blk: f.write(blk), total, signal,
+                                 bandwidth_limit, progress_range)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(part, self.path(chunk_id))
+            finally:
+                part.unlink(missing_ok=True)
+            return total
+        dest = np.empty(total, dtype=np.uint8)
+
+        def sink(offset: int, block: np.ndarray) -> None:
+            dest[offset : offset + len(block)] = block
+
+        copy_blocks(src, sink, total, signal, bandwidth_limit, progress_range)
+        value: Any = _typed(dest, layout)
+        if device != "dram":
+            value = _to_torch(dest if value is dest else value, device)
+        with self._lock:
+            self.memory[(chunk_id, device)] = value
+        return total
+
+    def read(self, chunk_id: str, device: str) -> np.ndarray:
+        """The copy's bytes as a flat uint8 array (a view where the copy is in memory)."""
+        if device == "disk":
+            path = self.path(chunk_id)
+            if not path.exists():
+                raise NotFound(f"{chunk_id} has no copy on disk here", {"chunk_id": chunk_id})
+            return np.fromfile(path, dtype=np.uint8)
+        value = self.memory.get((chunk_id, device))
+        if value is None:
+            raise NotFound(f"{chunk_id} has no copy on {device} here", {"chunk_id": chunk_id})
+        return as_byte_array(value)
+
+    def delete(self, chunk_id: str, device: str) -> bool:
+        if device == "disk":
+            path = self.path(chunk_id)
+            existed = path.exists()
+            path.unlink(missing_ok=True)
+            return existed
+        with self._lock:
+            return self.memory.pop((chunk_id, device), None) is not None
+
+
+def as_byte_array(data: Any) -> np.ndarray:
+    """Bytes, numpy arrays or torch tensors as a flat uint8 array (a view where possible)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return np.frombuffer(data, dtype=np.uint8)
+    if isinstance(data, np.ndarray):
+        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    if type(data).__module__.startswith("torch"):
+        return np.ascontiguousarray(data.detach().cpu().numpy()).reshape(-1).view(np.uint8)
+    raise TypeError(f"cannot store a {type(data).__name__} as chunk bytes")
+
+
+def copy_blocks(
+    src: np.ndarray,
+    sink: Any,
+    total: int,
+    signal: TaskSignal,
+    bandwidth_limit: int | None,
+    progress_range: tuple[float, float],
+) -> None:
+    """Feed `src` to `sink(offset, block)` block by block, reporting progress, honouring
+    cancellation and pacing to `bandwidth_limit` bytes/s (also used for model weights)."""
+    block = BLOCK if not bandwidth_limit else max(4096, min(BLOCK, bandwidth_limit // 10))
+    low, high = progress_range
+    started = time.monotonic()
+    signal.check()
+    for offset in range(0, total, block):
+        sink(offset, src[offset : offset + block])
+        done = min(total, offset + block)
+        signal.progress(low + (high - low) * done / total)
+        if bandwidth_limit:
+            _pace(started, done, bandwidth_limit, signal)
+        signal.check()
+
+
+def _pace(started: float, done: int, bandwidth_limit: int, signal: TaskSignal) -> None:
+    """Sleep until `done` bytes are due at `bandwidth_limit`, in naps that watch for cancel."""
+    due = started + done / bandwidth_limit
+    while (left := due - time.monotonic()) > 0:
+        signal.check()
+        time.sleep(min(left, 0.05))
+
+
+def _typed(flat: np.ndarray, layout: Layout | None) -> np.ndarray:
+    if layout is None:
+        return flat
+    shape, dtype = layout
+    try:
+        return flat.view(np.dtype(dtype)).reshape(shape)
+    except TypeError:  # a dtype numpy lacks (bfloat16): keep the bytes
+        return flat
+
+
+def _to_torch(array: np.ndarray, device: str) -> Any:
+    import torch
+
+    target = f"cuda:{int(device[3:])}" if device.startswith("gpu") else "cpu"  # vgpu: host-backed
+    return torch.from_numpy(array).to(target)
+
+
+def _store_folder(worker: Worker) -> Path:
+    try:
+        from .agent import NodeAgent
+
+        root = NodeAgent.of(worker).store
+    except KeyError:
+        root = None
+    if root is None:
+        root = Path(worker.local_directory) / "gswarm-store"
+    return Path(root) / "chunks"
+
+
+def _open(url: str) -> Any:
+    """The response to GET `url`, or `NetworkError` (raised with no exception chain: the chain
+    would hold the failed response's socket, which cannot cross to the server)."""
+    failure: str | None = None
+    status: int | None = None
+    try:
+        return urllib.request.urlopen(url, timeout=30)  # noqa: S310 (schemes checked)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+        failure = f"GET {url} answered {exc.code} {exc.reason}"
+        exc.close()
+    except (urllib.error.URLError, OSError) as exc:
+        failure = f"cannot fetch {url}: {exc}"
+    raise NetworkError(failure, {"url": url, "status": status})
+
+
+# -- Dask ops (run on a worker) -----------------------------------------------------------------
+
+
+@worker_op
+def put_chunk(
+    chunk_id: str,
+    device: str,
+    data: Any,
+    signal: TaskSignal,
+    layout: Layout | None = None,
+    bandwidth_limit: int | None = None,
+) -> dict[str, Any]:
+    """Write one copy; answers its size and the worker that holds it."""
+    worker = get_worker()
+    try:
+        size = ChunkStore.of(worker).write(chunk_id, device, data, signal, layout, bandwidth_limit)
+    finally:
+        signal.done()
+    return {"size": size, "worker": worker.address}
+
+
+@worker_op
+def get_chunk(chunk_id: str, device: str) -> np.ndarray:
+    """One copy's bytes (for a transfer, Dask carries them to the target worker)."""
+    return ChunkStore.of(get_worker()).read(chunk_id, device)
+
+
+@worker_op
+def drop_chunk(chunk_id: str, device: str) -> bool:
+    return ChunkStore.of(get_worker()).delete(chunk_id, device)
+
+
+@worker_op
+def fetch_chunk(
+    chunk_id: str,
+    device: str,
+    url: str,
+    signal: TaskSignal,
+    layout: Layout | None = None,
+    available: int | None = None,
+    device_name: str = "",
+) -> dict[str, Any]:
+    """Download `url` (http or https) into one copy, with progress; nothing stays on failure."""
+    worker = get_worker()
+    try:
+        response = _open(url)
+        with response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            if total is not None and available is not None and total > available:
+                raise InsufficientMemory(
+                    f"{device_name} has {available} bytes free; {url} is {total} bytes",
+                    required=total, available=available, device=device_name,
+                )
+            buffer = bytearray()
+            while True:
+                signal.check()
+                block = response.read(1024 * 1024)
+                if not block:
+                    break
+                buffer.extend(block)
+                if total:
+                    signal.progress(90 * min(1.0, len(buffer) / total))
+        if layout is not None:
+            check_layout("tensor", len(buffer), layout[0], layout[1])
+        if total is not None and len(buffer) != total:
+            raise NetworkError(f"{url} ended after {len(buffer)} of {total} bytes", {"url": url})
+        size = ChunkStore.of(worker).write(
+            chunk_id, device, buffer, signal, layout, progress_range=(90.0, 100.0)
+        )
+    finally:
+        signal.done()
+    return {"size": size, "worker": worker.address}
+

@@ -1,0 +1,356 @@
+"""Runs the task queue's tasks on Dask.
+
+Each task type has a runner, `async def runner(job: Job) -> result`, registered by the feature
+that owns it. A runner puts its work on nodes with `job.submit(fn, ..., node=...)` (pinned to that
+worker, Dask `priority=` from the task's priority, never cached), awaits it with `job.wait(future)`,
+and passes `job.signal` to worker ops that report progress and honour cancellation
+(see `signals.py`). Whatever the runner returns is the task's `result`; a `GswarmError` it raises
+is the task's `error`. Cleaning up after a failed or cancelled task is the runner's job
+(`try/except` around its work); the executor cancels the task's remaining Dask futures.
+
+A node lost while a job waits on it (offline, or its worker restarted under a new address) fails
+the job with `NETWORK_ERROR` rather than leaving it waiting on a worker that no longer exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from distributed import Client, Future
+
+from ..core.errors import (
+    Conflict,
+    GswarmError,
+    NetworkError,
+    ResourceUnavailable,
+    TaskFailed,
+    error_from_dict,
+)
+from ..core.taskstore import TaskStore
+from ..core.tasks import DASK_PRIORITY, Task, TaskQueue
+from .runtime import ClusterRuntime
+from .signals import PROGRESS_TOPIC, TaskCancelled, TaskSignal, WorkerOpError, flag_cancelled
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[["Job"], Awaitable[Any]]
+
+WATCH_INTERVAL = 0.25  # how often a waiting job checks that its nodes are still there
+CANCEL_GRACE = 10.0  # how long a cancelled job may take to stop by itself before it is torn down
+
+
+class Cancelled(Exception):
+    """Raised inside a runner when its task was cancelled."""
+
+
+class Job:
+    """One running task, as its runner sees it."""
+
+    def __init__(self, executor: TaskExecutor, task: Task) -> None:
+        self.executor = executor
+        self.task = task
+        self.signal = TaskSignal(task.task_id)
+        self.futures: list[Future] = []
+        self.pinned: dict[str, str] = {}  # node -> worker address its work went to
+        self.cancel_requested = False
+        self._keys = itertools.count()
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.task.params
+
+    @property
+    def client(self) -> Client:
+        client = self.executor.runtime.client
+        if client is None:
+            raise ResourceUnavailable("the Dask cluster is not connected")
+        return client
+
+    def address(self, node: str) -> str:
+        """The worker address of an online node."""
+        found = self.executor.runtime.nodes.get(node)
+        if not found.online:
+            raise ResourceUnavailable(f"node {node} is offline", {"node": node})
+        return found.address
+
+    def submit(self, fn: Callable[..., Any], *args: Any, node: str, **kwargs: Any) -> Future:
+        """Run `fn(*args, **kwargs)` on `node`'s worker (Dask futures among args are carried
+        there worker to worker)."""
+        address = self.address(node)
+        self.pinned.setdefault(node, address)
+        future = self.client.submit(
+            fn,
+            *args,
+            workers=[address],
+            allow_other_workers=False,
+            priority=DASK_PRIORITY[self.task.priority],
+            pure=False,
+            key=f"gswarm-{fn.__name__}-{self.task.task_id}-{next(self._keys)}",
+            **kwargs,
+        )
+        self.futures.append(future)
+        return future
+
+    async def wait(self, future: Future) -> Any:
+        """The future's result; `Cancelled`, or the task error its failure means."""
+        waiter = asyncio.ensure_future(_result(future))
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiter}, timeout=WATCH_INTERVAL)
+                if done:
+                    break
+                lost = self._lost_node()
+                if lost is not None:
+                    raise NetworkError(
+                        f"node {lost} was lost while task {self.task.task_id} ran on it",
+                        {"node": lost},
+                    )
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                with contextlib.suppress(BaseException):
+                    await waiter
+        try:
+            return waiter.result()
+        except TaskCancelled:
+            raise Cancelled(self.task.task_id) from None
+        except WorkerOpError as exc:
+            raise error_from_dict(
+                {"code": exc.code, "message": exc.message, "details": exc.details}
+            ) from None
+        except GswarmError:
+            raise
+        except OSError as exc:
+            raise NetworkError(f"{type(exc).__name__}: {exc}") from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self.cancel_requested:
+                raise Cancelled(self.task.task_id) from None
+            if type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
+                raise NetworkError(f"{type(exc).__name__}: {exc}") from None
+            raise TaskFailed(f"{type(exc).__name__}: {exc}") from None
+
+    def progress(self, percent: float) -> None:
+        """Progress measured on the server side (worker ops use `signal.progress`)."""
+        self.executor.queue.set_progress(self.task.task_id, percent)
+
+    def check(self) -> None:
+        """Raise `Cancelled` if the task was cancelled (for runners between steps)."""
+        if self.cancel_requested:
+            raise Cancelled(self.task.task_id)
+
+    def _lost_node(self) -> str | None:
+        nodes = self.executor.runtime.nodes
+        for node, address in self.pinned.items():
+            try:
+                current = nodes.get(node)
+            except GswarmError:
+                return node
+            if not current.online or current.address != address:
+                return node
+        return None
+
+
+async def _result(future: Future) -> Any:
+    return await future
+
+
+class TaskExecutor:
+    """Dispatches the queue's tasks to their runners; persists every change to the store."""
+
+    def __init__(self, queue: TaskQueue, runtime: ClusterRuntime, store: TaskStore | None) -> None:
+        self.queue = queue
+        self.runtime = runtime
+        self.store = store
+        self.runners: dict[str, Runner] = {}
+        self.jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self.cancel_grace = CANCEL_GRACE
+        self._waiters: dict[str, list[asyncio.Future[Task]]] = {}
+        self._ready = False
+        self._stopping = False
+        self._subscribed: Client | None = None
+        self._starter: asyncio.Task[None] | None = None
+        queue.listeners.append(self._on_change)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore tasks from the store (running ones fail as interrupted), then dispatch once
+        the cluster is ready."""
+        if self.store is not None:
+            self.queue.restore(self.store.load())
+        self._starter = asyncio.create_task(self._start_when_ready(), name="gswarm-executor")
+
+    async def _start_when_ready(self) -> None:
+        await self.runtime.wait_ready()
+        self._ready = True
+        self.dispatch()
+
+    async def stop(self) -> None:
+        """Stop dispatching and tear down running jobs; their tasks stay `running` in the store
+        and are failed as interrupted on the next start."""
+        self._stopping = True
+        if self._starter is not None:
+            self._starter.cancel()
+        jobs = [t for _, t in self.jobs.values()]
+        for task in jobs:
+            task.cancel()
+        for task in jobs:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._subscribed is not None:
+            with contextlib.suppress(Exception):
+                self._subscribed.unsubscribe_topic(PROGRESS_TOPIC)
+
+    # -- the queue API ------------------------------------------------------------------------
+
+    def register(self, task_type: str, runner: Runner) -> None:
+        """Make `task_type` runnable; register before the server starts."""
+        self.runners[task_type] = runner
+
+    def submit(
+        self,
+        task_type: str,
+        subject: str,
+        *,
+        priority: str = "normal",
+        dependencies: Iterable[str] = (),
+        resources: dict[str, list[str]] | None = None,
+        params: dict[str, Any] | None = None,
+        locks: Iterable[str] = (),
+    ) -> Task:
+        """Queue a task (`InvalidRequest` for an unknown priority or dependency) and start it
+        if it may run now."""
+        if task_type not in self.runners:
+            raise ValueError(f"no runner registered for task type {task_type!r}")
+        task = self.queue.submit(
+            task_type,
+            subject,
+            priority=priority,
+            dependencies=dependencies,
+            resources=resources,
+            params=params,
+            locks=locks,
+        )
+        self.dispatch()
+        return task
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a pending task at once; stop a running one (its worker ops see the flag between
+        blocks) and answer once it stopped. A finished task is `Conflict`."""
+        task = self.queue.get(task_id)
+        entry = self.jobs.get(task_id)
+        if task.status != "running" or entry is None:
+            self.queue.cancel(task_id)
+            self.dispatch()
+            return task
+        job, running = entry
+        job.cancel_requested = True
+        addresses = sorted(set(job.pinned.values()))
+        if addresses and self.runtime.client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.runtime.client.run(
+                        flag_cancelled, task_id, workers=addresses, on_error="ignore"
+                    ),
+                    timeout=self.cancel_grace,
+                )
+        done, _ = await asyncio.wait({running}, timeout=self.cancel_grace)
+        if not done:
+            running.cancel()
+            with contextlib.suppress(BaseException):
+                await running
+        if not task.finished:
+            self.queue.cancel(task_id)
+            self.dispatch()
+        if task.status != "cancelled":
+            raise Conflict(
+                f"task {task_id} {task.status} before it could be cancelled",
+                {"task_id": task_id, "status": task.status},
+            )
+        return task
+
+    async def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """The task once it finished."""
+        task = self.queue.get(task_id)
+        if task.finished:
+            return task
+        waiter: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(waiter)
+        return await asyncio.wait_for(waiter, timeout)
+
+    # -- inside -------------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        if not self._ready or self._stopping or self.runtime.client is None:
+            return
+        self._subscribe()
+        for task in self.queue.dispatch():
+            runner = self.runners.get(task.task_type)
+            if runner is None:
+                self.queue.fail(
+                    task.task_id, TaskFailed(f"no runner for task type {task.task_type!r}")
+                )
+                continue
+            job = Job(self, task)
+            running = asyncio.create_task(self._run(job, runner), name=f"gswarm-{task.task_id}")
+            self.jobs[task.task_id] = (job, running)
+
+    async def _run(self, job: Job, runner: Runner) -> None:
+        task_id = job.task.task_id
+        try:
+            result = await runner(job)
+        except asyncio.CancelledError:
+            if not self._stopping and not job.task.finished:
+                self.queue.cancel(task_id)
+            if self._stopping:
+                raise
+        except Cancelled:
+            if not job.task.finished:
+                self.queue.cancel(task_id)
+        except GswarmError as exc:
+            if not job.task.finished:
+                self.queue.fail(task_id, exc)
+        except Exception as exc:
+            log.exception("gswarm: task %s failed", task_id)
+            if not job.task.finished:
+                self.queue.fail(task_id, TaskFailed(f"{type(exc).__name__}: {exc}"))
+        else:
+            if not job.task.finished:
+                self.queue.complete(task_id, result)
+        finally:
+            self.jobs.pop(task_id, None)
+            await self._release(job)
+        self.dispatch()
+
+    async def _release(self, job: Job) -> None:
+        pending = [f for f in job.futures if not f.done()]
+        client = self.runtime.client
+        if pending and client is not None:
+            with contextlib.suppress(Exception):
+                await client.cancel(pending)
+        job.futures.clear()
+
+    def _subscribe(self) -> None:
+        client = self.runtime.client
+        if client is not None and client is not self._subscribed:
+            client.subscribe_topic(PROGRESS_TOPIC, self._on_progress)
+            self._subscribed = client
+
+    def _on_progress(self, event: tuple[float, dict[str, Any]]) -> None:
+        _, msg = event
+        self.queue.set_progress(str(msg.get("task_id")), float(msg.get("progress", 0)))
+
+    def _on_change(self, task: Task) -> None:
+        if self.store is not None:
+            self.store.save(task)
+        if task.finished:
+            for waiter in self._waiters.pop(task.task_id, []):
+                if not waiter.done():
+                    waiter.set_result(task)

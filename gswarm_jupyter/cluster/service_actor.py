@@ -1,0 +1,89 @@
+"""The worker side of one service replica, as a Dask actor: the runner holding the model on its
+device and the batcher feeding it. Its async methods run on the worker's event loop; the forward
+passes run on the batcher's own thread. Errors of `core` cross back as `WorkerOpError`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..backends.base import GenerateOptions
+from ..backends.batcher import Batcher
+from ..backends.registry import load_runner
+from ..core.errors import GswarmError, ResourceUnavailable
+from .signals import WorkerOpError
+from .weights import Loader
+
+
+def _crossing(exc: GswarmError) -> WorkerOpError:
+    return WorkerOpError(exc.code, exc.message, exc.details)
+
+
+class ServiceActor:
+    """One model on one device of this worker, answering batched inference."""
+
+    def __init__(
+        self,
+        replica_id: str,
+        framework: str,
+        device: str,
+        loader: Loader,
+        max_batch_size: int,
+        batch_timeout_ms: float,
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            arch, config, params = loader()
+            self.runner = load_runner(framework, arch, config, params, device)
+        except GswarmError as exc:
+            raise _crossing(exc) from None
+        self.replica_id = replica_id
+        self.load_time = time.perf_counter() - started
+        self.max_batch_size = max_batch_size
+        self.batch_timeout_ms = batch_timeout_ms
+        self.batcher: Batcher | None = None
+
+    async def start(self) -> dict[str, Any]:
+        """Start the batching loop (on the worker's event loop); answer what loading measured."""
+        if self.batcher is None:
+            self.batcher = Batcher(self.runner, self.max_batch_size, self.batch_timeout_ms)
+        return {
+            "load_time": self.load_time,
+            "memory_usage": self.runner.memory_bytes(),
+            "device": self.runner.device,
+            "arch": self.runner.arch,
+        }
+
+    async def infer(self, rows: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self.batcher is None:
+            raise _crossing(ResourceUnavailable("the service is not started"))
+        try:
+            served = await self.batcher.submit(rows, GenerateOptions.of(options))
+        except GswarmError as exc:
+            raise _crossing(exc) from None
+        extra = self.runner.peak_extra_bytes()
+        return {
+            "output_data": served.rows,
+            "tokens_generated": served.tokens_generated,
+            "inference_time": served.latency,
+            "memory_used": self.runner.memory_bytes() + (extra or 0),
+        }
+
+    async def stats(self) -> dict[str, Any]:
+        """The batcher's counters, with its recent latency samples for merging."""
+        if self.batcher is None:
+            return {}
+        return {
+            **self.batcher.stats(),
+            "latency_samples": list(self.batcher.latencies),
+            "memory_usage": self.runner.memory_bytes(),
+        }
+
+    async def stop(self) -> dict[str, Any]:
+        """Drain in-flight requests, then free the device memory; answer the bytes freed."""
+        freed = self.runner.memory_bytes()
+        if self.batcher is not None:
+            await self.batcher.drain()
+            self.batcher.close()
+        self.runner.close()
+        return {"memory_freed": freed - self.runner.memory_bytes()}

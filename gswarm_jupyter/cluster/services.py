@@ -1,0 +1,499 @@
+"""Services: a model loaded by a backend on devices of nodes, each copy (replica) a `ServiceActor`
+on its worker, and the gateway that spreads requests over live replicas.
+
+A replica whose worker is lost (killed, restarted under a new address, or unreachable) is marked
+`failed`; the request is retried on another live replica of the model, and later requests go to
+live replicas only. A service is `running` while every replica runs, `degraded` while some do,
+`failed` when none does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+from distributed import Future
+
+from ..core.balancing import Balancer
+from ..core.clock import iso
+from ..core.errors import (
+    GswarmError,
+    InsufficientMemory,
+    InternalError,
+    InvalidRequest,
+    ModelNotFound,
+    NetworkError,
+    NotFound,
+    RequestTimeout,
+    ResourceUnavailable,
+    error_from_dict,
+)
+from ..core.names import DEVICE
+from ..core.serving_api import ServiceConfig
+from ..core.stats import percentile
+from .runtime import ClusterRuntime
+from .service_actor import ServiceActor
+from .signals import WorkerOpError
+from .weights import ModelSpec, WeightSource
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 0.25  # how often a waiting call checks that its replica's node is still there
+CONTROL_TIMEOUT = 30.0  # stats and stop calls
+
+
+class ReplicaLost(Exception):
+    """The replica's worker is gone or cannot be reached."""
+
+
+@dataclass(eq=False)
+class Replica:
+    replica_id: str
+    node: str
+    device: str
+    address: str
+    status: str = "loading"  # loading | running | stopping | stopped | failed
+    future: Future | None = None
+    actor: Any = None
+    inflight: int = 0
+    memory_usage: int | None = None
+    load_time: float | None = None
+    error: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status == "running"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "replica_id": self.replica_id,
+            "node": self.node,
+            "device": self.device,
+            "status": self.status,
+            "memory_usage": self.memory_usage,
+            "load_time": self.load_time,
+            "error": self.error,
+            "active_requests": self.inflight,
+        }
+
+
+@dataclass(eq=False)
+class Service:
+    service_id: str
+    model: ModelSpec
+    config: ServiceConfig
+    replicas: list[Replica]
+    created_at: float = field(default_factory=time.time)
+    stopping: bool = False
+
+    @property
+    def status(self) -> str:
+        states = {r.status for r in self.replicas}
+        if self.stopping:
+            return "stopping"
+        if states == {"stopped"}:
+            return "stopped"
+        if "loading" in states:
+            return "loading"
+        if states == {"running"}:
+            return "running"
+        return "degraded" if "running" in states else "failed"
+
+    @property
+    def live_replicas(self) -> list[Replica]:
+        return [] if self.stopping else [r for r in self.replicas if r.live]
+
+    @property
+    def memory_usage(self) -> int:
+        return sum(r.memory_usage or 0 for r in self.replicas if r.live)
+
+    @property
+    def load_time(self) -> float | None:
+        times = [r.load_time for r in self.replicas if r.load_time is not None]
+        return max(times) if times else None
+
+    def record(self, url: str) -> dict[str, Any]:
+        primary = self.replicas[0]
+        return {
+            "service_id": self.service_id,
+            "model_name": self.model.name,
+            "model_type": self.model.model_type,
+            "node": primary.node,
+            "device": primary.device,
+            "status": self.status,
+            "url": url,
+            "framework": self.config.framework,
+            "replicas": [r.record() for r in self.replicas],
+            "config": self.config.model_dump(),
+            "memory_usage": self.memory_usage,
+            "load_time": self.load_time,
+            "created_at": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    node: str
+    device: str
+
+
+class ServiceManager:
+    """Every service of the cluster, and the gateway over their replicas."""
+
+    def __init__(self, runtime: ClusterRuntime, weights: WeightSource, url: str = "") -> None:
+        self.runtime = runtime
+        self.weights = weights
+        self.url = url  # the compute-plane address that reaches services
+        self.services: dict[str, Service] = {}
+        self._balancers: dict[str, Balancer] = {}
+        self._ids = itertools.count(1)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, service_id: str) -> Service:
+        try:
+            return self.services[service_id]
+        except KeyError:
+            raise NotFound(f"unknown service {service_id!r}", {"service_id": service_id}) from None
+
+    def list(self, model_name: str | None = None) -> list[Service]:
+        return [s for s in self.services.values() if model_name in (None, s.model.name)]
+
+    def serving(self, model_name: str) -> list[Service]:
+        """The model's services that are not stopping, stopped or failed."""
+        return [s for s in self.list(model_name) if s.status in ("loading", "running", "degraded")]
+
+    def record(self, service: Service) -> dict[str, Any]:
+        return service.record(self.url)
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def place(
+        self, model: ModelSpec, nodes: list[str] | None, device: str | None, replicas: int | None
+    ) -> list[Placement]:
+        """Where each replica goes: round robin over `nodes` (or every online node)."""
+        directory = self.runtime.nodes
+        bare = device
+        if device is not None and ":" in device:
+            node, _, bare = device.rpartition(":")
+            if nodes is not None and nodes != [node]:
+                raise InvalidRequest(
+                    f"device {device!r} names node {node} but nodes lists {nodes}", {"field": "device"}
+                )
+            nodes = [node]
+        if nodes is not None and not nodes:
+            raise InvalidRequest("nodes: give at least one node", {"field": "nodes"})
+        chosen = [directory.get(n) for n in nodes] if nodes else directory.online()[:1]
+        if not chosen:
+            raise ResourceUnavailable("no node is online")
+        for node in chosen:
+            if not node.online:
+                raise ResourceUnavailable(f"node {node.name} is offline", {"node": node.name})
+        count = replicas or len(chosen)
+        placements = []
+        for i in range(count):
+            node = chosen[i % len(chosen)]
+            dev = bare or ("gpu0" if "gpu0" in node.devices else "dram")
+            if not DEVICE.match(dev) or dev == "disk":
+                raise InvalidRequest(
+                    f"a model is served from dram, gpuN or vgpuN, not {dev!r}", {"field": "device"}
+                )
+            if dev not in node.devices:
+                raise NotFound(f"node {node.name} has no device {dev}", {"device": f"{node.name}:{dev}"})
+            placements.append(Placement(node.name, dev))
+        self._check_room(model, placements)
+        return placements
+
+    def _check_room(self, model: ModelSpec, placements: list[Placement]) -> None:
+        need: dict[tuple[str, str], int] = {}
+        for p in placements:
+            need[(p.node, p.device)] = need.get((p.node, p.device), 0) + model.size
+        for (node, dev), required in need.items():
+            available = self.runtime.nodes.get(node).devices.get(dev, {}).get("available")
+            if available is not None and required > available:
+                raise InsufficientMemory(
+                    f"{node}:{dev} has {available} bytes free; {model.name} needs {required}",
+                    required=required, available=int(available), device=f"{node}:{dev}",
+                )
+
+    async def start(
+        self,
+        model: ModelSpec,
+        config: ServiceConfig,
+        nodes: list[str] | None = None,
+        device: str | None = None,
+    ) -> Service:
+        """Start a service; answers once every replica can answer inference."""
+        placements = self.place(model, nodes, device, config.replicas)
+        first = placements[0]
+        service_id = f"{model.name}-{first.node}-{first.device}-{next(self._ids)}"
+        replicas = [
+            Replica(
+                service_id if i == 0 else f"{service_id}.{i}",
+                p.node,
+                p.device,
+                self.runtime.nodes.get(p.node).address,
+            )
+            for i, p in enumerate(placements)
+        ]
+        service = Service(service_id, model, config, replicas)
+        self.services[service_id] = service
+        results = await asyncio.gather(
+            *(self._start_replica(service, r) for r in replicas), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self._stop_replicas(service)
+            del self.services[service_id]
+            raise errors[0]
+        self._balancers.setdefault(model.name, Balancer(config.load_balancing))
+        self._announce(model.name)
+        return service
+
+    async def _start_replica(self, service: Service, replica: Replica) -> None:
+        client = self._client()
+        model, cfg = service.model, service.config
+        await self.weights.ensure_copy(model, replica.node, replica.device)
+        loader = self.weights.loader(model, replica.node, replica.device)
+        replica.future = client.submit(
+            ServiceActor,
+            replica.replica_id,
+            cfg.framework,
+            replica.device,
+            loader,
+            cfg.max_batch_size,
+            cfg.batch_timeout_ms,
+            actor=True,
+            workers=[replica.address],
+            allow_other_workers=False,
+            pure=False,
+            key=f"gswarm-service-{replica.replica_id}-{time.time_ns()}",
+        )
+        try:
+            replica.actor = await self._watched(replica, _awaited(replica.future), None)
+            info = await self._watched(replica, replica.actor.start(), CONTROL_TIMEOUT)
+        except ReplicaLost as exc:
+            replica.status, replica.error = "failed", str(exc)
+            raise NetworkError(f"node {replica.node} was lost while loading: {exc}") from None
+        except BaseException as exc:
+            replica.status, replica.error = "failed", str(exc)
+            raise
+        replica.memory_usage = int(info["memory_usage"])
+        replica.load_time = float(info["load_time"])
+        replica.status = "running"
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    async def stop(self, service_id: str) -> dict[str, Any]:
+        """Drain in-flight requests, free every replica's device memory, forget the service."""
+        service = self.get(service_id)
+        service.stopping = True
+        freed = await self._stop_replicas(service)
+        service.stopping = False
+        self.services.pop(service_id, None)
+        self._announce(service.model.name)
+        if not self.list(service.model.name):
+            self._balancers.pop(service.model.name, None)
+        return {"service_id": service_id, "model_name": service.model.name, "status": "stopped",
+                "memory_freed": freed}
+
+    async def _stop_replicas(self, service: Service) -> int:
+        async def stop_one(replica: Replica) -> int:
+            freed = 0
+            if replica.status == "running" and replica.actor is not None:
+                replica.status = "stopping"
+                try:
+                    result = await self._watched(replica, replica.actor.stop(), CONTROL_TIMEOUT)
+                    freed = int(result.get("memory_freed", 0))
+                except Exception as exc:  # a lost worker freed its memory with its process
+                    log.warning("gswarm: replica %s did not stop cleanly: %s", replica.replica_id, exc)
+            replica.status = "stopped" if replica.status != "failed" else "failed"
+            if replica.future is not None:
+                with contextlib.suppress(Exception):
+                    replica.future.release()
+            replica.future = replica.actor = None
+            return freed
+
+        return sum(await asyncio.gather(*(stop_one(r) for r in service.replicas)))
+
+    async def stop_all(self) -> None:
+        for service_id in list(self.services):
+            with contextlib.suppress(Exception):
+                await self.stop(service_id)
+
+    # -- status -------------------------------------------------------------------------------
+
+    async def status(self, service_id: str) -> dict[str, Any]:
+        """The service record with its counters merged over replicas (live ones asked now)."""
+        service = self.get(service_id)
+
+        async def ask(replica: Replica) -> dict[str, Any]:
+            if not replica.live:
+                return {}
+            try:
+                return await self._watched(replica, replica.actor.stats(), CONTROL_TIMEOUT)
+            except ReplicaLost as exc:
+                self._mark_failed(replica, exc)
+            except Exception as exc:
+                log.warning("gswarm: stats of %s failed: %s", replica.replica_id, exc)
+            return {}
+
+        stats = await asyncio.gather(*(ask(r) for r in service.replicas))
+        record = self.record(service)
+        samples: list[float] = []
+        histogram: dict[str, int] = {}
+        for replica_record, s in zip(record["replicas"], stats, strict=True):
+            samples += s.pop("latency_samples", [])
+            for size, n in s.get("batch_size_histogram", {}).items():
+                histogram[size] = histogram.get(size, 0) + n
+            replica_record["stats"] = s or None
+        histogram = dict(sorted(histogram.items(), key=lambda kv: int(kv[0])))
+        record.update(
+            status=service.status,
+            requests_served=sum(s.get("requests_served", 0) for s in stats),
+            requests_failed=sum(s.get("requests_failed", 0) for s in stats),
+            queue_depth=sum(s.get("queue_depth", 0) for s in stats),
+            active_requests=sum(r.inflight for r in service.replicas),
+            latency_p50=percentile(samples, 50),
+            latency_p99=percentile(samples, 99),
+            batch_size_histogram=histogram,
+        )
+        return record
+
+    # -- the gateway --------------------------------------------------------------------------
+
+    def live_replicas(self, model_name: str, service_id: str | None = None) -> list[Replica]:
+        services = [self.get(service_id)] if service_id else self.list(model_name)
+        if service_id and services[0].model.name != model_name:
+            raise InvalidRequest(
+                f"service {service_id} serves {services[0].model.name}, not {model_name}",
+                {"field": "service_id"},
+            )
+        if not services:
+            raise ModelNotFound(f"model {model_name!r} is not loaded", {"model_id": model_name})
+        return [r for s in services for r in s.live_replicas]
+
+    def service_of(self, replica: Replica) -> Service:
+        for service in self.services.values():
+            if replica in service.replicas:
+                return service
+        raise NotFound(f"replica {replica.replica_id} is gone", {"replica_id": replica.replica_id})
+
+    async def infer(
+        self,
+        model_name: str,
+        rows: Any,
+        options: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        service_id: str | None = None,
+        prefer: Replica | None = None,
+    ) -> tuple[dict[str, Any], Replica]:
+        """Answer from a live replica (`prefer` when it is live); a lost replica is marked failed
+        and the request retried on another one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        tried: set[str] = set()
+        while True:
+            candidates = [
+                r for r in self.live_replicas(model_name, service_id) if r.replica_id not in tried
+            ]
+            if not candidates:
+                reason = "every replica failed" if not tried else "its replicas were lost"
+                raise ResourceUnavailable(
+                    f"model {model_name!r} has no live replica: {reason}", {"model_id": model_name}
+                )
+            if prefer is not None and prefer in candidates:
+                replica = prefer
+            else:
+                balancer = self._balancers.setdefault(model_name, Balancer())
+                replica = balancer.pick(candidates, lambda r: r.inflight)
+            if timeout is None:
+                timeout = self.service_of(replica).config.timeout
+                deadline = None if timeout is None else time.monotonic() + timeout
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            replica.inflight += 1
+            try:
+                result = await self._watched(replica, replica.actor.infer(rows, options), remaining)
+                return result, replica
+            except ReplicaLost as exc:
+                self._mark_failed(replica, exc)
+                tried.add(replica.replica_id)
+                prefer = None
+            finally:
+                replica.inflight -= 1
+
+    def _mark_failed(self, replica: Replica, exc: BaseException) -> None:
+        if replica.status in ("running", "loading", "stopping"):
+            log.warning("gswarm: replica %s on %s failed: %s", replica.replica_id, replica.node, exc)
+            replica.status, replica.error = "failed", f"worker lost: {exc}"
+            with contextlib.suppress(NotFound):
+                self._announce(self.service_of(replica).model.name)
+
+    # -- inside -------------------------------------------------------------------------------
+
+    def _client(self) -> Any:
+        if self.runtime.client is None:
+            raise ResourceUnavailable("the Dask cluster is not connected")
+        return self.runtime.client
+
+    async def _watched(self, replica: Replica, call: Awaitable[Any], timeout: float | None) -> Any:
+        """`call`'s result; `ReplicaLost` when the replica's node goes away meanwhile,
+        `RequestTimeout` after `timeout` seconds, worker errors as the API's errors."""
+        waiter = asyncio.ensure_future(_awaited(call))
+        started = time.monotonic()
+        try:
+            while True:
+                step = WATCH_INTERVAL
+                if timeout is not None:
+                    step = min(step, max(0.0, timeout - (time.monotonic() - started)))
+                done, _ = await asyncio.wait({waiter}, timeout=step)
+                if done:
+                    break
+                if self._lost(replica):
+                    raise ReplicaLost(f"node {replica.node} ({replica.address}) is gone")
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    raise RequestTimeout(
+                        f"no answer from {replica.replica_id} within {timeout:g} s",
+                        {"timeout": timeout, "replica_id": replica.replica_id},
+                    )
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                with contextlib.suppress(BaseException):
+                    await waiter
+        try:
+            return waiter.result()
+        except WorkerOpError as exc:
+            raise error_from_dict({"code": exc.code, "message": exc.message, "details": exc.details}) from None
+        except GswarmError:
+            raise
+        except (OSError, KeyError) as exc:  # no route to the worker, or the actor is gone from it
+            raise ReplicaLost(f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            if type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
+                raise ReplicaLost(f"{type(exc).__name__}: {exc}") from None
+            raise InternalError(f"replica {replica.replica_id} failed: {type(exc).__name__}: {exc}") from None
+
+    def _lost(self, replica: Replica) -> bool:
+        try:
+            node = self.runtime.nodes.get(replica.node)
+        except GswarmError:
+            return True
+        return not node.online or node.address != replica.address
+
+    def _announce(self, model_name: str) -> None:
+        services = {
+            r.node: self.url for s in self.list(model_name) for r in s.replicas if r.live
+        }
+        with contextlib.suppress(Exception):
+            self.weights.services_changed(model_name, services)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

@@ -1,0 +1,217 @@
+"""The two weight formats a model copy may hold, recognised from their bytes:
+
+- `safetensors` with the architecture in its metadata (`arch`, `config`, as `gswarm_kernels`
+  writes it). In memory a copy is the file's bytes; its tensors are numpy (or torch) views of
+  them, so nothing is decoded or copied, and a copy is byte-identical wherever it goes.
+- `torchscript`, a TorchScript archive (a zip). Read only with `torch.jit.load`, never unpickled
+  as Python objects.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SAFETENSORS = "safetensors"
+TORCHSCRIPT = "torchscript"
+TORCHSCRIPT_ARCH = "torchscript"
+SUFFIX = {SAFETENSORS: ".safetensors", TORCHSCRIPT: ".pt"}
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_MAX_HEADER = 100 * 1024 * 1024
+
+_NUMPY_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "I64": "int64", "I32": "int32",
+    "I16": "int16", "I8": "int8", "U64": "uint64", "U32": "uint32", "U16": "uint16",
+    "U8": "uint8", "BOOL": "bool",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    name: str
+    dtype: str  # safetensors' name (F32, BF16, ...)
+    shape: tuple[int, ...]
+    start: int  # byte offsets in the whole file
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """What the bytes are: measured, never taken from a client."""
+
+    format: str
+    arch: str
+    config: dict[str, Any]
+    precision: str | None = None
+    tensors: tuple[TensorInfo, ...] = field(default=())
+
+    def metadata(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"arch": self.arch, "config": self.config}
+        if self.precision is not None:
+            out["precision"] = self.precision
+        return out
+
+
+def sniff(head: bytes) -> str:
+    """The format of a file from its first bytes; ValueError for anything else."""
+    if head.startswith(_ZIP_MAGIC):
+        return TORCHSCRIPT
+    if len(head) >= 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if 2 <= n <= _MAX_HEADER and head[8:9] == b"{":
+            return SAFETENSORS
+    raise ValueError("format: neither a safetensors file nor a TorchScript archive")
+
+
+def header(
+    buffer: np.ndarray | bytes, size: int | None = None
+) -> tuple[dict[str, str], tuple[TensorInfo, ...]]:
+    """A safetensors buffer's metadata and its tensors' places (offsets into the file).
+    `buffer` may hold the header only when `size` gives the whole file's length."""
+    data = memoryview(buffer).cast("B") if not isinstance(buffer, bytes) else memoryview(buffer)
+    size = len(data) if size is None else size
+    if len(data) < 8:
+        raise ValueError("format: too short for safetensors")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or 8 + n > len(data):
+        raise ValueError("format: safetensors header length is out of range")
+    try:
+        head = json.loads(bytes(data[8 : 8 + n]))
+    except ValueError as exc:
+        raise ValueError(f"format: safetensors header is not JSON ({exc})") from None
+    base = 8 + n
+    metadata = head.pop("__metadata__", None) or {}
+    tensors = []
+    for name, info in head.items():
+        start, end = (base + int(x) for x in info["data_offsets"])
+        if not base <= start <= end <= size:
+            raise ValueError(f"format: tensor {name!r} lies outside the file")
+        tensors.append(TensorInfo(name, info["dtype"], tuple(info["shape"]), start, end))
+    tensors.sort(key=lambda t: t.start)
+    return metadata, tuple(tensors)
+
+
+def describe(buffer: np.ndarray | bytes) -> Described:
+    """Recognise and check a whole file held in memory."""
+    head = bytes(memoryview(buffer).cast("B")[:16]) if not isinstance(buffer, bytes) else buffer[:16]
+    fmt = sniff(head)
+    if fmt == TORCHSCRIPT:
+        module = torchscript_module(buffer)
+        return Described(TORCHSCRIPT, TORCHSCRIPT_ARCH, {"original_name": module.original_name})
+    metadata, tensors = header(buffer)
+    return _described(metadata, tensors)
+
+
+def describe_file(path: str) -> Described:
+    """Recognise and check a file, reading only its header (TorchScript: loading it)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        fmt = sniff(head)
+        if fmt == TORCHSCRIPT:
+            f.seek(0)
+            return describe(f.read())
+        (n,) = struct.unpack("<Q", head[:8])
+        f.seek(0)
+        start = f.read(8 + n)
+        size = f.seek(0, io.SEEK_END)
+    return _described(*header(start, size))
+
+
+def _described(metadata: Mapping[str, str], tensors: tuple[TensorInfo, ...]) -> Described:
+    from gswarm_kernels.builtin import normalize_config
+    from gswarm_kernels.params import check_params
+    from gswarm_kernels.quantization import SCALE_SUFFIX
+
+    if "arch" not in metadata:
+        raise ValueError(
+            "metadata: a safetensors checkpoint needs 'arch' and 'config' in its metadata "
+            "(a built-in architecture)"
+        )
+    arch = metadata["arch"]
+    try:
+        config = json.loads(metadata.get("config", "{}"))
+    except ValueError:
+        raise ValueError("metadata: 'config' is not JSON") from None
+    if not isinstance(config, dict):
+        raise ValueError("metadata: 'config' is not a JSON object")
+    config = normalize_config(arch, config)
+    shapes = {t.name: _Shape(t.shape) for t in tensors if not t.name.endswith(SCALE_SUFFIX)}
+    check_params(arch, config, shapes)
+    return Described(SAFETENSORS, arch, config, metadata.get("precision", "fp32"), tensors)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    shape: tuple[int, ...]
+
+
+def numpy_views(buffer: np.ndarray, tensors: tuple[TensorInfo, ...]) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors buffer as numpy views of it (no copy)."""
+    out = {}
+    for t in tensors:
+        out[t.name] = buffer[t.start : t.end].view(_numpy_dtype(t.dtype)).reshape(t.shape)
+    return out
+
+
+def torch_views(buffer: Any, tensors: tuple[TensorInfo, ...]) -> dict[str, Any]:
+    """The tensors of a safetensors buffer held as a torch uint8 tensor (on any device), as views
+    where the offsets allow, copies where they do not."""
+    import torch
+
+    out = {}
+    for t in tensors:
+        dtype = _torch_dtype(t.dtype)
+        raw = buffer[t.start : t.end]
+        size = torch.empty((), dtype=dtype).element_size()
+        if t.start % size == 0:
+            out[t.name] = raw.view(dtype).reshape(t.shape)
+        else:  # unaligned: a copy of the bytes, aligned
+            out[t.name] = raw.clone().view(dtype).reshape(t.shape)
+    return out
+
+
+def torchscript_module(buffer: np.ndarray | bytes, device: str = "cpu") -> Any:
+    """Load a TorchScript archive (TorchScript code and tensors only; no Python pickle)."""
+    import torch
+
+    data = bytes(buffer) if not isinstance(buffer, bytes) else buffer
+    try:
+        return torch.jit.load(io.BytesIO(data), map_location=device)
+    except Exception as exc:  # torch raises RuntimeError subclasses of its own
+        raise ValueError(f"format: not a loadable TorchScript archive ({exc})") from None
+
+
+def torchscript_params(module: Any) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def _numpy_dtype(name: str) -> np.dtype:
+    if name == "BF16":
+        from gswarm_kernels.quantization import bfloat16
+
+        return bfloat16()
+    try:
+        return np.dtype(_NUMPY_DTYPES[name])
+    except KeyError:
+        raise ValueError(f"format: unsupported tensor dtype {name}") from None
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    table = {
+        "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+        "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+        "U8": torch.uint8, "BOOL": torch.bool,
+    }
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"format: unsupported tensor dtype {name} for torch") from None

@@ -1,0 +1,70 @@
+"""Where a model's weights come from: `builtin://`, `file://` (only under the model roots) and
+`http(s)://`, as API.md section 4 fixes them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from .errors import Forbidden, InvalidRequest, NotFound
+
+SourceKind = Literal["builtin", "file", "http"]
+SCHEMES: dict[str, SourceKind] = {
+    "builtin": "builtin",
+    "file": "file",
+    "http": "http",
+    "https": "http",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    kind: SourceKind
+    url: str
+    path: str | None = None  # file://: the resolved path, checked against the roots
+
+    def params(self) -> dict[str, str | None]:
+        """What a worker op needs (plain data, picklable)."""
+        return {"kind": self.kind, "url": self.url, "path": self.path}
+
+
+def parse_source(url: str, roots: list[str], field: str = "source_url") -> Source:
+    """Classify `url`; an unknown scheme is `InvalidRequest`, a file outside the roots `Forbidden`."""
+    scheme = urlsplit(url).scheme.lower()
+    kind = SCHEMES.get(scheme)
+    if kind is None:
+        raise InvalidRequest(
+            f"unknown {field} scheme {scheme + '://' if scheme else url!r}: use builtin://, "
+            "file://, http:// or https://",
+            {"field": field, "allowed": sorted(SCHEMES)},
+        )
+    if kind == "http" and not urlsplit(url).netloc:
+        raise InvalidRequest(f"{field} {url!r} has no host", {"field": field})
+    if kind == "file":
+        return Source("file", url, str(resolve_under_roots(file_path(url), roots, field)))
+    return Source(kind, url)
+
+
+def file_path(url: str) -> str:
+    """The path of a `file://` URL (`file:///a/b`, or `file://localhost/a/b`)."""
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise InvalidRequest(f"file URL {url!r} names a host", {"field": "source_url"})
+    return unquote(parts.path)
+
+
+def resolve_under_roots(path: str, roots: list[str], field: str = "source_url") -> Path:
+    """`path` with symlinks and `..` resolved, if it lies under one of `roots`; else `Forbidden`.
+    A path under a root that does not exist is `NotFound`."""
+    resolved = Path(os.path.expanduser(path)).resolve()
+    allowed = [Path(os.path.expanduser(r)).resolve() for r in roots]
+    if not any(resolved == root or resolved.is_relative_to(root) for root in allowed):
+        raise Forbidden(
+            f"{path} is outside the allowed model roots", {"field": field, "path": str(resolved)}
+        )
+    if not resolved.is_file():
+        raise NotFound(f"no file at {resolved}", {"field": field, "path": str(resolved)})
+    return resolved

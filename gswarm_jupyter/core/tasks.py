@@ -1,0 +1,331 @@
+"""The task queue's ordering and state machine: pure, no I/O, no Dask.
+
+A task is `pending` until its dependencies completed, a concurrency slot is free and none of its
+lock keys is held by a running task; `dispatch` then starts the best ready tasks (priority, then
+FIFO). Finished states (`completed`, `failed`, `cancelled`) are final. A failed or cancelled
+dependency fails its dependants, transitively, with `DEPENDENCY_FAILED`.
+
+Every change is announced to `listeners` (the durable store, the executor, WebSocket streams).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from .errors import Conflict, DependencyFailed, GswarmError, InvalidRequest, NotFound
+
+Priority = Literal["critical", "high", "normal", "low"]
+Status = Literal["pending", "running", "completed", "failed", "cancelled"]
+
+PRIORITIES: tuple[str, ...] = get_args(Priority)
+STATUSES: tuple[str, ...] = get_args(Status)
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+RANK: dict[str, int] = {p: i for i, p in enumerate(PRIORITIES)}  # lower runs first
+# Dask runs higher `priority=` first.
+DASK_PRIORITY: dict[str, int] = {"critical": 30, "high": 20, "normal": 10, "low": 0}
+
+_SUBJECT = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def check_priority(priority: str, field: str = "priority") -> Priority:
+    if priority not in RANK:
+        raise InvalidRequest(
+            f"unknown priority {priority!r}: expected one of {', '.join(PRIORITIES)}",
+            {"field": field, "allowed": list(PRIORITIES)},
+        )
+    return priority  # type: ignore[return-value]
+
+
+def task_id_for(task_type: str, subject: str, n: int) -> str:
+    """`<type>-<subject>-<n>`, the subject reduced to id-safe characters."""
+    clean = _SUBJECT.sub("_", subject).strip("_") or "task"
+    return f"{task_type}-{clean}-{n}"
+
+
+@dataclass(slots=True)
+class Task:
+    task_id: str
+    task_type: str
+    seq: int
+    priority: Priority = "normal"
+    status: Status = "pending"
+    dependencies: list[str] = field(default_factory=list)
+    resources: dict[str, list[str]] = field(default_factory=dict)
+    created_at: float = 0.0
+    started_at: float | None = None
+    completed_at: float | None = None
+    progress: int = 0
+    result: Any = None
+    error: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # what the runner needs; not in the record
+    locks: list[str] = field(default_factory=list)  # keys no two running tasks may share
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Dispatch order: priority first, then submission order."""
+        return (RANK[self.priority], self.seq)
+
+    def record(self) -> dict[str, Any]:
+        """The API's task record."""
+        return {
+            "task_id": self.task_id,
+            "task_type": self.task_type,
+            "priority": self.priority,
+            "status": self.status,
+            "dependencies": list(self.dependencies),
+            "resources": {
+                "devices": list(self.resources.get("devices", [])),
+                "models": list(self.resources.get("models", [])),
+                "chunks": list(self.resources.get("chunks", [])),
+            },
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+            "progress": self.progress,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+Listener = Callable[[Task], None]
+
+
+class TaskQueue:
+    """All tasks, in memory; the store persists them through a listener."""
+
+    def __init__(self, max_concurrent: int = 4, clock: Callable[[], float] = time.time) -> None:
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        self.max_concurrent = max_concurrent
+        self.clock = clock
+        self.listeners: list[Listener] = []
+        self._tasks: dict[str, Task] = {}
+        self._seq = 0
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task:
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            raise NotFound(f"unknown task {task_id!r}", {"task_id": task_id}) from None
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._tasks
+
+    def tasks(self, status: str | None = None, task_type: str | None = None) -> list[Task]:
+        """Tasks in submission order, optionally filtered."""
+        return [
+            t
+            for t in sorted(self._tasks.values(), key=lambda t: t.seq)
+            if (status is None or t.status == status)
+            and (task_type is None or t.task_type == task_type)
+        ]
+
+    def running(self) -> list[Task]:
+        return [t for t in self._tasks.values() if t.status == "running"]
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for task in self._tasks.values():
+            counts[task.status] += 1
+        return counts
+
+    def position(self, task_id: str) -> int | None:
+        """0-based place of a pending task in dispatch order (None once it left `pending`)."""
+        task = self.get(task_id)
+        if task.status != "pending":
+            return None
+        ahead = (t for t in self._tasks.values() if t.status == "pending" and t.order < task.order)
+        return sum(1 for _ in ahead)
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        task_type: str,
+        subject: str,
+        *,
+        priority: str = "normal",
+        dependencies: Iterable[str] = (),
+        resources: dict[str, list[str]] | None = None,
+        params: dict[str, Any] | None = None,
+        locks: Iterable[str] = (),
+    ) -> Task:
+        """Add a pending task. Unknown priority or dependency ids are `InvalidRequest`.
+
+        A dependency that already failed or was cancelled fails the new task at once.
+        """
+        prio = check_priority(priority)
+        deps = list(dict.fromkeys(dependencies))
+        unknown = [d for d in deps if d not in self._tasks]
+        if unknown:
+            raise InvalidRequest(
+                f"unknown dependency task(s): {', '.join(map(repr, unknown))}",
+                {"field": "dependencies", "unknown": unknown},
+            )
+        self._seq += 1
+        task = Task(
+            task_id=task_id_for(task_type, subject, self._seq),
+            task_type=task_type,
+            seq=self._seq,
+            priority=prio,
+            dependencies=deps,
+            resources={k: list(v) for k, v in (resources or {}).items()},
+            created_at=self.clock(),
+            params=dict(params or {}),
+            locks=list(locks),
+        )
+        self._tasks[task.task_id] = task
+        self._emit(task)
+        broken = self._broken_dependency(task)
+        if broken is not None:
+            self._fail_for_dependency(task, broken)
+        return task
+
+    def dispatch(self) -> list[Task]:
+        """Start every task that may run now, best first; answer the tasks started."""
+        running = self.running()
+        free = self.max_concurrent - len(running)
+        if free <= 0:
+            return []
+        held = {key for t in running for key in t.locks}
+        started: list[Task] = []
+        for task in sorted(
+            (t for t in self._tasks.values() if t.status == "pending"), key=lambda t: t.order
+        ):
+            if len(started) == free:
+                break
+            if not self._dependencies_met(task) or held.intersection(task.locks):
+                continue
+            task.status = "running"
+            task.started_at = self.clock()
+            task.progress = 0
+            held.update(task.locks)
+            started.append(task)
+            self._emit(task)
+        return started
+
+    def set_progress(self, task_id: str, progress: float) -> Task | None:
+        """Record progress (0..100, clamped, integer) of a running task; None if it is not running
+        or nothing changed."""
+        task = self._tasks.get(task_id)
+        if task is None or task.status != "running":
+            return None
+        value = max(0, min(100, int(progress)))
+        if value == task.progress:
+            return None
+        task.progress = value
+        self._emit(task)
+        return task
+
+    def complete(self, task_id: str, result: Any = None) -> Task:
+        task = self._running(task_id, "complete")
+        task.progress = 100
+        task.result = result
+        self._finish(task, "completed")
+        return task
+
+    def fail(self, task_id: str, error: GswarmError | dict[str, Any]) -> Task:
+        """Fail a pending or running task; its dependants fail with `DEPENDENCY_FAILED`."""
+        task = self.get(task_id)
+        if task.finished:
+            raise Conflict(
+                f"task {task_id} is already {task.status}",
+                {"task_id": task_id, "status": task.status},
+            )
+        task.error = error.to_dict() if isinstance(error, GswarmError) else dict(error)
+        self._finish(task, "failed")
+        return task
+
+    def cancel(self, task_id: str) -> Task:
+        """Cancel a pending or running task (the executor stops running work first);
+        a finished task is `Conflict`."""
+        task = self.get(task_id)
+        if task.finished:
+            raise Conflict(
+                f"task {task_id} is already {task.status}: only pending or running tasks can "
+                "be cancelled",
+                {"task_id": task_id, "status": task.status},
+            )
+        self._finish(task, "cancelled")
+        return task
+
+    def restore(self, tasks: Iterable[Task], reason: str = "interrupted") -> list[Task]:
+        """Load tasks from the durable store after a restart: `running` ones become `failed` with
+        an `interrupted` reason, pending ones stay pending. Answers the tasks changed."""
+        changed: list[Task] = []
+        for task in sorted(tasks, key=lambda t: t.seq):
+            self._tasks[task.task_id] = task
+            self._seq = max(self._seq, task.seq)
+        for task in list(self._tasks.values()):
+            if task.status == "running":
+                task.error = {
+                    "code": "TASK_FAILED",
+                    "message": "interrupted: the server stopped while the task was running",
+                    "details": {"reason": reason},
+                }
+                self._finish(task, "failed")
+                changed.append(task)
+        for task in list(self._tasks.values()):
+            if task.status == "pending":
+                broken = self._broken_dependency(task)
+                if broken is not None:
+                    self._fail_for_dependency(task, broken)
+                    changed.append(task)
+        return changed
+
+    # -- inside -------------------------------------------------------------------------------
+
+    def _running(self, task_id: str, action: str) -> Task:
+        task = self.get(task_id)
+        if task.status != "running":
+            raise Conflict(
+                f"cannot {action} task {task_id}: it is {task.status}",
+                {"task_id": task_id, "status": task.status},
+            )
+        return task
+
+    def _finish(self, task: Task, status: Status) -> None:
+        task.status = status
+        task.completed_at = self.clock()
+        self._emit(task)
+        if status != "completed":
+            for dependant in self._dependants(task.task_id):
+                if not dependant.finished:
+                    self._fail_for_dependency(dependant, task)
+
+    def _fail_for_dependency(self, task: Task, dependency: Task) -> None:
+        task.error = DependencyFailed(
+            f"dependency {dependency.task_id} {dependency.status}",
+            {"dependency": dependency.task_id, "dependency_status": dependency.status},
+        ).to_dict()
+        self._finish(task, "failed")
+
+    def _dependants(self, task_id: str) -> list[Task]:
+        return sorted(
+            (t for t in self._tasks.values() if task_id in t.dependencies), key=lambda t: t.seq
+        )
+
+    def _dependencies_met(self, task: Task) -> bool:
+        deps = (self._tasks[d] for d in task.dependencies if d in self._tasks)
+        return all(d.status == "completed" for d in deps)
+
+    def _broken_dependency(self, task: Task) -> Task | None:
+        for dep_id in task.dependencies:
+            dep = self._tasks.get(dep_id)
+            if dep is not None and dep.status in ("failed", "cancelled"):
+                return dep
+        return None
+
+    def _emit(self, task: Task) -> None:
+        for listener in list(self.listeners):
+            listener(task)

@@ -1,0 +1,1 @@
+"""Stubs generated from proto/gswarm/v1/profiler.proto: do not edit."""

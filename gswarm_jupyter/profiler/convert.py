@@ -1,0 +1,116 @@
+"""Frames, plans, sessions and summaries between their dict form and the proto messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.clock import iso
+from ._proto import profiler_pb2 as pb
+from .frames import GPU_METRICS, HOST_METRICS, Frame
+from .summary import Summary
+
+
+def frame_to_proto(frame: Frame) -> pb.Frame:
+    message = pb.Frame(
+        node=frame["node"],
+        instance=frame.get("instance", ""),
+        seq=int(frame.get("seq", 0)),
+        timestamp_unix_s=float(frame["timestamp_unix_s"]),
+        sessions=list(frame.get("sessions") or ()),
+    )
+    for metric, value in (frame.get("host") or {}).items():
+        if value is not None and metric in HOST_METRICS:
+            setattr(message.host, metric, _typed(metric, value))
+    for gpu in frame.get("gpus") or ():
+        out = message.gpus.add(device=gpu["device"])
+        for metric in GPU_METRICS:
+            if gpu.get(metric) is not None:
+                setattr(out, metric, _typed(metric, gpu[metric]))
+        for proc in gpu.get("processes") or ():
+            p = out.processes.add(pid=int(proc["pid"]))
+            if proc.get("used_memory_bytes") is not None:
+                p.used_memory_bytes = int(proc["used_memory_bytes"])
+    return message
+
+
+def frame_from_proto(message: pb.Frame) -> Frame:
+    host = message.host
+    return {
+        "node": message.node,
+        "instance": message.instance,
+        "seq": int(message.seq),
+        "timestamp": iso(message.timestamp_unix_s),
+        "timestamp_unix_s": message.timestamp_unix_s,
+        "sessions": list(message.sessions),
+        "host": {m: getattr(host, m) if host.HasField(m) else None for m in HOST_METRICS},
+        "gpus": [
+            {
+                "device": gpu.device,
+                **{m: getattr(gpu, m) if gpu.HasField(m) else None for m in GPU_METRICS},
+                "processes": [
+                    {
+                        "pid": p.pid,
+                        "used_memory_bytes": p.used_memory_bytes
+                        if p.HasField("used_memory_bytes")
+                        else None,
+                    }
+                    for p in gpu.processes
+                ],
+            }
+            for gpu in message.gpus
+        ],
+    }
+
+
+def plan_to_proto(plan: dict[str, int], idle_interval_ms: int) -> pb.SamplingPlan:
+    return pb.SamplingPlan(sessions=plan, idle_interval_ms=idle_interval_ms)
+
+
+def gpu_info_to_proto(gpu: dict[str, Any]) -> pb.GpuInfo:
+    message = pb.GpuInfo(device_id=int(gpu.get("device_id") or 0), name=gpu.get("name") or "")
+    if gpu.get("memory_total") is not None:
+        message.memory_total_bytes = int(gpu["memory_total"])
+    if gpu.get("compute_capability") is not None:
+        message.compute_capability = gpu["compute_capability"]
+    return message
+
+
+def gpu_info_from_proto(message: pb.GpuInfo) -> dict[str, Any]:
+    return {
+        "device": f"gpu{message.device_id}",
+        "device_id": message.device_id,
+        "name": message.name,
+        "memory_total": message.memory_total_bytes if message.HasField("memory_total_bytes") else None,
+        "compute_capability": message.compute_capability
+        if message.HasField("compute_capability")
+        else None,
+    }
+
+
+def session_to_proto(record: dict[str, Any]) -> pb.SessionInfo:
+    message = pb.SessionInfo(
+        name=record["name"],
+        status=record["status"],
+        sampling_frequency_ms=record["sampling_frequency_ms"],
+        nodes=record.get("nodes") or [],
+        metrics=record.get("metrics") or [],
+        start_time_unix_s=record["start_time_unix_s"],
+        frames_collected=record["frames_collected"],
+    )
+    if record.get("end_time_unix_s") is not None:
+        message.end_time_unix_s = record["end_time_unix_s"]
+    return message
+
+
+def summary_to_proto(summary: Summary, into: Any) -> None:
+    """Fill the `map<string, NodeSummary>` field `into` from `summary`."""
+    for node, devices in summary.items():
+        for device, metrics in devices.items():
+            for metric, s in metrics.items():
+                into[node].devices[device].metrics[metric].CopyFrom(
+                    pb.MetricStats(mean=s["mean"], max=s["max"], p95=s["p95"], count=int(s["count"]))
+                )
+
+
+def _typed(metric: str, value: Any) -> Any:
+    return int(value) if metric.endswith("_bytes") else float(value)

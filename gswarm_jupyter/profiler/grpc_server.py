@@ -1,0 +1,213 @@
+"""`ProfilerService` on `grpc.aio`, in the Jupyter server's event loop, behind the Jupyter token."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from ..core.errors import GswarmError
+from ._proto import profiler_pb2 as pb
+from ._proto import profiler_pb2_grpc as pb_grpc
+from .convert import (
+    frame_from_proto,
+    frame_to_proto,
+    gpu_info_from_proto,
+    plan_to_proto,
+    session_to_proto,
+    summary_to_proto,
+)
+
+if TYPE_CHECKING:
+    from .service import Profiler
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_HTTP = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def token_of(metadata: Any) -> str | None:
+    """The token of an `authorization: token <t>` or `Bearer <t>` metadata entry."""
+    for key, value in metadata or ():
+        if key.lower() == "authorization":
+            scheme, _, token = str(value).strip().partition(" ")
+            if scheme.lower() in ("token", "bearer") and token.strip():
+                return token.strip()
+    return None
+
+
+class TokenAuth(grpc.aio.ServerInterceptor):
+    """Refuses every call whose metadata lacks the server's token with UNAUTHENTICATED."""
+
+    def __init__(self, token: Callable[[], str]) -> None:
+        self.token = token
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        expected = self.token()
+        given = token_of(details.invocation_metadata)
+        if handler is None or (
+            expected and (given is None or not hmac.compare_digest(given, expected))
+        ):
+            return _refusal(handler) if handler is not None else handler
+        return handler
+
+
+def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    message = "a valid Jupyter token is required in the 'authorization' metadata"
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    kinds = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    make = kinds[(handler.request_streaming, handler.response_streaming)]
+    return make(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class ProfilerServicer(pb_grpc.ProfilerServiceServicer):
+    def __init__(self, profiler: Profiler) -> None:
+        self.profiler = profiler
+
+    async def Connect(self, request: pb.ConnectRequest, context: Any) -> pb.ConnectResponse:
+        node_id, plan, last_seq = self.profiler.connect_agent(
+            request.name,
+            request.hostname,
+            request.instance,
+            [gpu_info_from_proto(g) for g in request.gpus],
+        )
+        return pb.ConnectResponse(
+            node_id=node_id,
+            plan=plan_to_proto(plan, self.profiler.idle_interval_ms),
+            last_seq=last_seq,
+        )
+
+    async def StreamMetrics(
+        self, request_iterator: AsyncIterator[pb.Frame], context: Any
+    ) -> pb.StreamMetricsResponse:
+        accepted = duplicates = 0
+        node = ""
+        async for message in request_iterator:
+            node = message.node
+            state = self.profiler.agent(node)
+            if state is None:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"unknown node {node!r}: call Connect first"
+                )
+            a, d = self.profiler.hub.ingest(state, [frame_from_proto(message)])
+            accepted, duplicates = accepted + a, duplicates + d
+        state = self.profiler.agent(node) if node else None
+        return pb.StreamMetricsResponse(
+            accepted=accepted,
+            duplicates=duplicates,
+            last_seq=state.last_seq if state else 0,
+            plan=plan_to_proto(self.profiler.plan(node), self.profiler.idle_interval_ms),
+        )
+
+    async def Subscribe(self, request: pb.SubscribeRequest, context: Any) -> AsyncIterator[pb.Frame]:
+        subscription = self.profiler.subscribe(
+            list(request.sessions), list(request.nodes), list(request.metrics)
+        )
+        try:
+            async for frame in subscription:
+                yield frame_to_proto(frame)
+        finally:
+            subscription.close()
+
+    async def GetStatus(self, request: pb.GetStatusRequest, context: Any) -> pb.GetStatusResponse:
+        status = self.profiler.status()
+        active = {s.name: s for s in self.profiler.store.running.values()}
+        return pb.GetStatusResponse(
+            is_profiling=status["is_profiling"],
+            active_sessions=[
+                session_to_proto(active[s["name"]].record()) for s in status["active_sessions"]
+            ],
+            connected_clients=status["connected_clients"],
+            sampling_frequency_ms=status["sampling_frequency_ms"],
+        )
+
+    async def StartProfiling(self, request: pb.StartProfilingRequest, context: Any) -> pb.SessionInfo:
+        try:
+            record = await self.profiler.start_session(
+                request.name,
+                request.sampling_frequency_ms if request.HasField("sampling_frequency_ms") else None,
+                list(request.nodes) or None,
+                list(request.metrics) or None,
+            )
+        except GswarmError as exc:
+            await _abort(context, exc)
+        return session_to_proto(record)
+
+    async def StopProfiling(
+        self, request: pb.StopProfilingRequest, context: Any
+    ) -> pb.StopProfilingResponse:
+        try:
+            detail = await self.profiler.stop_session(request.name)
+        except GswarmError as exc:
+            await _abort(context, exc)
+        response = pb.StopProfilingResponse(session=session_to_proto(detail))
+        summary_to_proto(detail["summary"], response.summary)
+        return response
+
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: Any
+    ) -> pb.ListSessionsResponse:
+        return pb.ListSessionsResponse(
+            sessions=[session_to_proto(r) for r in self.profiler.sessions()]
+        )
+
+
+async def _abort(context: Any, exc: GswarmError) -> None:
+    code = STATUS_BY_HTTP.get(exc.status, grpc.StatusCode.INTERNAL)
+    await context.abort(code, f"{exc.code}: {exc.message}")
+
+
+class GrpcServer:
+    """Binds `host:port` (a free port when `port` is 0); `port` is the bound one once started."""
+
+    def __init__(self, profiler: Profiler, host: str, port: int, token: Callable[[], str]) -> None:
+        self.profiler = profiler
+        self.host = host
+        self.requested_port = port
+        self.token = token
+        self.port: int | None = None
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self, port: int | None = None) -> int:
+        server = grpc.aio.server(interceptors=[TokenAuth(self.token)])
+        pb_grpc.add_ProfilerServiceServicer_to_server(ProfilerServicer(self.profiler), server)
+        wanted = self.requested_port if port is None else port
+        bound = server.add_insecure_port(f"{self.host}:{wanted}")
+        if not bound:
+            raise OSError(f"gRPC could not bind {self.host}:{wanted}")
+        await server.start()
+        self._server, self.port = server, bound
+        log.info("gswarm: profiler gRPC service on %s:%d", self.host, bound)
+        return bound
+
+    async def stop(self, grace: float = 1.0) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace)

@@ -1,0 +1,320 @@
+"""The profiler as the server uses it: sessions, the frames of Dask nodes and external agents,
+clients, latest readings, subscriptions, exports, and the gRPC service. Knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from distributed import Client
+
+from ..core.db import Database
+from ..core.errors import Conflict, InvalidRequest, NotFound
+from ..core.names import MODEL_NAME
+from .collector import DaskCollector
+from .frames import ALL_METRICS, Frame, csv_rows, keep_metrics
+from .hub import ClientState, FrameFilter, Hub, Subscription
+from .loop import IDLE_INTERVAL_MS
+from .node import SessionSpec, plan_for
+from .sessions import RUNNING, Session, SessionStore, read_frames
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FREQUENCY_MS = 1000
+MIN_FREQUENCY_MS = 10
+FLUSH_EVERY_S = 0.2
+AGENT_CATCH_UP_S = 3.0
+
+
+class Profiler:
+    """Owns the session store, the Dask collector, the hub and (when `grpc_port` is not None)
+    the gRPC server. `client` answers the runtime's current Dask client; `node_names` the Dask
+    nodes known now; `token` the Jupyter token the gRPC calls must carry."""
+
+    def __init__(
+        self,
+        db: Database,
+        root: Path | str,
+        client: Callable[[], Client | None] = lambda: None,
+        node_names: Callable[[], list[str]] = list,
+        token: Callable[[], str] = lambda: "",
+        grpc_host: str = "[::]",
+        grpc_port: int | None = None,
+        sync_interval_s: float = 0.25,
+        idle_interval_ms: int = IDLE_INTERVAL_MS,
+    ) -> None:
+        self.store = SessionStore(db, Path(root))
+        self.hub = Hub(self._record)
+        self.collector = DaskCollector(self, client, sync_interval_s, idle_interval_ms)
+        self.node_names = node_names
+        self.idle_interval_ms = idle_interval_ms
+        self.stale_after = max(5.0, 5 * idle_interval_ms / 1000.0)
+        self.grpc = None
+        if grpc_port is not None:
+            from .grpc_server import GrpcServer
+
+            self.grpc = GrpcServer(self, grpc_host, grpc_port, token)
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        interrupted = self.store.recover()
+        if interrupted:
+            log.warning("gswarm: profiling sessions interrupted by a restart: %s", interrupted)
+        self._flusher = asyncio.create_task(self._flush_loop(), name="gswarm-profiler-flush")
+        await self.collector.start()
+        if self.grpc is not None:
+            await self.grpc.start()
+
+    async def stop(self) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop()
+        await self.collector.stop()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        self.hub.close()
+        self.store.close()
+
+    @property
+    def grpc_port(self) -> int | None:
+        """The port the gRPC service is bound to (the free one picked when configured as 0)."""
+        return None if self.grpc is None else self.grpc.port
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    async def start_session(
+        self,
+        name: str,
+        sampling_frequency_ms: int | None = None,
+        nodes: list[str] | None = None,
+        metrics: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Start recording `name` on `nodes` (every node when None); answers the session record."""
+        if not MODEL_NAME.match(name or ""):
+            raise InvalidRequest(
+                f"invalid session name {name!r}: use letters, digits, '.', '_' or '-'",
+                {"field": "name"},
+            )
+        frequency = DEFAULT_FREQUENCY_MS if sampling_frequency_ms is None else sampling_frequency_ms
+        if frequency < MIN_FREQUENCY_MS:
+            raise InvalidRequest(
+                f"sampling_frequency_ms must be at least {MIN_FREQUENCY_MS}, got {frequency}",
+                {"field": "sampling_frequency_ms", "minimum": MIN_FREQUENCY_MS},
+            )
+        if metrics:
+            unknown = sorted(set(metrics) - set(ALL_METRICS))
+            if unknown:
+                raise InvalidRequest(
+                    f"unknown metrics {unknown}; known: {list(ALL_METRICS)}", {"field": "metrics"}
+                )
+        if nodes:
+            known = self.known_nodes()
+            missing = [n for n in nodes if n not in known]
+            if missing:
+                raise NotFound(f"unknown nodes {missing}", {"field": "nodes", "nodes": missing})
+        session = self.store.create(
+            name, frequency, sorted(set(nodes)) if nodes else None, list(metrics) if metrics else None
+        )
+        await self._push_plans()
+        return session.record()
+
+    async def stop_session(self, name: str) -> dict[str, Any]:
+        """Stop `name`, after collecting every frame sampled for it; answers record and summary."""
+        session = self.store.running.get(name)
+        if session is None:
+            self.store.get(name)  # NotFound when it never existed
+            raise Conflict(f"profiling session {name!r} is not running", {"name": name})
+        if session.stopping_at is not None:
+            raise Conflict(f"profiling session {name!r} is stopping", {"name": name})
+        session.stopping_at = time.time()
+        await self._push_plans()
+        await self._agents_caught_up(session)
+        finished = self.store.finish(name, session.stopping_at)
+        return self._detail(finished)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return [s.record() for s in self.store.all()]
+
+    def session(self, name: str) -> dict[str, Any]:
+        """The record and summary of `name` (running: so far)."""
+        return self._detail(self.store.get(name))
+
+    def frames(self, name: str) -> Iterator[Frame]:
+        session = self.store.get(name)
+        self.store.flush()
+        return read_frames(session.path)
+
+    def csv(self, name: str) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(csv_rows(self.frames(name)))
+        return out.getvalue()
+
+    def plot(self, name: str, metrics: list[str] | None = None) -> bytes:
+        """A PNG of `name`: one panel per metric, one line per node and device."""
+        from .plot import plot_frames
+
+        return plot_frames(list(self.frames(name)), metrics=metrics, title=f"profiling session {name}")
+
+    def _detail(self, session: Session) -> dict[str, Any]:
+        return {**session.record(), "summary": self.store.summary(session)}
+
+    # -- what the API shows -----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        active = [s for s in self.store.running.values() if s.stopping_at is None]
+        clients = self.clients()
+        nvlink = any(
+            gpu.get("nvlink_rx_bytes_per_s") is not None
+            for frame in self.hub.latest.values()
+            for gpu in frame.get("gpus") or ()
+        )
+        return {
+            "is_profiling": bool(active),
+            "active_sessions": [
+                {
+                    "name": s.name,
+                    "start_time": s.record()["start_time"],
+                    "frames_collected": s.frames_collected,
+                    "sampling_frequency_ms": s.sampling_frequency_ms,
+                    "nodes": s.nodes,
+                }
+                for s in active
+            ],
+            "connected_clients": sum(1 for c in clients if c["status"] == "connected"),
+            "enable_bandwidth_profiling": True,
+            "enable_nvlink_profiling": nvlink,
+            "sampling_frequency_ms": min(
+                (s.sampling_frequency_ms for s in active), default=self.idle_interval_ms
+            ),
+            "grpc_port": self.grpc_port,
+        }
+
+    def clients(self) -> list[dict[str, Any]]:
+        now = time.time()
+        return [c.record(now, self.stale_after) for c in sorted(self.hub.clients.values(), key=_key)]
+
+    def latest(self, nodes: list[str] | None = None, metrics: list[str] | None = None) -> list[Frame]:
+        """The latest frame of every client (or of `nodes`)."""
+        return [
+            keep_metrics(frame, metrics)
+            for node, frame in sorted(self.hub.latest.items())
+            if not nodes or node in nodes
+        ]
+
+    def subscribe(
+        self,
+        sessions: list[str] | None = None,
+        nodes: list[str] | None = None,
+        metrics: list[str] | None = None,
+    ) -> Subscription:
+        return self.hub.subscribe(FrameFilter.of(sessions, nodes, metrics))
+
+    def known_nodes(self) -> set[str]:
+        return set(self.node_names()) | set(self.hub.clients)
+
+    # -- frames in: Dask nodes (collector) and agents (gRPC) ---------------------------------
+
+    def acks(self) -> dict[str, tuple[str, int]]:
+        return {c.client_id: (c.instance, c.last_seq) for c in self.hub.clients.values()}
+
+    def specs(self) -> list[SessionSpec]:
+        return [
+            (s.name, s.sampling_frequency_ms, s.nodes)
+            for s in self.store.running.values()
+            if s.stopping_at is None
+        ]
+
+    def plan(self, node: str) -> dict[str, int]:
+        return plan_for(node, self.specs())
+
+    def accept_node(self, report: dict[str, Any], kind: str) -> tuple[int, int]:
+        """A node's report: `{"node", "info": {hostname, gpus, dropped}, "frames": [...]}`."""
+        state = self.hub.client(report["node"], kind)
+        info = report.get("info") or {}
+        state.hostname = info.get("hostname", state.hostname)
+        state.gpus = info.get("gpus", state.gpus)
+        state.dropped_on_node = int(info.get("dropped", state.dropped_on_node))
+        return self.hub.ingest(state, report.get("frames") or ())
+
+    def connect_agent(
+        self, name: str, hostname: str, instance: str, gpus: list[dict[str, Any]]
+    ) -> tuple[str, dict[str, int], int]:
+        """An agent announces itself: answers (node id, plan, last sequence number held)."""
+        node_id = name or hostname or "agent"
+        taken = self.hub.clients.get(node_id)
+        if node_id in self.node_names() or (taken is not None and taken.kind != "agent"):
+            node_id = f"{node_id}-{instance[:6]}"
+        state = self.hub.client(node_id, "agent")
+        state.hostname, state.gpus = hostname, gpus
+        if state.instance != instance:
+            state.instance, state.last_seq = instance, 0
+        state.last_update = time.time()
+        return node_id, self.plan(node_id), state.last_seq
+
+    def agent(self, node_id: str) -> ClientState | None:
+        state = self.hub.clients.get(node_id)
+        return state if state is not None and state.kind == "agent" else None
+
+    def _record(self, frame: Frame) -> list[str]:
+        """Write `frame` to each running session it was taken for; answer their names."""
+        kept = []
+        for name in frame.get("sessions") or ():
+            session = self.store.running.get(name)
+            if session is None or not session.covers(frame["node"]):
+                continue
+            if session.stopping_at is not None and frame["timestamp_unix_s"] > session.stopping_at:
+                continue
+            self.store.append(session, keep_metrics(frame, session.metrics))
+            kept.append(name)
+        return kept
+
+    async def _push_plans(self) -> None:
+        """Tell the Dask nodes now rather than at the next pull (agents learn at their next ack)."""
+        try:
+            await self.collector.sync()
+        except Exception as exc:
+            log.warning("gswarm: could not reach the nodes to change their sampling plan: %s", exc)
+
+    async def _agents_caught_up(self, session: Session) -> None:
+        """Wait (a little) until each connected agent of `session` sent a frame taken after its stop."""
+        assert session.stopping_at is not None
+        deadline = time.monotonic() + AGENT_CATCH_UP_S
+        now = time.time()
+        agents = [
+            c
+            for c in self.hub.clients.values()
+            if c.kind == "agent" and session.covers(c.client_id) and c.connected(now, self.stale_after)
+        ]
+        while agents and time.monotonic() < deadline:
+            agents = [
+                a
+                for a in agents
+                if self.hub.latest.get(a.client_id, {}).get("timestamp_unix_s", 0) < session.stopping_at
+            ]
+            if agents:
+                await asyncio.sleep(0.05)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_S)
+            try:
+                self.store.flush()
+            except OSError as exc:
+                log.error("gswarm: writing profiling frames failed: %s", exc)
+
+
+def _key(c: ClientState) -> tuple[str, str]:
+    return (c.kind, c.client_id)
+
+
+__all__ = ["Profiler", "RUNNING", "DEFAULT_FREQUENCY_MS", "MIN_FREQUENCY_MS"]

@@ -1,0 +1,256 @@
+"""Profiling sessions: an index in the server's SQLite database, frames in one JSON Lines file per
+session, appended as they arrive and flushed every fraction of a second (so a crash loses at most
+the last flush interval). A session still `running` when the server starts again was cut short:
+it becomes `interrupted`, with the frames its file holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..core.clock import iso, iso_or_none
+from ..core.db import Database, dumps, loads, migration
+from ..core.errors import Conflict, NotFound
+from .frames import Frame
+from .summary import Summary, summarize
+
+migration(
+    40,
+    """
+CREATE TABLE profiler_sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    sampling_frequency_ms INTEGER NOT NULL,
+    nodes TEXT,
+    metrics TEXT,
+    start_time REAL NOT NULL,
+    end_time REAL,
+    frames_collected INTEGER NOT NULL DEFAULT 0,
+    path TEXT NOT NULL,
+    summary TEXT
+);
+CREATE INDEX profiler_sessions_by_name ON profiler_sessions (name, id);
+CREATE UNIQUE INDEX profiler_sessions_one_running ON profiler_sessions (name) WHERE status = 'running'
+""",
+)
+
+RUNNING, FINISHED, INTERRUPTED = "running", "finished", "interrupted"
+FSYNC_EVERY_S = 1.0
+
+
+@dataclass
+class Session:
+    id: int
+    name: str
+    status: str
+    sampling_frequency_ms: int
+    nodes: list[str] | None
+    metrics: list[str] | None
+    start_time: float
+    end_time: float | None
+    frames_collected: int
+    path: Path
+    summary: Summary | None = None
+    stopping_at: float | None = field(default=None, repr=False)
+
+    def covers(self, node: str) -> bool:
+        return self.nodes is None or node in self.nodes
+
+    def record(self) -> dict[str, Any]:
+        """The API's view of the session (no summary, no frames)."""
+        end = self.end_time
+        return {
+            "name": self.name,
+            "status": self.status,
+            "sampling_frequency_ms": self.sampling_frequency_ms,
+            "nodes": self.nodes,
+            "metrics": self.metrics,
+            "start_time": iso(self.start_time),
+            "end_time": iso_or_none(end),
+            "start_time_unix_s": self.start_time,
+            "end_time_unix_s": end,
+            "duration_s": round((end if end is not None else time.time()) - self.start_time, 3),
+            "frames_collected": self.frames_collected,
+        }
+
+
+class _Writer:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self.dirty = False
+        self.synced_at = time.monotonic()
+
+    def write(self, frame: Frame) -> None:
+        self.file.write(json.dumps(frame, separators=(",", ":")) + "\n")
+        self.dirty = True
+
+    def flush(self, force_sync: bool = False) -> None:
+        if not self.dirty and not force_sync:
+            return
+        self.file.flush()
+        now = time.monotonic()
+        if force_sync or now - self.synced_at >= FSYNC_EVERY_S:
+            os.fsync(self.file.fileno())
+            self.synced_at = now
+        self.dirty = False
+
+    def close(self) -> None:
+        self.flush(force_sync=True)
+        self.file.close()
+
+
+class SessionStore:
+    """The sessions index and their frame files under `root`."""
+
+    def __init__(self, db: Database, root: Path) -> None:
+        self.db = db
+        self.root = Path(root)
+        self.running: dict[str, Session] = {}
+        self._writers: dict[str, _Writer] = {}
+
+    def recover(self) -> list[str]:
+        """Mark sessions left running by a previous server as interrupted; answer their names."""
+        names = []
+        for row in self.db.all("SELECT * FROM profiler_sessions WHERE status = ?", (RUNNING,)):
+            session = _session(row)
+            count, last = 0, None
+            for frame in read_frames(session.path):
+                count += 1
+                last = frame.get("timestamp_unix_s", last)
+            self.db.execute(
+                "UPDATE profiler_sessions SET status = ?, end_time = ?, frames_collected = ? "
+                "WHERE id = ?",
+                (INTERRUPTED, last, count, session.id),
+            )
+            names.append(session.name)
+        return names
+
+    def create(
+        self, name: str, sampling_frequency_ms: int, nodes: list[str] | None, metrics: list[str] | None
+    ) -> Session:
+        if name in self.running:
+            raise Conflict(f"profiling session {name!r} is already running", {"name": name})
+        start = time.time()
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO profiler_sessions (name, status, sampling_frequency_ms, nodes, metrics, "
+                "start_time, path) VALUES (?, ?, ?, ?, ?, ?, '')",
+                (name, RUNNING, sampling_frequency_ms, _json(nodes), _json(metrics), start),
+            )
+            number = int(cursor.lastrowid or 0)
+            path = self.root / f"{number:06d}-{_slug(name)}.jsonl"
+            conn.execute("UPDATE profiler_sessions SET path = ? WHERE id = ?", (str(path), number))
+        session = Session(
+            id=number,
+            name=name,
+            status=RUNNING,
+            sampling_frequency_ms=sampling_frequency_ms,
+            nodes=nodes,
+            metrics=metrics,
+            start_time=start,
+            end_time=None,
+            frames_collected=0,
+            path=path,
+        )
+        self._writers[name] = _Writer(path)
+        self.running[name] = session
+        return session
+
+    def append(self, session: Session, frame: Frame) -> None:
+        self._writers[session.name].write(frame)
+        session.frames_collected += 1
+
+    def flush(self) -> None:
+        for writer in self._writers.values():
+            writer.flush()
+
+    def finish(self, name: str, end_time: float) -> Session:
+        """Close the running session `name`: its file, its end, its summary."""
+        session = self.running.pop(name)
+        self._writers.pop(name).close()
+        session.status, session.end_time = FINISHED, end_time
+        session.summary = summarize(read_frames(session.path))
+        self.db.execute(
+            "UPDATE profiler_sessions SET status = ?, end_time = ?, frames_collected = ?, "
+            "summary = ? WHERE id = ?",
+            (FINISHED, end_time, session.frames_collected, dumps(session.summary), session.id),
+        )
+        return session
+
+    def close(self) -> None:
+        """Server shutdown: files closed, sessions left as they are (the next start recovers them)."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def get(self, name: str) -> Session:
+        """The running session `name`, else the latest finished or interrupted one."""
+        if name in self.running:
+            return self.running[name]
+        row = self.db.one(
+            "SELECT * FROM profiler_sessions WHERE name = ? ORDER BY id DESC LIMIT 1", (name,)
+        )
+        if row is None:
+            raise NotFound(f"no profiling session named {name!r}", {"name": name})
+        return _session(row)
+
+    def all(self) -> list[Session]:
+        """Every session, oldest first; running ones with their live counters."""
+        live = {s.id: s for s in self.running.values()}
+        rows = self.db.all("SELECT * FROM profiler_sessions ORDER BY id")
+        return [live.get(row["id"]) or _session(row) for row in rows]
+
+    def summary(self, session: Session) -> Summary:
+        """The stored summary, or one computed from the file (running or interrupted sessions)."""
+        if session.summary is not None:
+            return session.summary
+        if session.name in self._writers:
+            self._writers[session.name].flush()
+        return summarize(read_frames(session.path))
+
+
+def read_frames(path: Path) -> Iterator[Frame]:
+    """Every whole frame of a session file (a line cut by a crash is skipped)."""
+    try:
+        f = open(path, encoding="utf-8")  # noqa: SIM115
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+def _session(row: Any) -> Session:
+    return Session(
+        id=row["id"],
+        name=row["name"],
+        status=row["status"],
+        sampling_frequency_ms=row["sampling_frequency_ms"],
+        nodes=loads(row["nodes"]),
+        metrics=loads(row["metrics"]),
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        frames_collected=row["frames_collected"],
+        path=Path(row["path"]),
+        summary=loads(row["summary"]),
+    )
+
+
+def _json(value: list[str] | None) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)

@@ -1,0 +1,82 @@
+import pytest
+
+from gswarm_jupyter.core.db import Database
+from gswarm_jupyter.core.errors import Conflict, InvalidRequest, NotFound
+from gswarm_jupyter.profiler.service import Profiler
+
+
+def _report(node, instance, seqs, sessions):
+    return {
+        "node": node,
+        "info": {"hostname": "h", "gpus": [], "dropped": 0},
+        "frames": [
+            {"node": node, "instance": instance, "seq": s, "timestamp": "t", "timestamp_unix_s": 1e9 + s,
+             "sessions": list(sessions), "host": {"cpu_utilization_ratio": 0.1 * s}, "gpus": []}
+            for s in seqs
+        ],
+    }
+
+
+async def _profiler(tmp_path):
+    db = Database(tmp_path / "state.sqlite3")
+    db.migrate()
+    profiler = Profiler(db, tmp_path / "profiler", node_names=lambda: ["n1", "n2"])
+    await profiler.start()
+    return db, profiler
+
+
+async def test_a_server_restart_leaves_the_running_session_interrupted_with_its_frames(tmp_path):
+    db, profiler = await _profiler(tmp_path)
+    await profiler.start_session("long", 10)
+    assert profiler.accept_node(_report("n1", "a", [1, 2, 3], ["long"]), "dask") == (3, 0)
+    profiler.store.flush()
+    # the process dies: no stop, no close; only what reached the file remains
+    db.close()
+
+    db, profiler = await _profiler(tmp_path)
+    try:
+        (record,) = profiler.sessions()
+        assert record["status"] == "interrupted" and record["frames_collected"] == 3
+        assert record["end_time_unix_s"] == 1e9 + 3
+        detail = profiler.session("long")
+        assert detail["summary"]["n1"]["host"]["cpu_utilization_ratio"]["count"] == 3
+        assert [f["seq"] for f in profiler.frames("long")] == [1, 2, 3]
+        with pytest.raises(Conflict):
+            await profiler.stop_session("long")
+        assert (await profiler.start_session("long", 10))["status"] == "running"
+    finally:
+        await profiler.stop()
+        db.close()
+
+
+async def test_frames_go_only_to_the_sessions_that_cover_their_node(tmp_path):
+    db, profiler = await _profiler(tmp_path)
+    try:
+        await profiler.start_session("all", 100)
+        await profiler.start_session("n2-only", 50, nodes=["n2"], metrics=["cpu_utilization_ratio"])
+        assert profiler.plan("n1") == {"all": 100}
+        assert profiler.plan("n2") == {"all": 100, "n2-only": 50}
+        # n1 claims a session that does not cover it: not recorded there
+        profiler.accept_node(_report("n1", "a", [1], ["all", "n2-only"]), "dask")
+        profiler.accept_node(_report("n2", "b", [1, 2], ["n2-only"]), "dask")
+        profiler.accept_node(_report("n2", "b", [2, 3], ["all", "n2-only"]), "dask")  # 2 repeats
+        assert profiler.acks() == {"n1": ("a", 1), "n2": ("b", 3)}
+        assert [c["duplicates"] for c in profiler.clients()] == [0, 1]
+        all_ = await profiler.stop_session("all")
+        n2 = await profiler.stop_session("n2-only")
+        assert all_["frames_collected"] == 2 and n2["frames_collected"] == 3
+        assert set(n2["summary"]) == {"n2"}
+        for bad in ({"name": "x", "sampling_frequency_ms": 9}, {"name": "", "sampling_frequency_ms": 10},
+                    {"name": "x", "metrics": ["nope"]}):
+            with pytest.raises(InvalidRequest):
+                await profiler.start_session(**bad)
+        with pytest.raises(NotFound):
+            await profiler.start_session("x", nodes=["n3"])
+        with pytest.raises(NotFound):
+            await profiler.stop_session("never")
+        # a new sampler instance on a node (worker restarted) starts its numbering afresh
+        profiler.accept_node(_report("n2", "c", [1], []), "dask")
+        assert profiler.acks()["n2"] == ("c", 1)
+    finally:
+        await profiler.stop()
+        db.close()
