@@ -18,6 +18,10 @@ class StartProfiling(BaseModel):
     )
     nodes: list[str] | None = Field(None, description="nodes to sample; every node when absent")
     metrics: list[str] | None = Field(None, description="metrics to keep; every metric when absent")
+    tags: dict[str, str | int | float | bool] | None = Field(
+        None,
+        description="kept with the session and on each of its frames (e.g. a cell's execution count)",
+    )
 
 
 class StopProfiling(BaseModel):
@@ -30,8 +34,9 @@ class SessionQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal["json", "csv", "png"] = Field(
-        "json", description="json: the envelope with summary and frames; csv: the frames as CSV; "
-        "png: a plot of the session"
+        "json",
+        description="json: the envelope with summary and frames; csv: the frames as CSV; "
+        "png: a plot of the session",
     )
     metrics: str | None = Field(None, description="png only: comma-separated metrics to plot")
 
@@ -62,6 +67,7 @@ class SessionRecord(BaseModel):
     sampling_frequency_ms: int
     nodes: list[str] | None
     metrics: list[str] | None
+    tags: dict[str, Any] | None = None
     start_time: str
     end_time: str | None
     start_time_unix_s: float
@@ -167,6 +173,7 @@ class FrameRecord(BaseModel):
     timestamp: str
     timestamp_unix_s: float
     sessions: list[str]
+    tags: dict[str, Any] | None = None
     host: HostReadings
     gpus: list[GpuReadings]
 

@@ -142,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--server", required=True, help="host:port of the profiler's gRPC service")
     parser.add_argument(
-        "--token", default=os.environ.get("GSWARM_TOKEN", ""), help="the Jupyter token ($GSWARM_TOKEN)"
+        "--token",
+        default=os.environ.get("GSWARM_TOKEN", ""),
+        help="the Jupyter token ($GSWARM_TOKEN)",
     )
     parser.add_argument("--name", default=None, help="node id to ask for (default: the hostname)")
     parser.add_argument("--chunk-seconds", type=float, default=0.5, help="length of each stream")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -13,6 +14,8 @@ from distributed import Client
 from .node import SamplerPlugin, SessionSpec, sync_node
 
 log = logging.getLogger(__name__)
+
+REREGISTER_AFTER_S = 10.0
 
 
 class FrameSink(Protocol):
@@ -35,7 +38,7 @@ class DaskCollector:
         self.client = client
         self.interval_s = interval_s
         self.idle_interval_ms = idle_interval_ms
-        self._registered: Client | None = None
+        self._registered_at = -REREGISTER_AFTER_S
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -55,22 +58,37 @@ class DaskCollector:
             client = self.client()
             if client is None or client.status != "running":
                 return 0
-            if client is not self._registered:
-                await asyncio.wait_for(
-                    client.register_plugin(SamplerPlugin(self.idle_interval_ms)), timeout
-                )
-                self._registered = client
             results = await asyncio.wait_for(
                 client.run(sync_node, self.sink.acks(), self.sink.specs(), on_error="return"),
                 timeout,
             )
             received = 0
+            missing = False
             for report in results.values():
-                if isinstance(report, BaseException) or report.get("missing"):
+                if isinstance(report, BaseException):
+                    continue
+                if report.get("missing"):
+                    missing = True
                     continue
                 self.sink.accept_node(report, "dask")
                 received += len(report["frames"])
+            if missing:
+                await self._register(client, timeout)
             return received
+
+    async def _register(self, client: Client, timeout: float) -> None:
+        """Give the scheduler the sampler plugin (it hands it to every worker, now and later).
+
+        Only when a worker lacks it, and not again within `REREGISTER_AFTER_S`: registering
+        replaces the plugin on workers that have it, and with it their unacknowledged frames.
+        """
+        now = time.monotonic()
+        if now - self._registered_at < REREGISTER_AFTER_S:
+            return
+        self._registered_at = now
+        await asyncio.wait_for(
+            client.register_plugin(SamplerPlugin(self.idle_interval_ms)), timeout
+        )
 
     async def _run(self) -> None:
         while True:

@@ -50,9 +50,9 @@ def frame_from_proto(message: pb.Frame) -> Frame:
                 "processes": [
                     {
                         "pid": p.pid,
-                        "used_memory_bytes": p.used_memory_bytes
-                        if p.HasField("used_memory_bytes")
-                        else None,
+                        "used_memory_bytes": (
+                            p.used_memory_bytes if p.HasField("used_memory_bytes") else None
+                        ),
                     }
                     for p in gpu.processes
                 ],
@@ -80,10 +80,12 @@ def gpu_info_from_proto(message: pb.GpuInfo) -> dict[str, Any]:
         "device": f"gpu{message.device_id}",
         "device_id": message.device_id,
         "name": message.name,
-        "memory_total": message.memory_total_bytes if message.HasField("memory_total_bytes") else None,
-        "compute_capability": message.compute_capability
-        if message.HasField("compute_capability")
-        else None,
+        "memory_total": (
+            message.memory_total_bytes if message.HasField("memory_total_bytes") else None
+        ),
+        "compute_capability": (
+            message.compute_capability if message.HasField("compute_capability") else None
+        ),
     }
 
 
@@ -96,6 +98,7 @@ def session_to_proto(record: dict[str, Any]) -> pb.SessionInfo:
         metrics=record.get("metrics") or [],
         start_time_unix_s=record["start_time_unix_s"],
         frames_collected=record["frames_collected"],
+        tags={k: str(v) for k, v in (record.get("tags") or {}).items()},
     )
     if record.get("end_time_unix_s") is not None:
         message.end_time_unix_s = record["end_time_unix_s"]
@@ -108,7 +111,9 @@ def summary_to_proto(summary: Summary, into: Any) -> None:
         for device, metrics in devices.items():
             for metric, s in metrics.items():
                 into[node].devices[device].metrics[metric].CopyFrom(
-                    pb.MetricStats(mean=s["mean"], max=s["max"], p95=s["p95"], count=int(s["count"]))
+                    pb.MetricStats(
+                        mean=s["mean"], max=s["max"], p95=s["p95"], count=int(s["count"])
+                    )
                 )
 
 

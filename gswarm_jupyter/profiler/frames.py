@@ -4,7 +4,8 @@
 {"node": "node1", "instance": "3f2a...", "seq": 17, "timestamp": "2026-...Z",
  "timestamp_unix_s": 1767225600.25, "sessions": ["train"],
  "host": {"cpu_utilization_ratio": 0.4, "memory_used_bytes": ..., ...},
- "gpus": [{"device": "gpu0", "utilization_ratio": 0.9, ..., "processes": [{"pid", "used_memory_bytes"}]}]}
+ "gpus": [{"device": "gpu0", "utilization_ratio": 0.9, ...,
+           "processes": [{"pid", "used_memory_bytes"}]}]}
 ```
 
 Units are in the names. A host reading that cannot be taken is `null`; a node without NVML has

@@ -1,7 +1,8 @@
 """Regenerate the committed gRPC stubs from `proto/`: `python -m gswarm_jupyter.profiler.gen`.
 
 Needs `grpcio-tools` (a test dependency). The stubs land in `gswarm_jupyter/profiler/_proto/`;
-the generated service module's absolute import is made relative so the stubs live inside the package.
+the generated service module's absolute import is made relative so the stubs live inside the
+package.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ OUTPUTS = ("profiler_pb2.py", "profiler_pb2.pyi", "profiler_pb2_grpc.py")
 
 
 def generate(out_dir: Path = PACKAGE_DIR, proto_root: Path = PROTO_ROOT) -> list[Path]:
-    """Write the stubs of `proto_root/gswarm/v1/profiler.proto` into `out_dir`; answer their paths."""
+    """Write the stubs of `proto_root/gswarm/v1/profiler.proto` into `out_dir`; answer paths."""
     from grpc_tools import protoc
 
     with tempfile.TemporaryDirectory() as scratch:

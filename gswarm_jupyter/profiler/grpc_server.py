@@ -114,7 +114,8 @@ class ProfilerServicer(pb_grpc.ProfilerServiceServicer):
             state = self.profiler.agent(node)
             if state is None:
                 await context.abort(
-                    grpc.StatusCode.FAILED_PRECONDITION, f"unknown node {node!r}: call Connect first"
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"unknown node {node!r}: call Connect first",
                 )
             a, d = self.profiler.hub.ingest(state, [frame_from_proto(message)])
             accepted, duplicates = accepted + a, duplicates + d
@@ -126,7 +127,9 @@ class ProfilerServicer(pb_grpc.ProfilerServiceServicer):
             plan=plan_to_proto(self.profiler.plan(node), self.profiler.idle_interval_ms),
         )
 
-    async def Subscribe(self, request: pb.SubscribeRequest, context: Any) -> AsyncIterator[pb.Frame]:
+    async def Subscribe(
+        self, request: pb.SubscribeRequest, context: Any
+    ) -> AsyncIterator[pb.Frame]:
         subscription = self.profiler.subscribe(
             list(request.sessions), list(request.nodes), list(request.metrics)
         )
@@ -148,13 +151,20 @@ class ProfilerServicer(pb_grpc.ProfilerServiceServicer):
             sampling_frequency_ms=status["sampling_frequency_ms"],
         )
 
-    async def StartProfiling(self, request: pb.StartProfilingRequest, context: Any) -> pb.SessionInfo:
+    async def StartProfiling(
+        self, request: pb.StartProfilingRequest, context: Any
+    ) -> pb.SessionInfo:
         try:
             record = await self.profiler.start_session(
                 request.name,
-                request.sampling_frequency_ms if request.HasField("sampling_frequency_ms") else None,
+                (
+                    request.sampling_frequency_ms
+                    if request.HasField("sampling_frequency_ms")
+                    else None
+                ),
                 list(request.nodes) or None,
                 list(request.metrics) or None,
+                dict(request.tags) or None,
             )
         except GswarmError as exc:
             await _abort(context, exc)

@@ -169,4 +169,8 @@ class SamplingLoop:
                 self._wake.wait(wait)
 
     def info(self) -> dict[str, Any]:
-        return {**self.sampler.info(), "instance": self.buffer.instance, "dropped": self.buffer.dropped}
+        return {
+            **self.sampler.info(),
+            "instance": self.buffer.instance,
+            "dropped": self.buffer.dropped,
+        }

@@ -30,7 +30,9 @@ class SamplerPlugin(WorkerPlugin):
         self.loop: SamplingLoop | None = None
 
     def setup(self, worker: Worker) -> None:
-        self.loop = SamplingLoop(NodeSampler(str(worker.name)), idle_interval_ms=self.idle_interval_ms)
+        self.loop = SamplingLoop(
+            NodeSampler(str(worker.name)), idle_interval_ms=self.idle_interval_ms
+        )
         self.loop.start()
 
     def teardown(self, worker: Worker) -> None:

@@ -104,7 +104,9 @@ class GpuSampler:
                     "device": f"gpu{index}",
                     "device_id": index,
                     "name": name.decode() if isinstance(name, bytes) else name,
-                    "memory_total": _try(lambda h=handle: int(nvml.nvmlDeviceGetMemoryInfo(h).total)),
+                    "memory_total": _try(
+                        lambda h=handle: int(nvml.nvmlDeviceGetMemoryInfo(h).total)
+                    ),
                     "compute_capability": None if cc is None else f"{cc[0]}.{cc[1]}",
                 }
             )
@@ -164,12 +166,18 @@ class GpuSampler:
     def _processes(self, handle: Any) -> list[dict[str, Any]]:
         nvml = self._nvml
         seen: dict[int, dict[str, Any]] = {}
-        for read in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+        for read in (
+            "nvmlDeviceGetComputeRunningProcesses",
+            "nvmlDeviceGetGraphicsRunningProcesses",
+        ):
             for proc in _try(lambda r=read: getattr(nvml, r)(handle)) or ():
                 used = getattr(proc, "usedGpuMemory", None)
                 seen.setdefault(
                     int(proc.pid),
-                    {"pid": int(proc.pid), "used_memory_bytes": None if used is None else int(used)},
+                    {
+                        "pid": int(proc.pid),
+                        "used_memory_bytes": None if used is None else int(used),
+                    },
                 )
         return list(seen.values())
 

@@ -98,8 +98,12 @@ class Profiler:
         sampling_frequency_ms: int | None = None,
         nodes: list[str] | None = None,
         metrics: list[str] | None = None,
+        tags: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Start recording `name` on `nodes` (every node when None); answers the session record."""
+        """Start recording `name` on `nodes` (every node when None); answers the session record.
+
+        `tags` (e.g. `{"execution_count": 12}`) are kept with the session and on each of its
+        frames."""
         if not MODEL_NAME.match(name or ""):
             raise InvalidRequest(
                 f"invalid session name {name!r}: use letters, digits, '.', '_' or '-'",
@@ -123,7 +127,11 @@ class Profiler:
             if missing:
                 raise NotFound(f"unknown nodes {missing}", {"field": "nodes", "nodes": missing})
         session = self.store.create(
-            name, frequency, sorted(set(nodes)) if nodes else None, list(metrics) if metrics else None
+            name,
+            frequency,
+            sorted(set(nodes)) if nodes else None,
+            list(metrics) if metrics else None,
+            tags,
         )
         await self._push_plans()
         return session.record()
@@ -163,7 +171,9 @@ class Profiler:
         """A PNG of `name`: one panel per metric, one line per node and device."""
         from .plot import plot_frames
 
-        return plot_frames(list(self.frames(name)), metrics=metrics, title=f"profiling session {name}")
+        return plot_frames(
+            list(self.frames(name)), metrics=metrics, title=f"profiling session {name}"
+        )
 
     def _detail(self, session: Session) -> dict[str, Any]:
         return {**session.record(), "summary": self.store.summary(session)}
@@ -201,9 +211,13 @@ class Profiler:
 
     def clients(self) -> list[dict[str, Any]]:
         now = time.time()
-        return [c.record(now, self.stale_after) for c in sorted(self.hub.clients.values(), key=_key)]
+        return [
+            c.record(now, self.stale_after) for c in sorted(self.hub.clients.values(), key=_key)
+        ]
 
-    def latest(self, nodes: list[str] | None = None, metrics: list[str] | None = None) -> list[Frame]:
+    def latest(
+        self, nodes: list[str] | None = None, metrics: list[str] | None = None
+    ) -> list[Frame]:
         """The latest frame of every client (or of `nodes`)."""
         return [
             keep_metrics(frame, metrics)
@@ -286,20 +300,23 @@ class Profiler:
             log.warning("gswarm: could not reach the nodes to change their sampling plan: %s", exc)
 
     async def _agents_caught_up(self, session: Session) -> None:
-        """Wait (a little) until each connected agent of `session` sent a frame taken after its stop."""
+        """Wait briefly until each connected agent of `session` sent a frame taken after stop."""
         assert session.stopping_at is not None
         deadline = time.monotonic() + AGENT_CATCH_UP_S
         now = time.time()
         agents = [
             c
             for c in self.hub.clients.values()
-            if c.kind == "agent" and session.covers(c.client_id) and c.connected(now, self.stale_after)
+            if c.kind == "agent"
+            and session.covers(c.client_id)
+            and c.connected(now, self.stale_after)
         ]
         while agents and time.monotonic() < deadline:
             agents = [
                 a
                 for a in agents
-                if self.hub.latest.get(a.client_id, {}).get("timestamp_unix_s", 0) < session.stopping_at
+                if self.hub.latest.get(a.client_id, {}).get("timestamp_unix_s", 0)
+                < session.stopping_at
             ]
             if agents:
                 await asyncio.sleep(0.05)

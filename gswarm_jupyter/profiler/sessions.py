@@ -31,6 +31,7 @@ CREATE TABLE profiler_sessions (
     sampling_frequency_ms INTEGER NOT NULL,
     nodes TEXT,
     metrics TEXT,
+    tags TEXT,
     start_time REAL NOT NULL,
     end_time REAL,
     frames_collected INTEGER NOT NULL DEFAULT 0,
@@ -38,7 +39,8 @@ CREATE TABLE profiler_sessions (
     summary TEXT
 );
 CREATE INDEX profiler_sessions_by_name ON profiler_sessions (name, id);
-CREATE UNIQUE INDEX profiler_sessions_one_running ON profiler_sessions (name) WHERE status = 'running'
+CREATE UNIQUE INDEX profiler_sessions_one_running ON profiler_sessions (name)
+    WHERE status = 'running'
 """,
 )
 
@@ -54,6 +56,7 @@ class Session:
     sampling_frequency_ms: int
     nodes: list[str] | None
     metrics: list[str] | None
+    tags: dict[str, Any] | None
     start_time: float
     end_time: float | None
     frames_collected: int
@@ -73,6 +76,7 @@ class Session:
             "sampling_frequency_ms": self.sampling_frequency_ms,
             "nodes": self.nodes,
             "metrics": self.metrics,
+            "tags": self.tags,
             "start_time": iso(self.start_time),
             "end_time": iso_or_none(end),
             "start_time_unix_s": self.start_time,
@@ -135,16 +139,29 @@ class SessionStore:
         return names
 
     def create(
-        self, name: str, sampling_frequency_ms: int, nodes: list[str] | None, metrics: list[str] | None
+        self,
+        name: str,
+        sampling_frequency_ms: int,
+        nodes: list[str] | None,
+        metrics: list[str] | None,
+        tags: dict[str, Any] | None = None,
     ) -> Session:
         if name in self.running:
             raise Conflict(f"profiling session {name!r} is already running", {"name": name})
         start = time.time()
         with self.db.transaction() as conn:
             cursor = conn.execute(
-                "INSERT INTO profiler_sessions (name, status, sampling_frequency_ms, nodes, metrics, "
-                "start_time, path) VALUES (?, ?, ?, ?, ?, ?, '')",
-                (name, RUNNING, sampling_frequency_ms, _json(nodes), _json(metrics), start),
+                "INSERT INTO profiler_sessions (name, status, sampling_frequency_ms, nodes, "
+                "metrics, tags, start_time, path) VALUES (?, ?, ?, ?, ?, ?, ?, '')",
+                (
+                    name,
+                    RUNNING,
+                    sampling_frequency_ms,
+                    _json(nodes),
+                    _json(metrics),
+                    None if not tags else dumps(tags),
+                    start,
+                ),
             )
             number = int(cursor.lastrowid or 0)
             path = self.root / f"{number:06d}-{_slug(name)}.jsonl"
@@ -156,6 +173,7 @@ class SessionStore:
             sampling_frequency_ms=sampling_frequency_ms,
             nodes=nodes,
             metrics=metrics,
+            tags=tags or None,
             start_time=start,
             end_time=None,
             frames_collected=0,
@@ -166,6 +184,8 @@ class SessionStore:
         return session
 
     def append(self, session: Session, frame: Frame) -> None:
+        if session.tags:
+            frame = {**frame, "tags": session.tags}
         self._writers[session.name].write(frame)
         session.frames_collected += 1
 
@@ -187,7 +207,7 @@ class SessionStore:
         return session
 
     def close(self) -> None:
-        """Server shutdown: files closed, sessions left as they are (the next start recovers them)."""
+        """Server shutdown: files closed, sessions left as they are (the next start recovers)."""
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
@@ -240,6 +260,7 @@ def _session(row: Any) -> Session:
         sampling_frequency_ms=row["sampling_frequency_ms"],
         nodes=loads(row["nodes"]),
         metrics=loads(row["metrics"]),
+        tags=loads(row["tags"]),
         start_time=row["start_time"],
         end_time=row["end_time"],
         frames_collected=row["frames_collected"],

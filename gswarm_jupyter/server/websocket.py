@@ -53,14 +53,20 @@ class GswarmSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         message = getattr(exc, "log_message", None) or "error"
         if isinstance(exc, web.HTTPError) and exc.args and exc.log_message:
             message = exc.log_message % exc.args
-        error = {"code": CODE_BY_STATUS.get(status_code, "INTERNAL_ERROR"), "message": message, "details": {}}
+        error = {
+            "code": CODE_BY_STATUS.get(status_code, "INTERNAL_ERROR"),
+            "message": message,
+            "details": {},
+        }
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(envelope(error=error)))
 
     def send_event(self, event: str, data: Any) -> bool:
         """Send one event; False once the socket is closed."""
         try:
-            self.write_message(json.dumps({"event": event, "data": data, "timestamp": iso()}, default=str))
+            self.write_message(
+                json.dumps({"event": event, "data": data, "timestamp": iso()}, default=str)
+            )
         except WebSocketClosedError:
             return False
         return True
@@ -69,7 +75,9 @@ class GswarmSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         try:
             data = json.loads(message)
         except ValueError:
-            self.send_event("error", {"code": "INVALID_REQUEST", "message": "messages must be JSON"})
+            self.send_event(
+                "error", {"code": "INVALID_REQUEST", "message": "messages must be JSON"}
+            )
             return
         if not isinstance(data, dict):
             self.send_event("error", {"code": "INVALID_REQUEST", "message": "send a JSON object"})

@@ -79,7 +79,11 @@ class FakeNvml:
     def nvmlDeviceGetFieldValues(self, gpu: FakeGpu, fields: list[tuple[int, int]]) -> list[Any]:
         out = []
         for field_id, _scope in fields:
-            value = gpu.nvlink_rx_kib if field_id == self.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX else gpu.nvlink_tx_kib
+            value = (
+                gpu.nvlink_rx_kib
+                if field_id == self.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX
+                else gpu.nvlink_tx_kib
+            )
             out.append(
                 SimpleNamespace(
                     fieldId=field_id,

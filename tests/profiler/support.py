@@ -20,7 +20,9 @@ AUTH = (("authorization", f"token {TOKEN}"),)
 async def grpc_profiler(tmp_path: Path) -> AsyncIterator[Profiler]:
     db = Database(tmp_path / "state.sqlite3")
     db.migrate()
-    profiler = Profiler(db, tmp_path / "profiler", token=lambda: TOKEN, grpc_host="127.0.0.1", grpc_port=0)
+    profiler = Profiler(
+        db, tmp_path / "profiler", token=lambda: TOKEN, grpc_host="127.0.0.1", grpc_port=0
+    )
     await profiler.start()
     try:
         yield profiler

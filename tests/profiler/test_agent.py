@@ -19,7 +19,9 @@ async def _until(predicate, timeout=10.0):
 
 async def test_agent_streams_host_and_gpu_frames_for_a_session(tmp_path):
     async with grpc_profiler(tmp_path) as profiler:
-        agent = Agent(f"127.0.0.1:{profiler.grpc_port}", TOKEN, name="edge", nvml=FakeNvml(), chunk_s=0.2)
+        agent = Agent(
+            f"127.0.0.1:{profiler.grpc_port}", TOKEN, name="edge", nvml=FakeNvml(), chunk_s=0.2
+        )
         running = asyncio.ensure_future(agent.run())
         try:
             await asyncio.wait_for(agent.connected.wait(), 10)
@@ -69,7 +71,9 @@ async def test_agent_buffers_while_the_server_is_away_and_resends_without_duplic
         # only this session runs, so every sample from its first to its last is one of its
         # frames: an unbroken run of sequence numbers means nothing was lost in the outage
         assert seqs == list(range(seqs[0], seqs[-1] + 1))
-        taken_during_outage = [f for f in frames if outage_started < f["timestamp_unix_s"] < outage_ended]
+        taken_during_outage = [
+            f for f in frames if outage_started < f["timestamp_unix_s"] < outage_ended
+        ]
         assert len(taken_during_outage) >= 10  # arrived late, with their own timestamps
         gaps = [b["timestamp_unix_s"] - a["timestamp_unix_s"] for a, b in zip(frames, frames[1:])]
         assert max(gaps) < 0.5
@@ -80,10 +84,18 @@ async def test_agent_buffers_while_the_server_is_away_and_resends_without_duplic
 async def test_agent_command_line_refuses_a_wrong_token_and_streams_with_the_right_one(tmp_path):
     async with grpc_profiler(tmp_path) as profiler:
         env = {**os.environ, "GSWARM_TOKEN": TOKEN}
-        command = [sys.executable, "-m", "gswarm_jupyter.profiler.agent",
-                   "--server", f"127.0.0.1:{profiler.grpc_port}", "--name", "cli-node"]
-        wrong = await asyncio.create_subprocess_exec(*command, "--token", "wrong", env=env,
-                                                     stderr=subprocess.PIPE)
+        command = [
+            sys.executable,
+            "-m",
+            "gswarm_jupyter.profiler.agent",
+            "--server",
+            f"127.0.0.1:{profiler.grpc_port}",
+            "--name",
+            "cli-node",
+        ]
+        wrong = await asyncio.create_subprocess_exec(
+            *command, "--token", "wrong", env=env, stderr=subprocess.PIPE
+        )
         _, err = await asyncio.wait_for(wrong.communicate(), 60)
         assert wrong.returncode == 2 and b"refused the token" in err
         right = await asyncio.create_subprocess_exec(*command, env=env)

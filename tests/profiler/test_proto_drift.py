@@ -11,9 +11,9 @@ def test_committed_stubs_match_the_proto(tmp_path: Path):
     assert [p.name for p in written] == list(gen.OUTPUTS)
     for path in written:
         committed = gen.PACKAGE_DIR / path.name
-        assert committed.read_text() == path.read_text(), (
-            f"{committed} is stale: run `python -m gswarm_jupyter.profiler.gen`"
-        )
+        assert (
+            committed.read_text() == path.read_text()
+        ), f"{committed} is stale: run `python -m gswarm_jupyter.profiler.gen`"
 
 
 def test_stubs_import_inside_the_package():

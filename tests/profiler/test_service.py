@@ -10,8 +10,16 @@ def _report(node, instance, seqs, sessions):
         "node": node,
         "info": {"hostname": "h", "gpus": [], "dropped": 0},
         "frames": [
-            {"node": node, "instance": instance, "seq": s, "timestamp": "t", "timestamp_unix_s": 1e9 + s,
-             "sessions": list(sessions), "host": {"cpu_utilization_ratio": 0.1 * s}, "gpus": []}
+            {
+                "node": node,
+                "instance": instance,
+                "seq": s,
+                "timestamp": "t",
+                "timestamp_unix_s": 1e9 + s,
+                "sessions": list(sessions),
+                "host": {"cpu_utilization_ratio": 0.1 * s},
+                "gpus": [],
+            }
             for s in seqs
         ],
     }
@@ -66,8 +74,11 @@ async def test_frames_go_only_to_the_sessions_that_cover_their_node(tmp_path):
         n2 = await profiler.stop_session("n2-only")
         assert all_["frames_collected"] == 2 and n2["frames_collected"] == 3
         assert set(n2["summary"]) == {"n2"}
-        for bad in ({"name": "x", "sampling_frequency_ms": 9}, {"name": "", "sampling_frequency_ms": 10},
-                    {"name": "x", "metrics": ["nope"]}):
+        for bad in (
+            {"name": "x", "sampling_frequency_ms": 9},
+            {"name": "", "sampling_frequency_ms": 10},
+            {"name": "x", "metrics": ["nope"]},
+        ):
             with pytest.raises(InvalidRequest):
                 await profiler.start_session(**bad)
         with pytest.raises(NotFound):

@@ -14,7 +14,13 @@ def _store(tmp_path):
 
 
 def _frame(seq, cpu):
-    return {"node": "n1", "seq": seq, "timestamp_unix_s": 1000.0 + seq, "host": {"cpu_utilization_ratio": cpu}, "gpus": []}
+    return {
+        "node": "n1",
+        "seq": seq,
+        "timestamp_unix_s": 1000.0 + seq,
+        "host": {"cpu_utilization_ratio": cpu},
+        "gpus": [],
+    }
 
 
 def test_frames_are_on_disk_as_they_arrive_and_stop_summarises(tmp_path):

@@ -5,7 +5,12 @@ from gswarm_jupyter.profiler.summary import percentile, summarize
 
 def _frame(node, cpu, gpu_util=None):
     gpus = [] if gpu_util is None else [{"device": "gpu0", "utilization_ratio": gpu_util}]
-    return {"node": node, "seq": 1, "host": {"cpu_utilization_ratio": cpu, "disk_read_bytes_per_s": None}, "gpus": gpus}
+    return {
+        "node": node,
+        "seq": 1,
+        "host": {"cpu_utilization_ratio": cpu, "disk_read_bytes_per_s": None},
+        "gpus": gpus,
+    }
 
 
 def test_summary_per_node_device_and_metric():
@@ -18,7 +23,9 @@ def test_summary_per_node_device_and_metric():
     assert cpu["count"] == 10
     assert summary["n1"]["gpu0"]["utilization_ratio"]["max"] == pytest.approx(0.5)
     assert "disk_read_bytes_per_s" not in summary["n1"]["host"]  # null readings are not zeros
-    assert summary["n2"] == {"host": {"cpu_utilization_ratio": {"mean": 0.5, "max": 0.5, "p95": 0.5, "count": 1}}}
+    assert summary["n2"] == {
+        "host": {"cpu_utilization_ratio": {"mean": 0.5, "max": 0.5, "p95": 0.5, "count": 1}}
+    }
 
 
 def test_percentile_matches_linear_interpolation():

@@ -37,13 +37,17 @@ async def _until(check, timeout=30.0):
 
 
 async def test_two_concurrent_sessions_with_their_own_frequency_and_nodes(api):
-    status, body, headers = await api("POST", f"{P}/profiling/start", body={"name": "fast", "sampling_frequency_ms": 50})
+    status, body, headers = await api(
+        "POST", f"{P}/profiling/start", body={"name": "fast", "sampling_frequency_ms": 50}
+    )
     assert status == 201, body
     fast = SessionRecord.model_validate(body["data"])
     assert fast.status == "running" and fast.nodes is None and fast.sampling_frequency_ms == 50
     assert headers["Location"].endswith(f"/{P}/profiling/sessions/fast")
     status, body, _ = await api(
-        "POST", f"{P}/profiling/start", body={"name": "slow", "sampling_frequency_ms": 100, "nodes": ["node2"]}
+        "POST",
+        f"{P}/profiling/start",
+        body={"name": "slow", "sampling_frequency_ms": 100, "nodes": ["node2"]},
     )
     assert status == 201, body
 
@@ -82,13 +86,26 @@ async def test_two_concurrent_sessions_with_their_own_frequency_and_nodes(api):
 
     status, body, _ = await api("GET", f"{P}/profiling/sessions")
     listed = SessionList.model_validate(body["data"])
-    assert [(s.name, s.status) for s in listed.sessions] == [("fast", "finished"), ("slow", "finished")]
+    assert [(s.name, s.status) for s in listed.sessions] == [
+        ("fast", "finished"),
+        ("slow", "finished"),
+    ]
 
 
 async def test_profiler_routes_refuse_bad_input(api):
     cases = [
-        ({"name": "x", "sampling_frequency_ms": 9}, 400, "INVALID_REQUEST", "sampling_frequency_ms"),
-        ({"name": "x", "sampling_frequency_ms": "often"}, 400, "INVALID_REQUEST", "sampling_frequency_ms"),
+        (
+            {"name": "x", "sampling_frequency_ms": 9},
+            400,
+            "INVALID_REQUEST",
+            "sampling_frequency_ms",
+        ),
+        (
+            {"name": "x", "sampling_frequency_ms": "often"},
+            400,
+            "INVALID_REQUEST",
+            "sampling_frequency_ms",
+        ),
         ({"name": "x", "colour": "red"}, 400, "INVALID_REQUEST", "colour"),
         ({}, 400, "INVALID_REQUEST", "name"),
         ({"name": "bad name!"}, 400, "INVALID_REQUEST", "name"),
@@ -97,11 +114,19 @@ async def test_profiler_routes_refuse_bad_input(api):
     ]
     for body, code, error, field in cases:
         status, reply, _ = await api("POST", f"{P}/profiling/start", body=body)
-        assert (status, reply["error"]["code"], reply["error"]["details"]["field"]) == (code, error, field), reply
+        assert (status, reply["error"]["code"], reply["error"]["details"]["field"]) == (
+            code,
+            error,
+            field,
+        ), reply
     status, reply, _ = await api("POST", f"{P}/profiling/start", raw_body=b"{not json")
     assert status == 400 and reply["error"]["code"] == "INVALID_REQUEST"
 
-    assert (await api("POST", f"{P}/profiling/start", body={"name": "dup", "sampling_frequency_ms": 100}))[0] == 201
+    assert (
+        await api(
+            "POST", f"{P}/profiling/start", body={"name": "dup", "sampling_frequency_ms": 100}
+        )
+    )[0] == 201
     status, reply, _ = await api("POST", f"{P}/profiling/start", body={"name": "dup"})
     assert status == 409 and reply["error"]["code"] == "CONFLICT"
     status, reply, _ = await api("POST", f"{P}/profiling/stop", body={"name": "ghost"})
@@ -126,25 +151,48 @@ async def test_profiler_routes_refuse_bad_input(api):
     ):
         status, reply, _ = await api(method, path, body=body, token=False)
         assert status == 401 and reply["error"]["code"] == "UNAUTHORIZED", (method, path)
-    assert [s["name"] for s in (await api("GET", f"{P}/profiling/sessions"))[1]["data"]["sessions"]] == ["dup"]
+    assert [
+        s["name"] for s in (await api("GET", f"{P}/profiling/sessions"))[1]["data"]["sessions"]
+    ] == ["dup"]
 
 
 async def test_downloads_clients_latest_and_prometheus(api, jp_fetch):
-    await api("POST", f"{P}/profiling/start", body={"name": "dl", "sampling_frequency_ms": 50, "metrics": ["cpu_utilization_ratio", "memory_used_bytes"]})
+    await api(
+        "POST",
+        f"{P}/profiling/start",
+        body={
+            "name": "dl",
+            "sampling_frequency_ms": 50,
+            "metrics": ["cpu_utilization_ratio", "memory_used_bytes"],
+            "tags": {"execution_count": 7},
+        },
+    )
     await asyncio.sleep(0.6)
     await api("POST", f"{P}/profiling/stop", body={"name": "dl"})
 
-    status, reply, headers = await api("GET", f"{P}/profiling/sessions/dl", params={"format": "csv"})
+    status, reply, headers = await api(
+        "GET", f"{P}/profiling/sessions/dl", params={"format": "csv"}
+    )
     assert status == 200 and headers["Content-Type"].startswith("text/csv")
     assert 'filename="dl.csv"' in headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(reply["text"])))
-    assert rows and {r["node"] for r in rows} == {"node1", "node2"} and {r["device"] for r in rows} == {"host"}
-    assert all(0 <= float(r["cpu_utilization_ratio"]) <= 1 for r in rows if r["cpu_utilization_ratio"])
+    assert (
+        rows
+        and {r["node"] for r in rows} == {"node1", "node2"}
+        and {r["device"] for r in rows} == {"host"}
+    )
+    assert all(
+        0 <= float(r["cpu_utilization_ratio"]) <= 1 for r in rows if r["cpu_utilization_ratio"]
+    )
     assert all(r["network_rx_bytes_per_s"] == "" for r in rows)  # not asked for: not recorded
 
     status, reply, _ = await api("GET", f"{P}/profiling/sessions/dl", params={"format": "json"})
-    assert status == 200 and len(reply["data"]["frames"]) == reply["data"]["frames_collected"] == len(rows)
+    assert status == 200 and len(reply["data"]["frames"]) == reply["data"][
+        "frames_collected"
+    ] == len(rows)
     assert set(reply["data"]["frames"][0]["host"]) == {"cpu_utilization_ratio", "memory_used_bytes"}
+    assert reply["data"]["tags"] == {"execution_count": 7}
+    assert all(f["tags"] == {"execution_count": 7} for f in reply["data"]["frames"])
 
     response = await jp_fetch(*f"{P}/profiling/sessions/dl".split("/"), params={"format": "png"})
     assert response.code == 200 and response.headers["Content-Type"] == "image/png"
@@ -162,7 +210,9 @@ async def test_downloads_clients_latest_and_prometheus(api, jp_fetch):
     latest = [FrameRecord.model_validate(f) for f in reply["data"]["frames"]]
     assert [f.node for f in latest] == ["node1", "node2"]
     assert all(f.host.memory_total_bytes and f.gpus == [] for f in latest)
-    status, reply, _ = await api("GET", f"{P}/metrics/latest", params={"nodes": "node2", "metrics": "cpu_utilization_ratio"})
+    status, reply, _ = await api(
+        "GET", f"{P}/metrics/latest", params={"nodes": "node2", "metrics": "cpu_utilization_ratio"}
+    )
     assert [f["node"] for f in reply["data"]["frames"]] == ["node2"]
     assert set(reply["data"]["frames"][0]["host"]) == {"cpu_utilization_ratio"}
 
@@ -183,7 +233,11 @@ async def test_ws_profiling_streams_frames_and_filters(api, jp_ws_fetch):
     assert err.value.code == 401
     ws = await jp_ws_fetch("gswarm", "api", "v1", "ws", "profiling")
     try:
-        await api("POST", f"{P}/profiling/start", body={"name": "live", "sampling_frequency_ms": 50, "nodes": ["node1"]})
+        await api(
+            "POST",
+            f"{P}/profiling/start",
+            body={"name": "live", "sampling_frequency_ms": 50, "nodes": ["node1"]},
+        )
         ws.write_message(json.dumps({"sessions": ["live"], "nodes": ["node1"]}))
         events = []
         while len([e for e in events if e["event"] == "frame"]) < 3:
@@ -191,7 +245,9 @@ async def test_ws_profiling_streams_frames_and_filters(api, jp_ws_fetch):
         frames = [e for e in events if e["event"] == "frame"]
         assert events[0]["event"] in ("frame", "filter")
         after_filter = events[[e["event"] for e in events].index("filter") + 1 :]
-        assert all(e["data"]["node"] == "node1" and "live" in e["data"]["sessions"] for e in after_filter)
+        assert all(
+            e["data"]["node"] == "node1" and "live" in e["data"]["sessions"] for e in after_filter
+        )
         assert all("timestamp" in e and FrameRecord.model_validate(e["data"]) for e in frames)
         ws.write_message(json.dumps({"sessions": "live"}))
         while True:
@@ -204,7 +260,9 @@ async def test_ws_profiling_streams_frames_and_filters(api, jp_ws_fetch):
         await api("POST", f"{P}/profiling/stop", body={"name": "live"})
 
 
-async def test_grpc_service_with_the_jupyter_token_and_an_external_agent(api, gswarm_app, jp_serverapp):
+async def test_grpc_service_with_the_jupyter_token_and_an_external_agent(
+    api, gswarm_app, jp_serverapp
+):
     port = gswarm_app.context.profiler.grpc_port
     status, reply, _ = await api("GET", f"{P}/status")
     assert port and port != 8090 and reply["data"]["grpc_port"] == port
@@ -218,18 +276,30 @@ async def test_grpc_service_with_the_jupyter_token_and_an_external_agent(api, gs
         running = asyncio.ensure_future(agent.run())
         try:
             await asyncio.wait_for(agent.connected.wait(), 20)
-            await stub.StartProfiling(pb.StartProfilingRequest(name="mixed", sampling_frequency_ms=100), metadata=(("authorization", f"token {token}"),))
+            await stub.StartProfiling(
+                pb.StartProfilingRequest(name="mixed", sampling_frequency_ms=100),
+                metadata=(("authorization", f"token {token}"),),
+            )
 
             async def everyone_reported():
                 reply = (await api("GET", f"{P}/profiling/sessions/mixed"))[1]["data"]
                 return {f["node"] for f in reply["frames"]} == {"node1", "node2", "edge"}
 
             await _until(everyone_reported)
-            status = await stub.GetStatus(pb.GetStatusRequest(), metadata=(("authorization", f"Bearer {token}"),))
+            status = await stub.GetStatus(
+                pb.GetStatusRequest(), metadata=(("authorization", f"Bearer {token}"),)
+            )
             assert status.is_profiling and status.connected_clients == 3
             clients = (await api("GET", f"{P}/clients"))[1]["data"]["clients"]
-            assert sorted((c["client_id"], c["kind"]) for c in clients) == [("edge", "agent"), ("node1", "dask"), ("node2", "dask")]
-            stopped = await stub.StopProfiling(pb.StopProfilingRequest(name="mixed"), metadata=(("authorization", f"token {token}"),))
+            assert sorted((c["client_id"], c["kind"]) for c in clients) == [
+                ("edge", "agent"),
+                ("node1", "dask"),
+                ("node2", "dask"),
+            ]
+            stopped = await stub.StopProfiling(
+                pb.StopProfilingRequest(name="mixed"),
+                metadata=(("authorization", f"token {token}"),),
+            )
             assert set(stopped.summary) == {"node1", "node2", "edge"}
         finally:
             agent.stop()

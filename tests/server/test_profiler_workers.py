@@ -14,7 +14,9 @@ def gswarm_config(gswarm_config):
 
 
 async def test_samplers_run_in_the_worker_processes(api, gswarm_app):
-    status, body, _ = await api("POST", f"{P}/profiling/start", body={"name": "procs", "sampling_frequency_ms": 50})
+    status, body, _ = await api(
+        "POST", f"{P}/profiling/start", body={"name": "procs", "sampling_frequency_ms": 50}
+    )
     assert status == 201, body
     await asyncio.sleep(1.0)
     status, body, _ = await api("POST", f"{P}/profiling/stop", body={"name": "procs"})

@@ -152,7 +152,14 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("name", "status", "sampling_frequency_ms", "nodes", "metrics", "start_time_unix_s", "end_time_unix_s", "frames_collected")
+    __slots__ = ("name", "status", "sampling_frequency_ms", "nodes", "metrics", "start_time_unix_s", "end_time_unix_s", "frames_collected", "tags")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FREQUENCY_MS_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +168,7 @@ class SessionInfo(_message.Message):
     START_TIME_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     END_TIME_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     FRAMES_COLLECTED_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: str
     sampling_frequency_ms: int
@@ -169,7 +177,8 @@ class SessionInfo(_message.Message):
     start_time_unix_s: float
     end_time_unix_s: float
     frames_collected: int
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., sampling_frequency_ms: _Optional[int] = ..., nodes: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Iterable[str]] = ..., start_time_unix_s: _Optional[float] = ..., end_time_unix_s: _Optional[float] = ..., frames_collected: _Optional[int] = ...) -> None: ...
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., sampling_frequency_ms: _Optional[int] = ..., nodes: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Iterable[str]] = ..., start_time_unix_s: _Optional[float] = ..., end_time_unix_s: _Optional[float] = ..., frames_collected: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
     __slots__ = ("is_profiling", "active_sessions", "connected_clients", "sampling_frequency_ms")
@@ -184,16 +193,25 @@ class GetStatusResponse(_message.Message):
     def __init__(self, is_profiling: _Optional[bool] = ..., active_sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ..., connected_clients: _Optional[int] = ..., sampling_frequency_ms: _Optional[int] = ...) -> None: ...
 
 class StartProfilingRequest(_message.Message):
-    __slots__ = ("name", "sampling_frequency_ms", "nodes", "metrics")
+    __slots__ = ("name", "sampling_frequency_ms", "nodes", "metrics", "tags")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FREQUENCY_MS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     sampling_frequency_ms: int
     nodes: _containers.RepeatedScalarFieldContainer[str]
     metrics: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., sampling_frequency_ms: _Optional[int] = ..., nodes: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Iterable[str]] = ...) -> None: ...
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., sampling_frequency_ms: _Optional[int] = ..., nodes: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Iterable[str]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StopProfilingRequest(_message.Message):
     __slots__ = ("name",)

@@ -58,7 +58,7 @@ class StartHandler(ProfilerHandler):
     async def post(self) -> None:
         body = self.body(StartProfiling)
         record = await self.profiler.start_session(
-            body.name, body.sampling_frequency_ms, body.nodes, body.metrics
+            body.name, body.sampling_frequency_ms, body.nodes, body.metrics, body.tags
         )
         location = f"{self.base_url.rstrip('/')}{PROFILER}/profiling/sessions/{record['name']}"
         self.reply(record, 201, {"Location": location})
@@ -123,8 +123,11 @@ class ProfilingSocket(GswarmSocket):
         if bad or unknown:
             self.send_event(
                 "error",
-                {"code": "INVALID_REQUEST", "message": "send {sessions?, nodes?, metrics?} as "
-                 "lists of strings", "details": {"field": (bad or unknown)[0]}},
+                {
+                    "code": "INVALID_REQUEST",
+                    "message": "send {sessions?, nodes?, metrics?} as " "lists of strings",
+                    "details": {"field": (bad or unknown)[0]},
+                },
             )
             return
         self._follow(profiler_of(self.gswarm).subscribe(**wanted))
@@ -175,16 +178,22 @@ def prometheus_families(ctx: GswarmContext) -> Iterator[Any]:
     yield from families.values()
     status = profiler.status()
     yield GaugeMetricFamily(
-        "gswarm_profiler_active_sessions", "Profiling sessions running", value=len(status["active_sessions"])
+        "gswarm_profiler_active_sessions",
+        "Profiling sessions running",
+        value=len(status["active_sessions"]),
     )
     clients = GaugeMetricFamily(
-        "gswarm_profiler_client_connected", "1 if the sampler reported lately", labels=["node", "kind"]
+        "gswarm_profiler_client_connected",
+        "1 if the sampler reported lately",
+        labels=["node", "kind"],
     )
     frames = CounterMetricFamily(
         "gswarm_profiler_frames_received", "Frames the server accepted", labels=["node"]
     )
     for client in profiler.clients():
-        clients.add_metric([client["client_id"], client["kind"]], float(client["status"] == "connected"))
+        clients.add_metric(
+            [client["client_id"], client["kind"]], float(client["status"] == "connected")
+        )
         frames.add_metric([client["client_id"]], float(client["frames_received"]))
     yield clients
     yield frames
@@ -227,7 +236,11 @@ routes = [
     Route(
         f"{PROFILER}/profiling/sessions",
         SessionsHandler,
-        {"get": Op("Every session, running and finished", SessionList, query=PageQuery, errors=(400,))},
+        {
+            "get": Op(
+                "Every session, running and finished", SessionList, query=PageQuery, errors=(400,)
+            )
+        },
         tag="profiler",
     ),
     Route(
@@ -259,7 +272,12 @@ routes = [
     Route(
         f"{CONTROL}/ws/profiling",
         ProfilingSocket,
-        {"get": Op("WebSocket: frames as they arrive (send {sessions, nodes} to filter)", enveloped=False)},
+        {
+            "get": Op(
+                "WebSocket: frames as they arrive (send {sessions, nodes} to filter)",
+                enveloped=False,
+            )
+        },
         tag="profiler",
     ),
 ]
