@@ -25,6 +25,7 @@ T = TypeVar("T")
 
 CONTROL = "gswarm/api/v1/"
 COMPUTE = "gswarm/compute/v1/"
+PROFILER = CONTROL + "profiler/"
 MAX_PAGE = 500
 
 
@@ -79,14 +80,28 @@ class DataApi(_Part):
         """The chunk's bytes, exactly as stored."""
         return self._call("GET", CONTROL + f"data/{chunk_id}/content")
 
-    def move(self, chunk_id: str, target_device: str, priority: str | None = None) -> Any:
-        body = _clean(target_device=target_device, priority=priority)
+    def get_array(self, chunk_id: str) -> Any:
+        """A tensor chunk's content as a numpy array of its shape and dtype."""
+        import numpy as np
+
+        meta = self.get(chunk_id)["metadata"]
+        flat = np.frombuffer(self.content(chunk_id), dtype=np.dtype(meta["dtype"]))
+        return flat.reshape(meta["shape"])
+
+    def move(self, chunk_id: str, target_device: str, priority: str | None = None,
+             bandwidth_limit: int | None = None, dependencies: list[str] | None = None) -> Any:
+        """Queue a copy to another device of the same node; answers the task."""
+        body = _clean(target_device=target_device, priority=priority,
+                      bandwidth_limit=bandwidth_limit, dependencies=dependencies)
         return self._call("POST", CONTROL + f"data/{chunk_id}/move", json=body)
 
     def transfer(self, chunk_id: str, target_node: str, target_device: str,
-                 delete_source: bool = False, priority: str | None = None) -> Any:
+                 delete_source: bool = False, priority: str | None = None,
+                 bandwidth_limit: int | None = None, dependencies: list[str] | None = None) -> Any:
+        """Queue a copy to another node (`bandwidth_limit` in bytes/s); answers the task."""
         body = _clean(target_node=target_node, target_device=target_device,
-                      delete_source=delete_source, priority=priority)
+                      delete_source=delete_source, priority=priority,
+                      bandwidth_limit=bandwidth_limit, dependencies=dependencies)
         return self._call("POST", CONTROL + f"data/{chunk_id}/transfer", json=body)
 
     def delete(self, chunk_id: str, force: bool = False) -> Any:
@@ -116,6 +131,67 @@ class TasksApi(_Part):
         return self._call("GET", CONTROL + "queue/history", params=params, key="tasks")
 
 
+class ProfilerApi(_Part):
+    """The profiler: named sessions of frames sampled on the nodes, their reports and exports."""
+
+    def status(self) -> Any:
+        return self._call("GET", PROFILER + "status")
+
+    def start(self, name: str, sampling_frequency_ms: int | None = None,
+              nodes: list[str] | None = None, metrics: list[str] | None = None,
+              tags: dict[str, Any] | None = None) -> Any:
+        """Start recording session `name` (every node and metric by default); answers its record."""
+        body = _clean(name=name, sampling_frequency_ms=sampling_frequency_ms, nodes=nodes,
+                      metrics=metrics, tags=tags)
+        return self._call("POST", PROFILER + "profiling/start", json=body)
+
+    def stop(self, name: str) -> Any:
+        """Stop `name`; answers its record with `summary` {node: {device: {metric: stats}}}."""
+        return self._call("POST", PROFILER + "profiling/stop", json={"name": name})
+
+    def sessions(self) -> Any:
+        """Every session, running and finished (up to 500)."""
+        return self._call("GET", PROFILER + "profiling/sessions", params={"per_page": MAX_PAGE},
+                          key="sessions")
+
+    def session(self, name: str) -> Any:
+        """One session's record, summary and frames."""
+        return self._call("GET", PROFILER + f"profiling/sessions/{name}")
+
+    def frames(self, name: str) -> Any:
+        """The frames a session recorded, oldest first."""
+        return self._call("GET", PROFILER + f"profiling/sessions/{name}", key="frames")
+
+    def csv(self, name: str) -> Any:
+        """The session's frames as CSV bytes (one row per frame and device)."""
+        return self._call("GET", PROFILER + f"profiling/sessions/{name}", params={"format": "csv"})
+
+    def plot_png(self, name: str, metrics: list[str] | None = None) -> Any:
+        """A matplotlib plot of the session as PNG bytes (of `metrics`, or the server's choice)."""
+        params = _clean(format="png", metrics=",".join(metrics) if metrics else None)
+        return self._call("GET", PROFILER + f"profiling/sessions/{name}", params=params)
+
+    def clients(self) -> Any:
+        """Every sampler the server hears from: Dask nodes' and external agents'."""
+        return self._call("GET", PROFILER + "clients", params={"per_page": MAX_PAGE}, key="clients")
+
+    def latest(self, nodes: list[str] | None = None, metrics: list[str] | None = None) -> Any:
+        """The latest frame of every client (or of `nodes`), with only `metrics` if given."""
+        params = _clean(nodes=",".join(nodes) if nodes else None,
+                        metrics=",".join(metrics) if metrics else None)
+        return self._call("GET", PROFILER + "metrics/latest", params=params, key="frames")
+
+
+class AsyncProfilerApi(ProfilerApi):
+    async def events(self, sessions: list[str] | None = None, nodes: list[str] | None = None,
+                     metrics: list[str] | None = None) -> Any:
+        """Frames as they arrive: an async iterator over `/ws/profiling` events
+        (`{"event": "frame", "data": frame}`), filtered when any filter is given."""
+        wanted = _clean(sessions=sessions, nodes=nodes, metrics=metrics)
+        async for event in self._client._events("profiling", wanted or None):  # type: ignore[attr-defined]
+            yield event
+
+
 FINISHED = ("completed", "failed", "cancelled")
 
 
@@ -124,6 +200,7 @@ class _Api:
 
     def __init__(self) -> None:
         self.data = DataApi(self)
+        self.profiler = ProfilerApi(self)
 
     def _call(
         self,
@@ -280,6 +357,7 @@ class AsyncGswarmClient(_Api, _Connection):
     ) -> None:
         _Api.__init__(self)
         self.tasks = AsyncTasksApi(self)
+        self.profiler = AsyncProfilerApi(self)
         _Connection.__init__(self, url, token, timeout)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=self._headers(), timeout=timeout

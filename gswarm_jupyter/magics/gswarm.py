@@ -11,6 +11,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from ..client import GswarmClient
 from ..core.errors import GswarmError
 from . import system  # noqa: F401  (registers its commands)
+from . import data, tasks  # noqa: F401  (registers their commands)
+from . import profile  # noqa: F401  (registers its commands)
 from .commands import COMMANDS, parse
 
 

@@ -10,7 +10,11 @@ def __getattr__(name: str) -> Any:
         from .cluster import ClusterPanel
 
         return ClusterPanel
+    if name == "TaskPanel":
+        from .tasks import TaskPanel
+
+        return TaskPanel
     raise AttributeError(name)
 
 
-__all__ = ["ClusterPanel"]
+__all__ = ["ClusterPanel", "TaskPanel"]
