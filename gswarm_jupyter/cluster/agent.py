@@ -35,7 +35,9 @@ class NodeAgent(WorkerPlugin):
     name = PLUGIN_NAME
 
     def __init__(self, store_root: str | None = None) -> None:
-        # `store_root` None: the worker's own local directory (a remote worker has no shared disk).
+        # `store_root` None: beside the worker's scratch folder on its own host. Not inside it:
+        # Dask deletes a worker's scratch folder when the worker closes, and disk copies must
+        # outlive a worker restart.
         self.store_root = store_root
         self.worker: Worker | None = None
         self.store: Path | None = None
@@ -44,7 +46,11 @@ class NodeAgent(WorkerPlugin):
 
     def setup(self, worker: Worker) -> None:
         self.worker = worker
-        root = Path(self.store_root) if self.store_root else Path(worker.local_directory)
+        root = (
+            Path(self.store_root)
+            if self.store_root
+            else Path(worker.local_directory).parent / "gswarm-nodes"
+        )
         self.store = root / str(worker.name)
         self.store.mkdir(parents=True, exist_ok=True)
         self._gpus = GpuProbe()

@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ from .runtime import ClusterRuntime
 from .signals import TaskSignal, WorkerOpError
 
 log = logging.getLogger(__name__)
+_URL = re.compile(r"^(https?|file)://", re.IGNORECASE)
 
 # Which copy to read from when there is a choice: the cheapest to read first.
 _SOURCE_PREFERENCE = {"dram": 0, "disk": 2}
@@ -189,6 +191,9 @@ class DataPool:
         """Store a new chunk; a URL download answers at once with the download task's id."""
         ref = self._device(req.device, "device")
         node = self._online(ref.node)
+        if req.url is None and req.data is not None and _URL.match(req.data):
+            # API.md: `data` is base64 or a url (base64 has no ':', so this cannot misread bytes)
+            req = req.model_copy(update={"url": req.data, "data": None})
         if (req.data is None) == (req.url is None):
             raise InvalidRequest("give exactly one of data (base64) or url", {"field": "data"})
         unknown = [d for d in req.dependencies if d not in self.executor.queue]

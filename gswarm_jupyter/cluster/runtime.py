@@ -112,7 +112,7 @@ class ClusterRuntime:
         if cfg.embedded and self.cluster is None:
             scratch = cfg.data_dir / "dask-scratch"
             scratch.mkdir(parents=True, exist_ok=True)
-            self.cluster = await NodeCluster(
+            self.cluster = NodeCluster(
                 n_workers=0,
                 processes=cfg.local_processes,
                 threads_per_worker=cfg.threads_per_node,
@@ -123,6 +123,8 @@ class ClusterRuntime:
                 local_directory=str(scratch),
                 asynchronous=True,
             )
+            # assigned before it is awaited, so a stop during start-up still closes it
+            await self.cluster
         address = self.scheduler_address
         self.client = await Client(address, asynchronous=True, timeout=cfg.connect_timeout)
         store_root = str(cfg.data_dir / "nodes") if cfg.embedded else None

@@ -93,6 +93,7 @@ class NodeMetrics(Record):
 
 class ClusterMetrics(Record):
     nodes: dict[str, NodeMetrics]
+    tasks: dict[str, int]
     requests: dict[str, int]
     timestamp: str
 

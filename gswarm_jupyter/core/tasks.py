@@ -10,6 +10,7 @@ Every change is announced to `listeners` (the durable store, the executor, WebSo
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +30,8 @@ RANK: dict[str, int] = {p: i for i, p in enumerate(PRIORITIES)}  # lower runs fi
 DASK_PRIORITY: dict[str, int] = {"critical": 30, "high": 20, "normal": 10, "low": 0}
 
 _SUBJECT = re.compile(r"[^A-Za-z0-9._-]+")
+
+log = logging.getLogger(__name__)
 
 
 def check_priority(priority: str, field: str = "priority") -> Priority:
@@ -328,4 +331,7 @@ class TaskQueue:
 
     def _emit(self, task: Task) -> None:
         for listener in list(self.listeners):
-            listener(task)
+            try:
+                listener(task)
+            except Exception:  # one broken listener must not stall dependants or the others
+                log.exception("gswarm: a task listener failed on %s", task.task_id)

@@ -60,8 +60,10 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         expected = self.token()
         given = token_of(details.invocation_metadata)
+        # Without a token to compare against (password login, a custom IdentityProvider) nobody
+        # can prove who they are: refuse rather than serve everyone.
         if handler is None or (
-            expected and (given is None or not hmac.compare_digest(given, expected))
+            not expected or given is None or not hmac.compare_digest(given, expected)
         ):
             return _refusal(handler) if handler is not None else handler
         return handler

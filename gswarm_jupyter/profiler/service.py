@@ -72,7 +72,11 @@ class Profiler:
         self._flusher = asyncio.create_task(self._flush_loop(), name="gswarm-profiler-flush")
         await self.collector.start()
         if self.grpc is not None:
-            await self.grpc.start()
+            try:
+                await self.grpc.start()
+            except (OSError, RuntimeError) as exc:  # the port is taken: serve everything else
+                log.error("gswarm: the profiler's gRPC service could not start: %s", exc)
+                self.grpc = None
 
     async def stop(self) -> None:
         if self.grpc is not None:

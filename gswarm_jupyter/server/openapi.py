@@ -38,14 +38,15 @@ def build(routes: list[Route], base_url: str = "/") -> dict[str, Any]:
     for route in routes:
         for op in route.ops.values():
             models.update(m for m in (op.response, op.body) if m is not None)
-    _, schema = models_json_schema(
-        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF
-    )
+    ordered = sorted(models, key=lambda m: (m.__name__, m.__module__))
+    refs, schema = models_json_schema([(m, "validation") for m in ordered], ref_template=REF)
+    # pydantic renames models that share a class name; take each model's ref from its own map
+    ref_of = {model: refs[(model, "validation")]["$ref"] for model in ordered}
     paths: dict[str, Any] = {}
     for route in routes:
         item: dict[str, Any] = {}
         for method, op in route.ops.items():
-            item[method] = _operation(route, method, op)
+            item[method] = _operation(route, method, op, ref_of)
         paths[route.path] = item
     return {
         "openapi": "3.1.0",
@@ -73,7 +74,9 @@ def build(routes: list[Route], base_url: str = "/") -> dict[str, Any]:
     }
 
 
-def _operation(route: Route, method: str, op: Any) -> dict[str, Any]:
+def _operation(
+    route: Route, method: str, op: Any, ref_of: dict[type[BaseModel], str]
+) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"\{(\w+)\}", route.path)
@@ -84,7 +87,7 @@ def _operation(route: Route, method: str, op: Any) -> dict[str, Any]:
             parameters.append(
                 {"name": name, "in": "query", "required": info.is_required(), "schema": field_schema}
             )
-    data = {"$ref": REF.format(model=op.response.__name__)} if op.response else None
+    data = {"$ref": ref_of[op.response]} if op.response else None
     if op.enveloped:
         ok = {"content": {op.content_type: {"schema": _envelope(data)}}}
     else:
@@ -106,7 +109,7 @@ def _operation(route: Route, method: str, op: Any) -> dict[str, Any]:
         operation["requestBody"] = {
             "required": True,
             "content": {
-                "application/json": {"schema": {"$ref": REF.format(model=op.body.__name__)}}
+                "application/json": {"schema": {"$ref": ref_of[op.body]}}
             },
         }
     return operation

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from distributed import Scheduler, Worker
 
@@ -84,8 +85,10 @@ async def test_an_unreachable_scheduler_degrades_and_recovers_when_it_appears(tm
         worker = await Worker(scheduler.address, name="gpu-host-1", nthreads=1)
         try:
             await until(lambda: runtime.connected and status(runtime, "gpu-host-1") == "online", 60)
-            # an external worker keeps its store in its own local directory
-            assert runtime.nodes.get("gpu-host-1").report["store"].startswith(worker.local_directory)
+            # an external worker keeps its store on its own host, beside (not in) its scratch
+            # folder, which Dask deletes when the worker closes
+            store = Path(runtime.nodes.get("gpu-host-1").report["store"])
+            assert store == Path(worker.local_directory).parent / "gswarm-nodes" / "gpu-host-1"
         finally:
             await worker.close()
             await scheduler.close()

@@ -245,3 +245,16 @@ async def test_routes_need_credentials(api):
     body = {"data": b64(b"x"), "device": "node1:dram"}
     code, env, _ = await api("POST", f"{API}/data", body=body, token=False)
     assert code == 401
+
+
+async def test_data_may_carry_a_url_as_api_md_says(api, tmp_path):
+    """API.md: `data: base64 | url`; a url in `data` is fetched like one in `url`."""
+    source = tmp_path / "models" / "payload.bin"  # under the model roots this module configures
+    source.parent.mkdir(exist_ok=True)
+    source.write_bytes(b"from a file url")
+    status, body, _ = await api(
+        "POST", "gswarm/api/v1/data",
+        body={"data": source.as_uri(), "format": "bytes", "device": "node1:dram"},
+    )
+    assert status == 201, body
+    assert body["data"]["size"] == len(b"from a file url")

@@ -126,6 +126,7 @@ async def test_metrics_json_counts_requests_and_measures_devices(api):
     assert data["requests"]["404"] == 1 and data["requests"]["total"] >= 1
     dram = data["nodes"]["node1"]["devices"]["dram"]
     assert 0.0 < dram["memory_utilization"] < 1.0
+    assert set(data["tasks"]) == {"pending", "running", "completed", "failed", "cancelled"}
 
 
 async def test_prometheus_text_has_node_and_device_labels(api):
@@ -145,6 +146,26 @@ async def test_openapi_documents_every_route(api):
     assert "Health" in doc["components"]["schemas"]
     params = doc["paths"]["/gswarm/api/v1/nodes"]["get"]["parameters"]
     assert {p["name"] for p in params} == {"page", "per_page"}
+
+
+async def test_every_reference_in_the_openapi_document_resolves(api):
+    _, doc, _ = await api("GET", "gswarm/api/v1/openapi.json")
+    refs = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                refs.add(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    schemas = doc["components"]["schemas"]
+    missing = [r for r in refs if r.rsplit("/", 1)[-1] not in schemas]
+    assert refs and missing == []
 
 
 class TestRateLimit:

@@ -70,7 +70,8 @@ def cluster_metrics(ctx: GswarmContext) -> dict[str, Any]:
         }
     requests = {"total": sum(ctx.requests.values())}
     requests.update({str(status): n for status, n in sorted(ctx.requests.items())})
-    return {"nodes": nodes, "requests": requests, "timestamp": iso()}
+    tasks = ctx.tasks.queue.counts() if ctx.tasks is not None else {}
+    return {"nodes": nodes, "tasks": tasks, "requests": requests, "timestamp": iso()}
 
 
 class MetricsHandler(GswarmHandler):
