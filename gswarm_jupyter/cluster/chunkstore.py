@@ -86,18 +86,30 @@ class ChunkStore:
             finally:
                 part.unlink(missing_ok=True)
             return total
-        dest = np.empty(total, dtype=np.uint8)
-
-        def sink(offset: int, block: np.ndarray) -> None:
-            dest[offset : offset + len(block)] = block
-
-        copy_blocks(src, sink, total, signal, bandwidth_limit, progress_range)
+        if self._adoptable(src, device, bandwidth_limit):
+            # A worker-to-worker transfer delivers a private, complete copy: keep it rather than
+            # copy it again (a 512 MB copy costs more than the transfer itself on a small VM).
+            signal.check()
+            signal.progress(progress_range[1])
+            dest = src
+        else:
+            dest = np.empty(total, dtype=np.uint8)
+            copy_blocks(src, lambda off, blk: dest.__setitem__(slice(off, off + len(blk)), blk),
+                        total, signal, bandwidth_limit, progress_range)
         value: Any = _typed(dest, layout)
         if device != "dram":
             value = _to_torch(dest if value is dest else value, device)
         with self._lock:
             self.memory[(chunk_id, device)] = value
         return total
+
+    def _adoptable(self, src: np.ndarray, device: str, bandwidth_limit: int | None) -> bool:
+        """An owned, writable array for `dram`, unpaced, sharing no memory with a stored copy."""
+        if device != "dram" or bandwidth_limit or not src.flags.writeable:
+            return False
+        with self._lock:
+            stored = [v for v in self.memory.values() if isinstance(v, np.ndarray)]
+        return not any(np.may_share_memory(src, v) for v in stored)
 
     def read(self, chunk_id: str, device: str) -> np.ndarray:
         """The copy's bytes as a flat uint8 array (a view where the copy is in memory)."""

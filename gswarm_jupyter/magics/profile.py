@@ -89,16 +89,28 @@ def _usage(message: str) -> UsageError:
     return UsageError(f"{USAGE}\n%gswarm profile: {message}")
 
 
+def cell_number(shell: Any) -> int:
+    """The In[N] of the cell running now. IPython 9 bumps `execution_count` as a cell starts,
+    so the running cell's own result is asked first."""
+    running = getattr(shell.displayhook, "exec_result", None)
+    if running is not None and running.execution_count is not None:
+        return int(running.execution_count)
+    return int(shell.execution_count)
+
+
 def profile_cell(magics: Any, args: argparse.Namespace, cell: str) -> Report:
     """Record a session while the cell runs; stop it even if the cell raised; show its report."""
     if args.name is not None:
         raise _usage(f"a cell takes one NAME, got {args.what!r} {args.name!r}")
     magics.client.profiler.start(args.what, args.interval, args.nodes, args.metrics,
-                                 {"execution_count": magics.shell.execution_count})
+                                 {"execution_count": cell_number(magics.shell)})
     result = None
+    hook = magics.shell.displayhook
+    outer = getattr(hook, "exec_result", None)  # the nested run_cell resets it; keep ours
     try:
         result = magics.shell.run_cell(cell)
     finally:
+        hook.exec_result = outer
         session = magics.client.profiler.stop(args.what)
     magics.keep(args, session)
     error = None if result is None else (result.error_before_exec or result.error_in_exec)

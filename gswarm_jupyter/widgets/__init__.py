@@ -14,7 +14,15 @@ def __getattr__(name: str) -> Any:
         from .tasks import TaskPanel
 
         return TaskPanel
+    if name == "ProfilerPanel":
+        from .profiler import ProfilerPanel
+
+        return ProfilerPanel
+    if name == "ModelPanel":
+        from .models import ModelPanel
+
+        return ModelPanel
     raise AttributeError(name)
 
 
-__all__ = ["ClusterPanel", "TaskPanel"]
+__all__ = ["ClusterPanel", "ModelPanel", "ProfilerPanel", "TaskPanel"]

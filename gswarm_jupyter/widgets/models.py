@@ -1,0 +1,216 @@
+"""`ModelPanel`: the tier map (nodes as columns; disk, dram, gpuN, vgpuN as rows; each model a chip
+where it has a copy, coloured by the copy's status), move/copy/delete actions, and a progress bar per
+running model task. It polls the registry with a `Refresher` while displayed and stops when closed;
+errors are shown in the panel, never raised."""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+from typing import Any
+
+import ipywidgets as w
+
+from ..client import GswarmClient
+from ..core.errors import GswarmError
+from .refresh import Refresher
+
+_CHIP = {"ready": "#2e9e44", "copying": "#2f7fc1", "failed": "#c0392b", "lost": "#888"}
+_ACTIVE = ("pending", "running")
+Cell = tuple[str, str]  # (device, node)
+
+
+def device_order(device: str) -> tuple[int, int, str]:
+    """disk, dram, gpu0, gpu1, ..., vgpu0, ...; anything else after."""
+    match = re.fullmatch(r"(disk|dram|gpu|vgpu)(\d*)", device)
+    if match is None:
+        return (4, 0, device)
+    rank = ("disk", "dram", "gpu", "vgpu").index(match.group(1))
+    return (rank, int(match.group(2) or 0), device)
+
+
+def chip(name: str, status: str) -> str:
+    """One model's badge: its name, and its status unless ready."""
+    color = _CHIP.get(status, "#888")
+    label = html.escape(name) + ("" if status == "ready" else f" · {html.escape(status)}")
+    return (f"<span title='{html.escape(name)}: {html.escape(status)}' style='display:inline-block;"
+            f"margin:1px;padding:0 6px;border-radius:8px;color:white;background:{color};"
+            f"font-size:90%'>{label}</span>")
+
+
+class TaskBar(w.HBox):
+    """A running model task: its description and a progress bar."""
+
+    def __init__(self, task_id: str) -> None:
+        self.label = w.Label(task_id, layout=w.Layout(width="24em"))
+        self.bar = w.IntProgress(min=0, max=100)
+        self.status = w.Label()
+        super().__init__([self.label, self.bar, self.status])
+
+    def show(self, task: dict[str, Any]) -> None:
+        self.bar.value = int(task["progress"])
+        self.status.value = f"{task['status']} {task['progress']:.0f}%"
+
+
+class ModelPanel(w.VBox):
+    def __init__(self, client: GswarmClient | None = None, interval: float = 2.0) -> None:
+        self.client = client or GswarmClient()
+        self.header = w.HTML()
+        self.grid = w.HTML()
+        self.model = w.Dropdown(description="model", options=[])
+        self.source = w.Text(description="source", placeholder="node1:disk")
+        self.target = w.Text(description="target", placeholder="node2:dram")
+        self.move_button = w.Button(description="Move", tooltip="move the copy on source to target")
+        self.copy_button = w.Button(description="Copy", tooltip="copy source to target")
+        self.delete_button = w.Button(description="Delete", button_style="danger",
+                                      tooltip="drop the copy on source (the model if source is empty)")
+        self.move_button.on_click(lambda _: self.move(self.model.value, self.source.value,
+                                                      self.target.value))
+        self.copy_button.on_click(lambda _: self.copy(self.model.value, self.source.value,
+                                                      self.target.value))
+        self.delete_button.on_click(lambda _: self.delete(self.model.value, self.source.value))
+        actions = w.VBox([
+            w.HBox([self.model, self.source, self.target]),
+            w.HBox([self.move_button, self.copy_button, self.delete_button]),
+        ])
+        self.progress = w.VBox()
+        self.error = w.HTML()
+        self.cells: dict[Cell, dict[str, str]] = {}  # (device, node) -> {model: status}
+        self.nodes: list[str] = []
+        self.devices: list[str] = []
+        self.task_bars: dict[str, TaskBar] = {}
+        self._lock = threading.RLock()
+        super().__init__([self.header, self.grid, actions, self.progress, self.error])
+        self.refresher = Refresher(self.refresh, interval)
+        self.refresh()
+
+    # -- reading and drawing ------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the nodes, the registry and the running model tasks once, and redraw."""
+        with self._lock:
+            try:
+                nodes = self.client.nodes()
+                models = self.client.models.list()
+                tasks = self._running_tasks(models)
+            except GswarmError as exc:
+                self._show_error(exc)
+                return
+            self._draw_map(nodes, models)
+            self._draw_tasks(tasks)
+            names = [m["model_name"] for m in models]
+            if list(self.model.options) != names:
+                keep = self.model.value if self.model.value in names else None
+                self.model.options = names
+                self.model.value = keep if keep is not None else (names[0] if names else None)
+            self.error.value = ""
+            self.header.value = (f"<b>gswarm models</b> · {len(models)} models · "
+                                 f"{len(self.task_bars)} model tasks running")
+
+    def _running_tasks(self, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ids = {loc["task_id"] for m in models for loc in m["locations"]
+               if loc["status"] == "copying" and loc.get("task_id")}
+        ids |= set(self.task_bars)  # keep following a task until it is seen ending
+        found = []
+        for task_id in sorted(ids):
+            try:
+                found.append(self.client.tasks.get(task_id))
+            except GswarmError:
+                continue  # gone from the queue: nothing to draw
+        return found
+
+    def _draw_map(self, nodes: list[dict[str, Any]], models: list[dict[str, Any]]) -> None:
+        cells: dict[Cell, dict[str, str]] = {}
+        devices = {d for n in nodes for d in n["capabilities"]["storage"]}
+        for model in models:
+            for loc in model["locations"]:
+                node, _, device = loc["device"].rpartition(":")
+                cells.setdefault((device, node), {})[model["model_name"]] = loc["status"]
+                devices.add(device)
+        node_names = sorted({n["node_id"] for n in nodes} | {node for _, node in cells})
+        self.cells, self.nodes = cells, node_names
+        self.devices = sorted(devices, key=device_order)
+        self.grid.value = self.map_html()
+
+    def map_html(self) -> str:
+        """The tier map as an HTML table."""
+        cell = "border:1px solid #ddd;padding:4px;vertical-align:top;min-width:8em"
+        head = "".join(f"<th style='{cell}'>{html.escape(n)}</th>" for n in self.nodes)
+        rows = []
+        for device in self.devices:
+            tds = "".join(
+                f"<td style='{cell}'>"
+                + "".join(chip(name, status)
+                          for name, status in sorted(self.cells.get((device, node), {}).items()))
+                + "</td>"
+                for node in self.nodes
+            )
+            rows.append(f"<tr><th style='{cell}'>{html.escape(device)}</th>{tds}</tr>")
+        return ("<table style='border-collapse:collapse'><thead><tr><th></th>"
+                f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+    def _draw_tasks(self, tasks: list[dict[str, Any]]) -> None:
+        bars = {}
+        for task in tasks:
+            if task["status"] not in _ACTIVE:
+                continue
+            bar = self.task_bars.get(task["task_id"]) or TaskBar(task["task_id"])
+            bar.show(task)
+            bars[task["task_id"]] = bar
+        for gone in set(self.task_bars) - set(bars):
+            self.task_bars[gone].close()
+        self.task_bars = bars
+        self.progress.children = list(bars.values())
+
+    def chips(self, node: str, device: str) -> dict[str, str]:
+        """The models drawn in one cell of the map, with their copies' status."""
+        return dict(self.cells.get((device, node), {}))
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def copy(self, name: str | None, source: str, target: str) -> dict[str, Any] | None:
+        """Start a copy task (as the Copy button does); answer the task, or None if refused."""
+        return self._act(lambda: self.client.models.copy(name, source.strip(), target.strip()))
+
+    def move(self, name: str | None, source: str, target: str) -> dict[str, Any] | None:
+        return self._act(lambda: self.client.models.move(name, source.strip(), target.strip()))
+
+    def delete(self, name: str | None, source: str = "") -> dict[str, Any] | None:
+        """Drop the copy on `source`, or the whole model when `source` is empty."""
+        device = source.strip() or None
+        return self._act(lambda: self.client.models.delete(name, device=device))
+
+    def _act(self, call: Any) -> dict[str, Any] | None:
+        if not self.model.options:
+            self.error.value = "<span style='color:#c0392b'>no model to act on</span>"
+            return None
+        try:
+            answer = call()
+        except GswarmError as exc:
+            self._show_error(exc)
+            return None
+        self.refresh()
+        return answer  # type: ignore[no-any-return]
+
+    def _show_error(self, exc: GswarmError) -> None:
+        self.error.value = (f"<span style='color:#c0392b'>{html.escape(exc.code)}: "
+                            f"{html.escape(exc.message)}</span>")
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.refresher.start()
+
+    def stop(self) -> None:
+        self.refresher.stop()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self.start()  # refresh while displayed
+        return super()._repr_mimebundle_(**kwargs)
+
+    def close(self) -> None:
+        self.stop()
+        for bar in self.task_bars.values():
+            bar.close()
+        super().close()
