@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .harness import Result, alternate
+from .harness import Result
 
 SAMPLE_SECONDS = 10.0
 SAMPLE_PERIOD_MS = 100
@@ -115,7 +115,8 @@ async def _serve_async(conn: Any) -> None:
         db.close()
 
 
-def _frames(agent: str, instance: str, first_seq: int, n: int, sample: dict[str, Any]) -> list[bytes]:
+def _frames(agent: str, instance: str, first_seq: int, n: int,
+            sample: dict[str, Any]) -> list[bytes]:
     from gswarm_jupyter.profiler.convert import frame_to_proto
 
     return [
@@ -140,12 +141,15 @@ async def _ingest(ports: dict[str, int]) -> tuple[float, float, int, int]:
         request_serializer=pb.ConnectRequest.SerializeToString,
         response_deserializer=pb.ConnectResponse.FromString,
     )
-    real_stream = real.stream_unary(REAL_METHOD, response_deserializer=pb.StreamMetricsResponse.FromString)
+    real_stream = real.stream_unary(
+        REAL_METHOD, response_deserializer=pb.StreamMetricsResponse.FromString
+    )
     bare_stream = bare.stream_unary(BARE_METHOD)
     agents = []
     for i in range(AGENTS):
         hello = await stub_connect(
-            pb.ConnectRequest(name=f"agent{i}", hostname="bench", instance=f"inst{i}"), metadata=AUTH
+            pb.ConnectRequest(name=f"agent{i}", hostname="bench", instance=f"inst{i}"),
+            metadata=AUTH,
         )
         agents.append(hello.node_id)
     # every round's frames made before any is timed: fresh sequence numbers for each round
@@ -161,7 +165,8 @@ async def _ingest(ports: dict[str, int]) -> tuple[float, float, int, int]:
         for item in items:
             yield item
 
-    async def timed(call: Any, streams: list[list[bytes]], metadata: Any) -> tuple[float, list[Any]]:
+    async def timed(call: Any, streams: list[list[bytes]],
+                    metadata: Any) -> tuple[float, list[Any]]:
         start = time.perf_counter()
         answers = await asyncio.gather(*(call(messages(s), metadata=metadata) for s in streams))
         return sum(len(s) for s in streams) / (time.perf_counter() - start), answers

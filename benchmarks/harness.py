@@ -51,7 +51,14 @@ def alternate(a: Callable[[], float], b: Callable[[], float], rounds: int) -> tu
     return statistics.median(xs), statistics.median(ys)
 
 
-def write(results: list[Result]) -> None:
+def write(fresh: list[Result]) -> None:
+    """Merge `fresh` into the results file by name (a partial run keeps the other figures)."""
+    kept: dict[str, Result] = {}
+    if RESULTS.exists():
+        for record in json.loads(RESULTS.read_text()):
+            kept[record["name"]] = Result(**record)
+    kept.update({r.name: r for r in fresh})
+    results = sorted(kept.values(), key=lambda r: r.name)
     RESULTS.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     lines = [
         "# Benchmarks",

@@ -111,6 +111,10 @@ class TaskQueue:
         self.clock = clock
         self.listeners: list[Listener] = []
         self._tasks: dict[str, Task] = {}
+        # Indexes kept by every status change, so dispatch never sorts or scans finished tasks:
+        # pending tasks per priority rank (dicts keep submission order), and the running ones.
+        self._pending: list[dict[str, Task]] = [{} for _ in PRIORITIES]
+        self._running_now: dict[str, Task] = {}
         self._seq = 0
 
     # -- reading ------------------------------------------------------------------------------
@@ -134,7 +138,7 @@ class TaskQueue:
         ]
 
     def running(self) -> list[Task]:
-        return [t for t in self._tasks.values() if t.status == "running"]
+        return list(self._running_now.values())
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
@@ -188,6 +192,7 @@ class TaskQueue:
             locks=list(locks),
         )
         self._tasks[task.task_id] = task
+        self._index(task)
         self._emit(task)
         broken = self._broken_dependency(task)
         if broken is not None:
@@ -201,18 +206,22 @@ class TaskQueue:
         if free <= 0:
             return []
         held = {key for t in running for key in t.locks}
+        chosen: list[Task] = []
+        for bucket in self._pending:  # best priority first, FIFO within one
+            for task in bucket.values():
+                if len(chosen) == free:
+                    break
+                if not self._dependencies_met(task) or held.intersection(task.locks):
+                    continue
+                held.update(task.locks)
+                chosen.append(task)
         started: list[Task] = []
-        for task in sorted(
-            (t for t in self._tasks.values() if t.status == "pending"), key=lambda t: t.order
-        ):
-            if len(started) == free:
-                break
-            if not self._dependencies_met(task) or held.intersection(task.locks):
-                continue
+        for task in chosen:
+            self._unindex(task)
             task.status = "running"
+            self._index(task)
             task.started_at = self.clock()
             task.progress = 0
-            held.update(task.locks)
             started.append(task)
             self._emit(task)
         return started
@@ -268,6 +277,7 @@ class TaskQueue:
         changed: list[Task] = []
         for task in sorted(tasks, key=lambda t: t.seq):
             self._tasks[task.task_id] = task
+            self._index(task)
             self._seq = max(self._seq, task.seq)
         for task in list(self._tasks.values()):
             if task.status == "running":
@@ -297,7 +307,18 @@ class TaskQueue:
             )
         return task
 
+    def _index(self, task: Task) -> None:
+        if task.status == "pending":
+            self._pending[RANK[task.priority]][task.task_id] = task
+        elif task.status == "running":
+            self._running_now[task.task_id] = task
+
+    def _unindex(self, task: Task) -> None:
+        self._pending[RANK[task.priority]].pop(task.task_id, None)
+        self._running_now.pop(task.task_id, None)
+
     def _finish(self, task: Task, status: Status) -> None:
+        self._unindex(task)
         task.status = status
         task.completed_at = self.clock()
         self._emit(task)

@@ -133,7 +133,8 @@ def sessions_table(sessions: list[dict[str, Any]]) -> Table:
 
 @command(
     "profile", "Profile a cell (%%gswarm profile NAME) or drive sessions: start|stop|show|list",
-    arg("what", metavar="ACTION|NAME", help="start, stop, show or list; in a cell: the session name"),
+    arg("what", metavar="ACTION|NAME",
+        help="start, stop, show or list; in a cell: the session name"),
     arg("name", nargs="?", metavar="NAME", help="the session (start, stop, show)"),
     arg("--interval", type=int, default=None, metavar="MS", help="sampling period in ms (>= 10)"),
     arg("--nodes", nargs="+", default=None, metavar="NODE", help="only these nodes"),

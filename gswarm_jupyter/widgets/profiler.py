@@ -24,7 +24,7 @@ Key = tuple[str, str, str]  # node, device, metric
 
 
 def readings(frame: dict[str, Any]) -> Iterator[tuple[str, str, float]]:
-    """(device, metric, value) of every numeric reading of a frame, plus each device's memory_ratio."""
+    """(device, metric, value) of each numeric reading of a frame, and each device's memory_ratio."""
     devices = [("host", frame.get("host") or {})]
     devices += [(gpu["device"], gpu) for gpu in frame.get("gpus") or ()]
     for device, values in devices:

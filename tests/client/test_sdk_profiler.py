@@ -1,4 +1,4 @@
-"""`client.profiler` against a real server process: sessions, reports, exports and the live stream."""
+"""`client.profiler` against a real server: sessions, reports, exports and the live stream."""
 
 from __future__ import annotations
 
