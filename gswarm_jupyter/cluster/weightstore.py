@@ -164,8 +164,12 @@ class WeightStore:
             finally:
                 part.unlink(missing_ok=True)
         else:
-            dest = _allocate(total, device)
-            if isinstance(dest, np.ndarray):
+            if self._adoptable(src, device, bandwidth_limit):
+                dest = src  # bytes just read or received: kept as they are, not copied again
+
+                def sink(offset: int, block: np.ndarray) -> None:
+                    pass
+            elif isinstance(dest := _allocate(total, device), np.ndarray):
                 def sink(offset: int, block: np.ndarray) -> None:
                     dest[offset : offset + len(block)] = block
             else:
@@ -184,6 +188,15 @@ class WeightStore:
             "format": described.format,
             "metadata": described.metadata(),
         }
+
+    def _adoptable(self, src: np.ndarray, device: str, bandwidth_limit: int | None) -> bool:
+        """A dram write may keep `src` itself: writable bytes no copy here shares (a file just
+        read, a copy just received), when dram needs no pinning and the write no pacing."""
+        if device != "dram" or bandwidth_limit or not src.flags.writeable or _cuda():
+            return False
+        with self._lock:
+            held = [c.buffer for c in self.memory.values()]
+        return not any(np.may_share_memory(src, _host_view(b)) for b in held)
 
     def write_file(
         self,
@@ -437,6 +450,13 @@ def _allocate(size: int, device: str) -> Any:
     import torch
 
     return torch.empty(size, dtype=torch.uint8, device=torch_device(device))
+
+
+def _host_view(buffer: Any) -> Any:
+    """A memory copy's buffer as numpy where it is in host memory (else a placeholder)."""
+    if isinstance(buffer, np.ndarray):
+        return buffer
+    return buffer.numpy() if buffer.device.type == "cpu" else np.empty(0, dtype=np.uint8)
 
 
 def _cuda() -> bool:
