@@ -9,6 +9,7 @@ from typing import Any
 from ..core.tasks import STATUSES
 from .commands import OUT, arg, command
 from .display import Column, Table
+from .progress import wait_with_bar
 
 
 def format_time(epoch: float | None) -> str:
@@ -67,19 +68,6 @@ def tasks(magics: Any, args: argparse.Namespace, cell: str | None) -> Table:
     OUT,
 )
 def wait(magics: Any, args: argparse.Namespace, cell: str | None) -> None:
-    from tqdm.auto import tqdm
-
-    magics.client.tasks.get(args.task_id)  # an unknown task fails before a bar is drawn
-    bar = tqdm(total=100, desc=args.task_id, bar_format="{l_bar}{bar}| {n:.0f}/100% {postfix}")
-
-    def progress(task: dict[str, Any]) -> None:
-        bar.set_postfix_str(task["status"], refresh=False)
-        bar.update(task["progress"] - bar.n)
-
-    try:
-        task = magics.client.tasks.wait(args.task_id, timeout=args.timeout, poll=args.poll,
-                                        progress=progress)
-    finally:
-        bar.close()
+    task = wait_with_bar(magics.client, args.task_id, timeout=args.timeout, poll=args.poll)
     magics.keep(args, task)
     print(outcome(task))
