@@ -19,6 +19,13 @@ def descendants(pid: int) -> list[psutil.Process]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stopping_the_server_stops_every_worker_process(tmp_path, sig):
     server = LiveServer(tmp_path, nodes=2).start()
+    try:
+        _stop_and_check(server, sig)
+    finally:
+        server.stop(signal.SIGKILL)  # a failed check must not leave a server behind
+
+
+def _stop_and_check(server: LiveServer, sig: int) -> None:
     assert server.proc is not None
     workers = descendants(server.proc.pid)
     assert len([p for p in workers if "python" in p.name()]) >= 2  # real worker processes
