@@ -14,6 +14,7 @@ from . import system  # noqa: F401  (registers its commands)
 from . import data, tasks  # noqa: F401  (registers their commands)
 from . import profile  # noqa: F401  (registers its commands)
 from . import models  # noqa: F401  (registers its commands)
+from . import serving  # noqa: F401  (registers its commands)
 from .commands import COMMANDS, parse
 
 
