@@ -1,0 +1,99 @@
+"""`client.services` and `client.compute`: services and the compute plane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .parts import COMPUTE, CONTROL, MAX_PAGE, _Part, _clean, _seg
+
+
+class ServicesApi(_Part):
+    """Services: a model loaded on a device of a node, batched, answering through the compute
+    plane. `status` adds request counters, queue depth, p50/p99 latency (s) and batch sizes."""
+
+    def list(self, model_name: str | None = None, status: str | None = None) -> Any:
+        params = _clean(model_name=model_name, status=status, per_page=MAX_PAGE)
+        return self._call("GET", CONTROL + "services", params=params, key="services")
+
+    def start(self, model_name: str, nodes: list[str] | None = None, device: str | None = None,
+              config: dict[str, Any] | None = None) -> Any:
+        """Start a service (`config`: replicas, load_balancing, max_batch_size, batch_timeout_ms,
+        timeout, framework); answers its record once it can answer inference."""
+        body = _clean(model_name=model_name, nodes=nodes, device=device, config=config)
+        return self._call("POST", CONTROL + "services", json=body)
+
+    def get(self, service_id: str) -> Any:
+        return self._call("GET", CONTROL + f"services/{_seg(service_id)}")
+
+    def status(self, service_id: str) -> Any:
+        return self._call("GET", CONTROL + f"services/{_seg(service_id)}/status")
+
+    def stop(self, service_id: str) -> Any:
+        """Drain, stop and free its device memory."""
+        return self._call("DELETE", CONTROL + f"services/{_seg(service_id)}")
+
+
+_OPTIONS = ("temperature", "top_p", "max_tokens", "seed")
+
+
+def _inference_body(model_id: str, input_data: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """An inference request: generation options (`temperature`, `top_p`, `max_tokens`, `seed`) go
+    under `options`, the other fields (`session_id`, `timeout`, `service_id`, ...) at the top."""
+    options = _clean(**{k: fields.pop(k, None) for k in _OPTIONS})
+    options.update(fields.pop("options", None) or {})
+    return {"model_id": model_id, "input_data": input_data, **_clean(**fields),
+            **({"options": options} if options else {})}
+
+
+class ComputeApi(_Part):
+    """The compute plane: load models, run inference (sync, async, batch), sessions, metrics."""
+
+    def health(self) -> Any:
+        return self._call("GET", COMPUTE + "health")
+
+    def load(self, model_id: str, model_path: str | None = None, **fields: Any) -> Any:
+        """Register `model_path` if given (builtin://, file://, http(s):// or a path) and start a
+        service. `fields`: framework, device, nodes, replicas, max_batch_size, batch_timeout_ms,
+        timeout, ... as in API.md."""
+        body = _clean(model_id=model_id, model_path=model_path, **fields)
+        return self._call("POST", COMPUTE + "models", json=body)
+
+    def loaded(self) -> Any:
+        return self._call("GET", COMPUTE + "models", key="models")
+
+    def unload(self, model_id: str) -> Any:
+        return self._call("DELETE", COMPUTE + f"models/{_seg(model_id)}")
+
+    def infer(self, model_id: str, input_data: Any, **options: Any) -> Any:
+        """Rows in, rows out (or token rows in, generated tokens out)."""
+        return self._call("POST", COMPUTE + "inference",
+                          json=_inference_body(model_id, input_data, options))
+
+    def infer_async(self, model_id: str, input_data: Any, **options: Any) -> Any:
+        """Queue it (a task; `priority` allowed); answers `{request_id, status: queued, ...}`."""
+        return self._call("POST", COMPUTE + "inference/async",
+                          json=_inference_body(model_id, input_data, options))
+
+    def inference(self, request_id: str) -> Any:
+        """An async inference's status, and its output once completed."""
+        return self._call("GET", COMPUTE + f"inference/{_seg(request_id)}")
+
+    def infer_batch(self, requests: list[dict[str, Any]]) -> Any:
+        """Several request bodies at once; each succeeds or fails on its own."""
+        return self._call("POST", COMPUTE + "inference/batch", json={"requests": requests})
+
+    def session_start(self, user_id: str, model_id: str, ttl_seconds: float | None = None) -> Any:
+        body = _clean(user_id=user_id, model_id=model_id, ttl_seconds=ttl_seconds)
+        return self._call("POST", COMPUTE + "sessions", json=body)
+
+    def session_end(self, session_id: str) -> Any:
+        return self._call("DELETE", COMPUTE + f"sessions/{_seg(session_id)}")
+
+    def metrics(self) -> Any:
+        """Throughput, latency and request counters over the sliding window, device memory."""
+        return self._call("GET", COMPUTE + "metrics", key="metrics")
+
+    def metrics_history(self, start_time: float | str | None = None,
+                        end_time: float | str | None = None, interval: float | None = None) -> Any:
+        params = _clean(start_time=start_time, end_time=end_time, interval=interval)
+        return self._call("GET", COMPUTE + "metrics/history", params=params or None)
