@@ -75,17 +75,20 @@ class SessionsHandler(ProfilerHandler):
 
 
 class SessionHandler(ProfilerHandler):
-    def get(self, name: str) -> None:
+    async def get(self, name: str) -> None:
         query = self.query(SessionQuery)
         profiler = self.profiler
         detail = profiler.session(name)  # NotFound first, whatever the format
+        # Reading a session's frames and drawing them take long: off the event loop.
         if query.format == "csv":
-            self._download(profiler.csv(name).encode(), "text/csv; charset=utf-8", f"{name}.csv")
+            text = await asyncio.to_thread(profiler.csv, name)
+            self._download(text.encode(), "text/csv; charset=utf-8", f"{name}.csv")
         elif query.format == "png":
-            png = profiler.plot(name, _split(query.metrics))
+            png = await asyncio.to_thread(profiler.plot, name, _split(query.metrics))
             self._download(png, "image/png", f"{name}.png")
         else:
-            self.reply({**detail, "frames": list(profiler.frames(name))})
+            frames = await asyncio.to_thread(lambda: list(profiler.frames(name)))
+            self.reply({**detail, "frames": frames})
 
     def _download(self, data: bytes, content_type: str, filename: str) -> None:
         self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
