@@ -97,3 +97,61 @@ class ComputeApi(_Part):
                         end_time: float | str | None = None, interval: float | None = None) -> Any:
         params = _clean(start_time=start_time, end_time=end_time, interval=interval)
         return self._call("GET", COMPUTE + "metrics/history", params=params or None)
+
+    # -- training and optimisation
+    def train(self, model_id: str, training_data: Any, labels: Any = None, epochs: int = 1,
+              learning_rate: float = 1e-3, optimizer: str = "adam",
+              loss_function: str = "cross_entropy", framework: str | None = None,
+              hyperparameters: dict[str, Any] | None = None, **fields: Any) -> Any:
+        """Train on the model's node and wait: `{request_id, final_loss, loss_history,
+        training_time, epochs_completed, model_updated, version, ...}`. Rows may be lists or
+        numpy arrays, or data-pool chunk id(s). `batch_size`, `gradient_clip_norm` and
+        `weight_decay` may be given here or in `hyperparameters`; other `fields` (`device`,
+        `update_model`, `seed`, `timeout`, ...) go at the top of the body."""
+        return self._call("POST", COMPUTE + "training", json=_training_body(
+            model_id, training_data, labels, epochs, learning_rate, optimizer, loss_function,
+            framework, hyperparameters, fields))
+
+    def train_async(self, model_id: str, training_data: Any, labels: Any = None, epochs: int = 1,
+                    learning_rate: float = 1e-3, optimizer: str = "adam",
+                    loss_function: str = "cross_entropy", framework: str | None = None,
+                    hyperparameters: dict[str, Any] | None = None, **fields: Any) -> Any:
+        """Queue a training (a task; `priority` allowed): `{request_id, status: queued, task_id,
+        ...}`. Follow it with `training(request_id)` or `client.tasks.wait(task_id)`."""
+        return self._call("POST", COMPUTE + "training/async", json=_training_body(
+            model_id, training_data, labels, epochs, learning_rate, optimizer, loss_function,
+            framework, hyperparameters, fields))
+
+    def training(self, request_id: str) -> Any:
+        """A training's status, progress, epochs done, `current_loss` and `loss_history` so far,
+        and its result once completed."""
+        return self._call("GET", COMPUTE + f"training/{_seg(request_id)}")
+
+    def optimize(self, model_id: str, target_precision: str = "int8",
+                 calibration_data: Any = None, options: dict[str, Any] | None = None) -> Any:
+        """Quantise (`int8`, `fp16`, `bf16`) into a new registry model: `{optimized_model_id,
+        original_size, optimized_size, compression_ratio, accuracy_loss, optimization_time}`.
+        `options`: optimized_model_id, device, seed, samples."""
+        body = _clean(optimization_type="quantization", target_precision=target_precision,
+                      calibration_data=_as_rows(calibration_data), options=options)
+        return self._call("POST", COMPUTE + f"models/{_seg(model_id)}/optimize", json=body)
+
+
+_HYPERPARAMETERS = ("batch_size", "gradient_clip_norm", "weight_decay")
+
+
+def _as_rows(value: Any) -> Any:
+    """numpy arrays (and anything with `tolist`) as JSON lists; chunk ids and lists as given."""
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _training_body(model_id: str, training_data: Any, labels: Any, epochs: int,
+                   learning_rate: float, optimizer: str, loss_function: str,
+                   framework: str | None, hyperparameters: dict[str, Any] | None,
+                   fields: dict[str, Any]) -> dict[str, Any]:
+    hyper = _clean(**{k: fields.pop(k, None) for k in _HYPERPARAMETERS})
+    hyper.update(hyperparameters or {})
+    return _clean(model_id=model_id, training_data=_as_rows(training_data),
+                  labels=_as_rows(labels), epochs=epochs, learning_rate=learning_rate,
+                  optimizer=optimizer, loss_function=loss_function, framework=framework,
+                  hyperparameters=hyper or None, **fields)

@@ -15,6 +15,7 @@ from . import data, tasks  # noqa: F401  (registers their commands)
 from . import profile  # noqa: F401  (registers its commands)
 from . import models  # noqa: F401  (registers its commands)
 from . import serving  # noqa: F401  (registers its commands)
+from . import training  # noqa: F401  (registers its commands)
 from .commands import COMMANDS, parse
 
 
