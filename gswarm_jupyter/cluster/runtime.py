@@ -122,6 +122,7 @@ class ClusterRuntime:
                 worker_dashboard_address=None,
                 local_directory=str(scratch),
                 asynchronous=True,
+                **_worker_env(cfg),
             )
             # assigned before it is awaited, so a stop during start-up still closes it
             await self.cluster
@@ -166,6 +167,15 @@ class ClusterRuntime:
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close(timeout=5)
+
+
+def _worker_env(cfg: ClusterConfig) -> dict[str, Any]:
+    """Worker processes may use their node's threads for torch and BLAS: Dask's default of one
+    thread suits many small tasks, not a node that trains or serves models."""
+    if not cfg.local_processes:
+        return {}
+    threads = str(cfg.threads_per_node)
+    return {"env": {v: threads for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
 
 
 def _workers_seen(identity: dict[str, Any]) -> list[WorkerSeen]:

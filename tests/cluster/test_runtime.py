@@ -38,6 +38,9 @@ async def test_a_killed_worker_goes_offline_and_its_restart_comes_back(tmp_path)
     await runtime.start()
     try:
         await runtime.wait_ready(120)
+        # worker processes may use their node's threads for torch and BLAS (Dask's default is 1)
+        threads = await runtime.client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
+        assert set(threads.values()) == {str(runtime.config.threads_per_node)}
         node1 = runtime.nodes.get("node1")
         pid = node1.report["pid"]
         assert pid != os.getpid()  # a real worker process
