@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +76,11 @@ class Batcher:
         if self._closing:
             raise ResourceUnavailable("the service is stopping")
         options = options or GenerateOptions()
-        checked = self.runner.check(rows, options)
+        try:
+            checked = self.runner.check(rows, options)
+        except Exception:
+            self.requests_failed += 1
+            raise
         started = time.perf_counter()
         self._ensure_loop()
         self._active += 1
@@ -112,6 +116,15 @@ class Batcher:
         if options.temperature == 0:
             return ("greedy", options.max_tokens)
         return ("sampled", next(self._sampled))
+
+    async def replace_runner(self, build: Callable[[], Runner]) -> None:
+        """Switch to the runner `build()` makes, between batches: it is built on the compute
+        thread (after the batch running now), later batches go to it, and the old runner is
+        closed once the batches already handed to it are done. No request is dropped."""
+        loop = asyncio.get_running_loop()
+        new = await loop.run_in_executor(self._pool, build)
+        old, self.runner = self.runner, new
+        await loop.run_in_executor(self._pool, old.close)
 
     # -- state --------------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ import importlib
 import importlib.util
 from typing import Any
 
+import numpy as np
+
 from ..core.errors import InvalidRequest, NotImplementedFeature
 from .base import Runner
 
@@ -41,5 +43,13 @@ def runner_class(framework: str) -> type[Runner]:
 def load_runner(
     framework: str, arch: str, config: dict[str, Any], params: dict[str, Any], device: str
 ) -> Runner:
-    """`framework`'s runner holding (arch, config, params) on `device` (an API or framework device)."""
+    """`framework`'s runner holding (arch, config, params) on `device` (an API or framework device).
+
+    Quantised numpy weights (int8 with per-row scales, fp16, bf16) are dequantised to float32 on
+    load: the stored copy stays small, the runner computes in float32."""
+    if arch in ("mlp", "gpt") and params and all(isinstance(v, np.ndarray) for v in params.values()):
+        from gswarm_kernels.quantization import dequantize, params_precision
+
+        if params_precision(params) != "fp32":
+            params = dequantize(params)
     return runner_class(framework)(arch, config, params, device)  # type: ignore[call-arg]

@@ -93,6 +93,9 @@ class ModelStore:
         # Set by the serving side: is a copy in use, and how to stop a model's services on force.
         self.in_use: Callable[[str, str, str], bool] = lambda name, node, device: False
         self.stop_services: Callable[[str], Awaitable[None]] | None = None
+        # Called with (name, version) once a new version is stored and every copy refreshed:
+        # the serving side reloads the model's replicas there.
+        self.version_listeners: list[Callable[[str, int], Awaitable[None]]] = []
         for task_type in TASK_TYPES:
             executor.register(task_type, self._run_download if task_type == DOWNLOAD
                               else self._run_copy)
@@ -617,6 +620,88 @@ class ModelStore:
                 drop = True
         if drop:
             await self._drop_quietly(name, target.node, target.device)
+
+    # -- new versions and derived models -----------------------------------------------------
+
+    async def write_version(self, job: Job, name: str, node: str, version: int,
+                            stored: dict[str, Any]) -> dict[str, Any]:
+        """Record `version` of `name`, already written on `node`'s disk by a worker op of `job`
+        (which holds the `model:<name>` lock).
+
+        Coherence: every other ready copy is refreshed in place to the new bytes (worker to
+        worker, from the new disk copy), so no copy ever serves an older version under the new
+        one's number; a copy that cannot be refreshed is dropped. Then `version_listeners` run
+        (services reload their replicas)."""
+        if not self.registry.exists(name):  # deleted with force meanwhile
+            await self._drop_quietly(name, node, "disk")
+            raise Conflict(f"model {name} was deleted while it trained", {"model_name": name})
+        row = self.registry.row(name)
+        if row["version"] != version - 1:
+            raise Conflict(f"model {name} is at version {row['version']}, not {version - 1}",
+                           {"model_name": name, "version": row["version"]})
+        self._measured(name, stored, dict(loads(row["metadata"]) or {}))
+        self.registry.update(name, version=version)
+        self.registry.put_location(name, node, "disk", "ready", size=stored["size"],
+                                   worker=stored.get("worker"), task_id=job.task.task_id)
+        self._emit(name, "location_added", device=f"{node}:disk", status="ready")
+        refreshed, dropped = await self._refresh_copies(job, name, node, version)
+        self._emit(name, "updated", version=version, checksum=stored["checksum"],
+                   refreshed=refreshed, dropped=dropped)
+        for listener in list(self.version_listeners):
+            try:
+                await listener(name, version)
+            except Exception:  # a service that cannot reload keeps serving; say so in the log
+                log.exception("gswarm: version listener failed for %s v%s", name, version)
+        return {"version": version, "refreshed": refreshed, "dropped": dropped}
+
+    async def _refresh_copies(self, job: Job, name: str, node: str,
+                              version: int) -> tuple[list[str], list[str]]:
+        """Rewrite every other ready copy of `name` from the new disk copy on `node`."""
+        others = [loc for loc in self.registry.locations(name)
+                  if (loc["node"], loc["device"]) != (node, "disk") and loc["status"] == "ready"]
+        refreshed: list[str] = []
+        dropped: list[str] = []
+        if not others:
+            return refreshed, dropped
+        # A signal of its own: refreshing is not cancellable and its progress is not the task's.
+        signal = TaskSignal(f"{job.task.task_id}-refresh")
+        data = job.submit(read_weights, name, "disk", node=node)
+        for loc in others:
+            where = f"{loc['node']}:{loc['device']}"
+            try:
+                write = job.submit(write_weights, name, version, loc["device"], data, signal,
+                                   node=loc["node"])
+                stored = await job.wait(write)
+            except Exception as exc:
+                log.warning("gswarm: could not refresh %s on %s to v%s: %s", name, where,
+                            version, exc)
+                await self._remove_copy(name, loc["node"], loc["device"], reason="stale")
+                dropped.append(where)
+                continue
+            self.registry.put_location(name, loc["node"], loc["device"], "ready",
+                                       size=stored["size"], worker=stored["worker"],
+                                       task_id=job.task.task_id)
+            refreshed.append(where)
+        return refreshed, dropped
+
+    def add_derived(self, name: str, origin: str, node: str, stored: dict[str, Any],
+                    metadata: dict[str, Any]) -> dict[str, Any]:
+        """Register `name`, derived from `origin` (e.g. quantised) and already written as v1 on
+        `node`'s disk, with that copy ready. A taken name is `Conflict`."""
+        check_model_name(name, "optimized_model_id")
+        row = self.registry.row(origin)
+        self.registry.create(name, source_url=f"derived://{origin}?version={row['version']}",
+                             model_type=row["model_type"], metadata=metadata)
+        self._measured(name, stored, metadata)
+        self.registry.put_location(name, node, "disk", "ready", size=stored["size"],
+                                   worker=stored.get("worker"))
+        self._emit(name, "registered", status="ready")
+        self._emit(name, "location_added", device=f"{node}:disk", status="ready")
+        return self.record(name)
+
+    async def drop_written(self, name: str, node: str, device: str = "disk") -> None:
+        """Remove bytes a worker op wrote that the registry does not record."""
+        await self._drop_quietly(name, node, device)
 
     # -- inside -------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ passes run on the batcher's own thread. Errors of `core` cross back as `WorkerOp
 
 from __future__ import annotations
 
+import contextvars
 import time
 from typing import Any
 
@@ -38,6 +39,8 @@ class ServiceActor:
         except GswarmError as exc:
             raise _crossing(exc) from None
         self.replica_id = replica_id
+        self.framework = framework
+        self.device_name = device
         self.load_time = time.perf_counter() - started
         self.max_batch_size = max_batch_size
         self.batch_timeout_ms = batch_timeout_ms
@@ -68,6 +71,25 @@ class ServiceActor:
             "inference_time": served.latency,
             "memory_used": self.runner.memory_bytes() + (extra or 0),
         }
+
+    async def reload(self, loader: Loader) -> dict[str, Any]:
+        """Switch to the weights `loader` answers now (a new version), between batches."""
+        if self.batcher is None:
+            raise _crossing(ResourceUnavailable("the service is not started"))
+        started = time.perf_counter()
+        context = contextvars.copy_context()  # the loader finds its worker through a contextvar
+
+        def build() -> Any:
+            arch, config, params = context.run(loader)
+            return load_runner(self.framework, arch, config, params, self.device_name)
+
+        try:
+            await self.batcher.replace_runner(build)
+        except GswarmError as exc:
+            raise _crossing(exc) from None
+        self.runner = self.batcher.runner
+        return {"load_time": time.perf_counter() - started,
+                "memory_usage": self.runner.memory_bytes()}
 
     async def stats(self) -> dict[str, Any]:
         """The batcher's counters, with its recent latency samples for merging."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import time
@@ -277,7 +278,7 @@ class ServiceManager:
         )
         try:
             replica.actor = await self._watched(replica, _awaited(replica.future), None)
-            info = await self._watched(replica, replica.actor.start(), CONTROL_TIMEOUT)
+            info = await self._call(replica, "start", timeout=CONTROL_TIMEOUT)
         except ReplicaLost as exc:
             replica.status, replica.error = "failed", str(exc)
             raise NetworkError(f"node {replica.node} was lost while loading: {exc}") from None
@@ -309,7 +310,7 @@ class ServiceManager:
             if replica.status == "running" and replica.actor is not None:
                 replica.status = "stopping"
                 try:
-                    result = await self._watched(replica, replica.actor.stop(), CONTROL_TIMEOUT)
+                    result = await self._call(replica, "stop", timeout=CONTROL_TIMEOUT)
                     freed = int(result.get("memory_freed", 0))
                 except Exception as exc:  # a lost worker freed its memory with its process
                     log.warning("gswarm: replica %s did not stop cleanly: %s", replica.replica_id, exc)
@@ -327,6 +328,26 @@ class ServiceManager:
             with contextlib.suppress(Exception):
                 await self.stop(service_id)
 
+    async def reload_model(self, model_name: str, version: int | None = None) -> list[str]:
+        """Switch every live replica of the model's services to the weights its copy holds now
+        (a new version), between batches: requests in flight are answered, none is dropped.
+        Answers the replicas reloaded; one that cannot reload keeps its weights (logged)."""
+        reloaded: list[str] = []
+        for service in self.list(model_name):
+            if version is not None:
+                service.model = dataclasses.replace(service.model, version=version)
+            for replica in service.live_replicas:
+                loader = self.weights.loader(service.model, replica.node, replica.device)
+                try:
+                    info = await self._call(replica, "reload", loader, timeout=CONTROL_TIMEOUT)
+                except Exception as exc:
+                    log.warning("gswarm: replica %s could not reload %s: %s",
+                                replica.replica_id, model_name, exc)
+                    continue
+                replica.memory_usage = int(info["memory_usage"])
+                reloaded.append(replica.replica_id)
+        return reloaded
+
     # -- status -------------------------------------------------------------------------------
 
     async def status(self, service_id: str) -> dict[str, Any]:
@@ -337,7 +358,7 @@ class ServiceManager:
             if not replica.live:
                 return {}
             try:
-                return await self._watched(replica, replica.actor.stats(), CONTROL_TIMEOUT)
+                return await self._call(replica, "stats", timeout=CONTROL_TIMEOUT)
             except ReplicaLost as exc:
                 self._mark_failed(replica, exc)
             except Exception as exc:
@@ -419,7 +440,7 @@ class ServiceManager:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             replica.inflight += 1
             try:
-                result = await self._watched(replica, replica.actor.infer(rows, options), remaining)
+                result = await self._call(replica, "infer", rows, options, timeout=remaining)
                 return result, replica
             except ReplicaLost as exc:
                 self._mark_failed(replica, exc)
@@ -441,6 +462,14 @@ class ServiceManager:
         if self.runtime.client is None:
             raise ResourceUnavailable("the Dask cluster is not connected")
         return self.runtime.client
+
+    async def _call(self, replica: Replica, method: str, *args: Any, timeout: float | None) -> Any:
+        """`replica.actor.method(*args)`, watched (even reaching the actor may find it lost)."""
+
+        async def invoke() -> Any:
+            return await getattr(replica.actor, method)(*args)
+
+        return await self._watched(replica, invoke(), timeout)
 
     async def _watched(self, replica: Replica, call: Awaitable[Any], timeout: float | None) -> Any:
         """`call`'s result; `ReplicaLost` when the replica's node goes away meanwhile,
@@ -476,7 +505,8 @@ class ServiceManager:
         except (OSError, KeyError) as exc:  # no route to the worker, or the actor is gone from it
             raise ReplicaLost(f"{type(exc).__name__}: {exc}") from None
         except Exception as exc:
-            if type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
+            lost = "Actor was lost" in str(exc)  # distributed's RuntimeError for a dead holder
+            if lost or type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
                 raise ReplicaLost(f"{type(exc).__name__}: {exc}") from None
             raise InternalError(f"replica {replica.replica_id} failed: {type(exc).__name__}: {exc}") from None
 

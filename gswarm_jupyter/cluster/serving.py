@@ -36,6 +36,14 @@ class Serving:
     async def stop(self) -> None:
         await self.compute.stop()
 
+    def in_use(self, model_name: str, node: str, device: str) -> bool:
+        """Whether a copy must stay: a replica loaded from it, or a live session pinning the model."""
+        for service in self.services.list(model_name):
+            for r in service.replicas:
+                if (r.node, r.device) == (node, device) and r.status in ("loading", "running", "stopping"):
+                    return True
+        return bool(self.compute.sessions.live_for_model(model_name))
+
     async def start_service(self, req: ServiceCreate) -> dict[str, Any]:
         """`POST /services`: a registered model on the requested devices."""
         model = await self.weights.resolve(req.model_name)

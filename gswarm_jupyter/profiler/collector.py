@@ -47,10 +47,14 @@ class DaskCollector:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            task, self._task = self._task, None
+            # Python 3.11's wait_for may swallow a cancel that lands as its inner call ends (the
+            # loop then sleeps on, "cancelling"): cancel again until the task has stopped.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+                await task
 
     async def sync(self, timeout: float = 10.0) -> int:
         """One pull from every worker (plans out, frames in); answers the frames received."""

@@ -17,8 +17,9 @@ from ..cluster.executor import TaskExecutor
 from ..cluster.modelstore import ModelStore
 from ..cluster.runtime import ClusterConfig, ClusterRuntime
 from ..cluster.serving import Serving
-from ..cluster.weights import LocalWeights
+from ..cluster.training import Trainer
 from ..core.chunks import ChunkRegistry
+from ..core.compute_store import RequestMap
 from ..core.db import Database
 from ..core.modelregistry import ModelRegistry
 from ..core.ratelimit import RateLimiter
@@ -121,11 +122,18 @@ class GswarmApp(ExtensionApp):
         )
         self.context.services = Serving(
             runtime,
-            LocalWeights(self.context.config["model_roots"]),
+            self.context.models,  # the services' WeightSource
             self.context.db,
             self.context.tasks,
             compute_url=f"{self.serverapp.base_url.rstrip('/')}/gswarm/compute/v1/inference",
         )
+        self.context.training = Trainer(
+            self.context.models, self.context.tasks, runtime, RequestMap(self.context.db),
+            self.context.data,
+        )
+        self.context.models.in_use = self.context.services.in_use  # copies services hold stay
+        # A new version written by training: the model's services reload between batches.
+        self.context.models.version_listeners.append(self.context.services.services.reload_model)
         self.settings.update({"gswarm": self.context})
         self._connection_file: Path | None = None
 

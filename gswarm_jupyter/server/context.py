@@ -13,6 +13,7 @@ from ..cluster.executor import TaskExecutor
 from ..cluster.modelstore import ModelStore
 from ..cluster.runtime import ClusterRuntime
 from ..cluster.serving import Serving
+from ..cluster.training import Trainer
 from ..core.db import Database
 from ..core.ratelimit import RateLimiter
 from ..profiler.service import Profiler
@@ -32,6 +33,7 @@ class GswarmContext:
     data: DataPool | None = None
     models: ModelStore | None = None  # the model registry and placement
     services: Serving | None = None  # services and the compute plane over them
+    training: Trainer | None = None  # training and optimisation of registered models
 
     @property
     def uptime(self) -> float:

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from ..base import GswarmHandler, NotFoundHandler
 from ..routes import CONTROL, Op, Route
-from . import compute, data, inference, models, profiler, prometheus, queue, services, system
+from . import (
+    compute,
+    data,
+    inference,
+    models,
+    profiler,
+    prometheus,
+    queue,
+    services,
+    system,
+    training,
+)
 
-RESOURCE_MODULES = (system, compute, inference, services, profiler, models, data, queue, prometheus)
+RESOURCE_MODULES = (
+    system, compute, inference, training, services, profiler, models, data, queue, prometheus,
+)
 
 
 class OpenAPIHandler(GswarmHandler):

@@ -1,0 +1,238 @@
+"""Worker side of training and optimisation: Dask ops pinned to one node.
+
+Weights come from this node's copy (`{"device": ...}`) or from another node's copy bytes (a
+`read_weights` future Dask carries here). The trained or quantised weights never leave the node:
+they are written into its store as a safetensors file, and only what was stored travels back.
+
+Each completed epoch is reported on `EPOCH_TOPIC` (`{task_id, epoch, epochs, loss}`) beside the
+task's progress; a cancelled task stops before its next step and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import numpy as np
+from distributed import get_worker
+
+from ..core.errors import InvalidInputData, InvalidRequest, NotImplementedFeature, TaskFailed
+from .signals import TaskSignal, worker_op
+from .weightfile import TORCHSCRIPT_ARCH
+from .weightstore import WeightStore
+
+EPOCH_TOPIC = "gswarm-training-epoch"
+
+# Kernel ValueErrors start with the field they are about.
+_REQUEST_FIELDS = ("optimizer", "loss_function", "epochs", "batch_size", "learning_rate",
+                   "weight_decay", "gradient_clip_norm", "target_precision")
+_EPOCH = re.compile(r"in epoch (\d+)")
+
+
+def _weights(name: str, source: Any) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+    """(arch, config, float32 params) from this node's copy or from copy bytes."""
+    from gswarm_kernels.checkpoint import parse_checkpoint_bytes
+    from gswarm_kernels.quantization import dequantize
+
+    if isinstance(source, dict):
+        arch, config, params = WeightStore.of(get_worker()).load(name, source["device"])
+    else:
+        raw = np.asarray(source, dtype=np.uint8)
+        if raw[:4].tobytes() == b"PK\x03\x04":
+            arch, config, params = TORCHSCRIPT_ARCH, {}, {}
+        else:
+            try:
+                ckpt = parse_checkpoint_bytes(raw.tobytes(), as_float32=False)
+            except ValueError as exc:
+                raise InvalidRequest(f"model {name}: {exc}", {"model_id": name}) from None
+            arch, config, params = ckpt.arch, ckpt.config, dict(ckpt.params)
+    if arch == TORCHSCRIPT_ARCH:
+        raise NotImplementedFeature(
+            f"model {name} is a TorchScript model: only built-in architectures train and "
+            "quantise here", {"model_id": name, "format": "torchscript"})
+    return arch, config, dequantize(params)
+
+
+def _rows(value: Any, chunks: list[Any] | None, layouts: list[dict[str, Any]] | None,
+          field: str) -> Any:
+    """Inline rows, or the rows of data-pool chunks (their bytes and layouts) concatenated."""
+    if chunks is None:
+        return value
+    parts: list[Any] = []
+    for data, layout in zip(chunks, layouts or [], strict=True):
+        raw = np.asarray(data, dtype=np.uint8)
+        if layout["format"] == "tensor":
+            array = raw.view(np.dtype(layout["dtype"])).reshape(layout["shape"])
+            parts.extend(array if array.ndim > 1 else array.tolist())
+        elif layout["format"] == "json":
+            loaded = json.loads(raw.tobytes().decode("utf-8"))
+            if not isinstance(loaded, list):
+                raise InvalidInputData(f"{field}: chunk {layout['chunk_id']} holds no list of rows",
+                                       {"field": field, "chunk_id": layout["chunk_id"]})
+            parts.extend(loaded)
+        else:
+            raise InvalidInputData(
+                f"{field}: chunk {layout['chunk_id']} is {layout['format']!r}; training data "
+                "chunks are tensor or json", {"field": field, "chunk_id": layout["chunk_id"]})
+    return parts
+
+
+def _as_api_error(exc: ValueError) -> Exception:
+    from ..backends.base import invalid_input
+
+    field = str(exc).split(":", 1)[0]
+    if field in _REQUEST_FIELDS:
+        return InvalidRequest(str(exc), {"field": field})
+    return invalid_input(exc)
+
+
+def _report_epoch(task_id: str, epoch: int, epochs: int, loss: float) -> None:
+    try:
+        worker = get_worker()
+    except ValueError:
+        return
+    worker.log_event(EPOCH_TOPIC, {"task_id": task_id, "epoch": epoch, "epochs": epochs,
+                                   "loss": loss})
+
+
+@worker_op
+def train_weights(
+    name: str,
+    source: Any,
+    spec: dict[str, Any],
+    data_chunks: list[Any] | None,
+    label_chunks: list[Any] | None,
+    signal: TaskSignal,
+    write_version: int | None,
+) -> dict[str, Any]:
+    """Train `name`'s weights on this node; with `write_version`, store the result as that
+    version on this node's disk. Answers the measured history and what was stored."""
+    worker = get_worker()
+    try:
+        arch, config, params = _weights(name, source)
+        inputs = _rows(spec["training_data"], data_chunks, spec.get("data_layouts"),
+                       "training_data")
+        labels = _rows(spec.get("labels"), label_chunks, spec.get("label_layouts"), "labels")
+        epochs = int(spec["epochs"])
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            signal.progress(95.0 * epoch / epochs)
+            _report_epoch(signal.task_id, epoch, epochs, loss)
+
+        common = dict(
+            epochs=epochs, learning_rate=spec["learning_rate"], optimizer=spec["optimizer"],
+            loss=spec["loss_function"], batch_size=spec["batch_size"],
+            gradient_clip_norm=spec["gradient_clip_norm"], weight_decay=spec["weight_decay"],
+            seed=spec["seed"], on_epoch=on_epoch, should_stop=lambda: signal.cancelled,
+        )
+        started = time.perf_counter()
+        try:
+            if spec["framework"] == "jax":
+                from gswarm_kernels import train_jax
+
+                result = train_jax.train(arch, config, params, inputs, labels, **common)
+            else:
+                from gswarm_kernels import train_torch
+
+                from ..backends.devices import framework_device
+
+                result = train_torch.train(arch, config, params, inputs, labels,
+                                           device=framework_device(spec["device"]), **common)
+        except ValueError as exc:
+            raise _as_api_error(exc) from None
+        except FloatingPointError as exc:
+            match = _EPOCH.search(str(exc))
+            raise TaskFailed(f"{exc}; model {name} not updated",
+                             {"epoch": int(match.group(1)) if match else None,
+                              "model_id": name}) from None
+        training_time = time.perf_counter() - started
+        signal.check()  # cancelled during the last steps: nothing is written
+        stored = None
+        if write_version is not None:
+            from gswarm_kernels.checkpoint import checkpoint_bytes
+
+            data = checkpoint_bytes(arch, config, result.params)
+            stored = WeightStore.of(worker).write(name, write_version, "disk", data, signal,
+                                                  progress_range=(95.0, 100.0))
+            stored["worker"] = worker.address
+        return {
+            "loss_history": [float(x) for x in result.loss_history],
+            "steps": result.steps,
+            "training_time": training_time,
+            "epochs_completed": len(result.loss_history),
+            "stored": stored,
+        }
+    finally:
+        signal.done()
+
+
+def _relative_error(reference: np.ndarray, other: np.ndarray) -> float:
+    scale = float(np.linalg.norm(reference))
+    diff = float(np.linalg.norm(other.astype(np.float64) - reference.astype(np.float64)))
+    return diff / scale if scale > 0 else diff
+
+
+def _sample(arch: str, config: dict[str, Any], calibration: Any, seed: int,
+            samples: int) -> np.ndarray:
+    from gswarm_kernels.inputs import as_token_matrix, as_vectors
+
+    try:
+        if calibration is not None:
+            if arch == "mlp":
+                return as_vectors(config, calibration, field="calibration_data")
+            return as_token_matrix(config, calibration, field="calibration_data")
+    except ValueError as exc:
+        from ..backends.base import invalid_input
+
+        raise invalid_input(exc) from None
+    rng = np.random.default_rng(seed)
+    if arch == "mlp":
+        return rng.standard_normal((samples, config["in"]), dtype=np.float32)
+    return rng.integers(0, config["vocab"], (samples, min(config["context"], 16)))
+
+
+@worker_op
+def quantize_weights(
+    name: str,
+    source: Any,
+    target_name: str,
+    precision: str,
+    calibration: Any,
+    seed: int,
+    samples: int,
+    signal: TaskSignal,
+) -> dict[str, Any]:
+    """Quantise `name`'s weights to `precision`, store them as `target_name` v1 on this node's
+    disk, and measure the relative output error (what a service of it answers, dequantised on
+    load, against the original) on `calibration` or a seeded random sample."""
+    from gswarm_kernels import torch_infer, torch_models
+    from gswarm_kernels.checkpoint import checkpoint_bytes
+    from gswarm_kernels.quantization import dequantize, param_bytes, quantize
+
+    worker = get_worker()
+    try:
+        started = time.perf_counter()
+        arch, config, params = _weights(name, source)
+        x = _sample(arch, config, calibration, seed, samples)
+        try:
+            quantized = quantize(params, precision)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), {"field": "target_precision"}) from None
+        signal.check()
+        data = checkpoint_bytes(arch, config, quantized)
+        stored = WeightStore.of(worker).write(target_name, 1, "disk", data, signal)
+        reference = torch_infer.predict(torch_models.build_module(arch, config, params), x)
+        served = torch_infer.predict(
+            torch_models.build_module(arch, config, dequantize(quantized)), x)
+        return {
+            "stored": {**stored, "worker": worker.address},
+            "accuracy_loss": _relative_error(reference, served),
+            "original_param_bytes": param_bytes(params),
+            "optimized_param_bytes": param_bytes(quantized),
+            "samples": int(len(x)),
+            "optimization_time": time.perf_counter() - started,
+        }
+    finally:
+        signal.done()

@@ -1,0 +1,59 @@
+"""Serving with real worker processes: a replica's worker killed mid-service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from .serving_support import start_without_profiler
+
+
+@pytest.fixture
+def gswarm_app(jp_serverapp, jp_asyncio_loop):
+    return start_without_profiler(jp_serverapp, jp_asyncio_loop)
+
+
+MLP = "builtin://mlp?in=8&hidden=16&out=4"
+ROWS = np.ones((2, 8)).tolist()
+
+
+@pytest.fixture
+def gswarm_config(gswarm_config):
+    return {**gswarm_config, "local_processes": True}
+
+
+async def test_a_killed_replica_is_marked_failed_and_requests_go_to_live_replicas(api, gswarm_app):
+    body = {"model_id": "kill", "model_path": MLP, "nodes": ["node1", "node2"]}
+    status, env, _ = await api("POST", "gswarm/compute/v1/models", body=body)
+    assert status == 201, env
+    sid = env["data"]["service_id"]
+    nodes = gswarm_app.context.runtime.nodes
+    old_address = nodes.get("node2").address
+
+    os.kill(nodes.get("node2").report["pid"], signal.SIGKILL)
+
+    answers = []
+    for _ in range(4):  # round robin would send every other request to node2
+        status, env, _ = await api("POST", "gswarm/compute/v1/inference",
+                                   body={"model_id": "kill", "input_data": ROWS})
+        answers.append((status, env["data"] and env["data"]["node"]))
+    assert answers == [(200, "node1")] * 4
+
+    _, env, _ = await api("GET", f"gswarm/api/v1/services/{sid}/status")
+    service = env["data"]
+    assert service["status"] == "degraded"
+    replicas = {r["node"]: r for r in service["replicas"]}
+    assert replicas["node1"]["status"] == "running"
+    assert replicas["node2"]["status"] == "failed" and "worker lost" in replicas["node2"]["error"]
+    assert service["requests_served"] == 4  # the live replica's counters
+
+    for _ in range(100):  # the nanny brings node2 back under a new address; the replica stays failed
+        if nodes.get("node2").online and nodes.get("node2").address != old_address:
+            break
+        await asyncio.sleep(0.2)
+    status, env, _ = await api("DELETE", "gswarm/compute/v1/models/kill")
+    assert status == 200, env
