@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..core.aio import cancel_and_wait
 from ..core.clock import iso, iso_or_none
 from ..core.compute_store import RequestMap, Session, SessionStore
 from ..core.errors import (
@@ -71,8 +72,7 @@ class ComputePlane:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="gswarm-sessions")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        await cancel_and_wait(self._sweeper)
         await self.services.stop_all()
 
     # -- models -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 from distributed import Client, Future
 
+from ..core.aio import cancel_and_wait
 from ..core.errors import (
     Conflict,
     GswarmError,
@@ -196,14 +197,9 @@ class TaskExecutor:
         """Stop dispatching and tear down running jobs; their tasks stay `running` in the store
         and are failed as interrupted on the next start."""
         self._stopping = True
-        if self._starter is not None:
-            self._starter.cancel()
-        jobs = [t for _, t in self.jobs.values()]
-        for task in jobs:
-            task.cancel()
-        for task in jobs:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(self._starter)
+        for _, task in list(self.jobs.values()):
+            await cancel_and_wait(task)
         if self._subscribed is not None:
             with contextlib.suppress(Exception):
                 self._subscribed.unsubscribe_topic(PROGRESS_TOPIC)

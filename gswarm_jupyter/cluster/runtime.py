@@ -14,6 +14,7 @@ from typing import Any
 
 from distributed import Client, LocalCluster
 
+from ..core.aio import cancel_and_wait
 from ..core.nodes import NodeChange, NodeDirectory, WorkerSeen
 from .agent import METRIC, NodeAgent
 
@@ -84,10 +85,7 @@ class ClusterRuntime:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._close_client()
         if self.cluster is not None:
             with contextlib.suppress(Exception):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from typing import Any, Protocol
 
 from distributed import Client
 
+from ..core.aio import cancel_and_wait
 from .node import SamplerPlugin, SessionSpec, sync_node
 
 log = logging.getLogger(__name__)
@@ -46,15 +46,8 @@ class DaskCollector:
         self._task = asyncio.create_task(self._run(), name="gswarm-profiler-collector")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            task, self._task = self._task, None
-            # Python 3.11's wait_for may swallow a cancel that lands as its inner call ends (the
-            # loop then sleeps on, "cancelling"): cancel again until the task has stopped.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def sync(self, timeout: float = 10.0) -> int:
         """One pull from every worker (plans out, frames in); answers the frames received."""

@@ -4,7 +4,6 @@ clients, latest readings, subscriptions, exports, and the gRPC service. Knows no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import logging
@@ -15,6 +14,7 @@ from typing import Any
 
 from distributed import Client
 
+from ..core.aio import cancel_and_wait
 from ..core.db import Database
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from ..core.names import MODEL_NAME
@@ -82,10 +82,7 @@ class Profiler:
         if self.grpc is not None:
             await self.grpc.stop()
         await self.collector.stop()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        await cancel_and_wait(self._flusher)
         self.hub.close()
         self.store.close()
 
