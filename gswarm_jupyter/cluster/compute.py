@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.aio import cancel_and_wait
@@ -65,6 +65,9 @@ class ComputePlane:
         self.active = 0
         self._pins: dict[str, Replica] = {}  # session id -> the replica it stays on
         self._sweeper: asyncio.Task[None] | None = None
+        # `quantize(model_id, precision) -> name of the quantised model`, set by whoever owns
+        # optimisation (the trainer): loading with enable_quantization goes through it.
+        self.quantize: Callable[[str, str], Awaitable[str]] | None = None
         if tasks is not None:
             tasks.register(TASK_TYPE, self._run_async)
 
@@ -79,14 +82,19 @@ class ComputePlane:
 
     async def load(self, req: ModelLoad) -> dict[str, Any]:
         """Register the model if needed, then start a service; answers once it can infer."""
-        if req.enable_quantization or req.enable_mixed_precision:
-            raise NotImplementedFeature(
-                "quantised or mixed-precision loading is not served; load, then optimise the model",
-                {"field": "enable_quantization" if req.enable_quantization else "enable_mixed_precision"},
-            )
-        if self.services.serving(req.model_id):
-            raise ModelAlreadyLoaded(f"model {req.model_id!r} is already loaded", {"model_id": req.model_id})
         model = await self.weights.resolve(req.model_id, req.model_path, req.model_type)
+        precision = "int8" if req.enable_quantization else "bf16" if req.enable_mixed_precision else None
+        if precision is not None:
+            # The same path as POST /models/{id}/optimize: the quantised model is a registry
+            # model of its own (`<model>-<precision>`), made once, and that is what is served.
+            if self.quantize is None:
+                raise NotImplementedFeature(
+                    "quantised loading needs the optimiser, which this server does not run",
+                    {"field": "enable_quantization" if req.enable_quantization else "enable_mixed_precision"},
+                )
+            model = await self.weights.resolve(await self.quantize(model.name, precision), None, None)
+        if self.services.serving(model.name):
+            raise ModelAlreadyLoaded(f"model {model.name!r} is already loaded", {"model_id": model.name})
         config = ServiceConfig(
             replicas=req.replicas,
             load_balancing=req.load_balancing,

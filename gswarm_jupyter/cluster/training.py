@@ -226,6 +226,14 @@ class Trainer:
 
     # -- optimisation -------------------------------------------------------------------------
 
+    async def quantized(self, model_id: str, precision: str) -> str:
+        """The name of `model_id` quantised to `precision`, made now unless it already exists
+        (the compute plane's `enable_quantization` / `enable_mixed_precision` loads)."""
+        name = f"{model_id}-{precision}"
+        if not self.models.registry.exists(name):
+            await self.optimize(model_id, OptimizeRequest(target_precision=precision))
+        return name
+
     async def optimize(self, model_id: str, req: OptimizeRequest) -> dict[str, Any]:
         """`POST /models/{model_id}/optimize`: quantise into a new registry model."""
         if req.optimization_type != "quantization":

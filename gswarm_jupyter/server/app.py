@@ -132,6 +132,7 @@ class GswarmApp(ExtensionApp):
             self.context.data,
         )
         self.context.models.in_use = self.context.services.in_use  # copies services hold stay
+        self.context.services.compute.quantize = self.context.training.quantized
         # A new version written by training: the model's services reload between batches.
         self.context.models.version_listeners.append(self.context.services.services.reload_model)
         self.settings.update({"gswarm": self.context})

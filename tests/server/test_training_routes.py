@@ -279,3 +279,25 @@ async def test_quantisation_sizes_errors_and_serving(api, gswarm_app):
     assert (status, env["error"]["code"]) == (400, "INVALID_REQUEST")
     status, env, _ = await api("POST", f"{C}/models/nope/optimize", body={})
     assert (status, env["error"]["code"]) == (404, "MODEL_NOT_FOUND")
+
+
+async def test_loading_with_quantization_serves_the_quantised_model(api):
+    """`enable_quantization` loads through the optimisation path: `<model>-int8` is made once and
+    served; `enable_mixed_precision` does the same with bf16."""
+    status, env, _ = await api("POST", f"{C}/models", body={
+        "model_id": "small", "model_path": WIDE, "enable_quantization": True})
+    assert status == 201, env
+    assert env["data"]["model_id"] == "small-int8"
+    assert (await model(api, "small-int8"))["metadata"]["precision"] == "int8"
+    assert (await model(api, "small"))["metadata"].get("precision") in (None, "fp32")
+    rows = np.random.default_rng(1).standard_normal((3, 32)).astype(np.float32)
+    assert np.asarray(await infer(api, "small-int8", rows)).shape == (3, 8)
+
+    status, env, _ = await api("POST", f"{C}/models", body={
+        "model_id": "small", "enable_quantization": True})
+    assert (status, env["error"]["code"]) == (409, "MODEL_ALREADY_LOADED")
+
+    status, env, _ = await api("POST", f"{C}/models", body={
+        "model_id": "small", "enable_mixed_precision": True})
+    assert status == 201, env
+    assert env["data"]["model_id"] == "small-bf16"
