@@ -3,27 +3,24 @@ displayed and stops when closed."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import ipywidgets as w
 
 from ..client import GswarmClient
 from ..core.errors import GswarmError
 from ..core.units import format_bytes
-from .refresh import Refresher
+from .panel import LivePanel
 
 _DOT = {"online": "#2e9e44", "offline": "#c0392b"}
 
 
-class ClusterPanel(w.VBox):
+class ClusterPanel(LivePanel):
     def __init__(self, client: GswarmClient | None = None, interval: float = 2.0) -> None:
         self.client = client or GswarmClient()
         self.header = w.HTML()
         self.body = w.VBox()
         self.error = w.HTML()
         self.bars: dict[tuple[str, str], w.FloatProgress] = {}
-        super().__init__([self.header, self.body, self.error])
-        self.refresher = Refresher(self.refresh, interval)
+        super().__init__([self.header, self.body, self.error], interval)
         self.refresh()
 
     def refresh(self) -> None:
@@ -32,7 +29,7 @@ class ClusterPanel(w.VBox):
             health = self.client.health()
             metrics = self.client.metrics()
         except GswarmError as exc:
-            self.error.value = f"<span style='color:#c0392b'>{exc.code}: {exc.message}</span>"
+            self.show_error(exc)
             return
         self.error.value = ""
         self.header.value = (
@@ -58,17 +55,3 @@ class ClusterPanel(w.VBox):
     @property
     def node_names(self) -> list[str]:
         return sorted({node for node, _ in self.bars})
-
-    def start(self) -> None:
-        self.refresher.start()
-
-    def stop(self) -> None:
-        self.refresher.stop()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        self.start()  # refresh while displayed
-        return super()._repr_mimebundle_(**kwargs)
-
-    def close(self) -> None:
-        self.stop()
-        super().close()

@@ -14,7 +14,7 @@ import ipywidgets as w
 
 from ..client import GswarmClient
 from ..core.errors import GswarmError
-from .refresh import Refresher
+from .panel import LivePanel
 
 _CHIP = {"ready": "#2e9e44", "copying": "#2f7fc1", "failed": "#c0392b", "lost": "#888"}
 _ACTIVE = ("pending", "running")
@@ -53,7 +53,7 @@ class TaskBar(w.HBox):
         self.status.value = f"{task['status']} {task['progress']:.0f}%"
 
 
-class ModelPanel(w.VBox):
+class ModelPanel(LivePanel):
     def __init__(self, client: GswarmClient | None = None, interval: float = 2.0) -> None:
         self.client = client or GswarmClient()
         self.header = w.HTML()
@@ -81,8 +81,7 @@ class ModelPanel(w.VBox):
         self.devices: list[str] = []
         self.task_bars: dict[str, TaskBar] = {}
         self._lock = threading.RLock()
-        super().__init__([self.header, self.grid, actions, self.progress, self.error])
-        self.refresher = Refresher(self.refresh, interval)
+        super().__init__([self.header, self.grid, actions, self.progress, self.error], interval)
         self.refresh()
 
     # -- reading and drawing ------------------------------------------------------------------
@@ -95,7 +94,7 @@ class ModelPanel(w.VBox):
                 models = self.client.models.list()
                 tasks = self._running_tasks(models)
             except GswarmError as exc:
-                self._show_error(exc)
+                self.show_error(exc)
                 return
             self._draw_map(nodes, models)
             self._draw_tasks(tasks)
@@ -183,34 +182,18 @@ class ModelPanel(w.VBox):
 
     def _act(self, call: Any) -> dict[str, Any] | None:
         if not self.model.options:
-            self.error.value = "<span style='color:#c0392b'>no model to act on</span>"
+            self.show_error("no model to act on")
             return None
         try:
             answer = call()
         except GswarmError as exc:
-            self._show_error(exc)
+            self.show_error(exc)
             return None
         self.refresh()
         return answer  # type: ignore[no-any-return]
 
-    def _show_error(self, exc: GswarmError) -> None:
-        self.error.value = (f"<span style='color:#c0392b'>{html.escape(exc.code)}: "
-                            f"{html.escape(exc.message)}</span>")
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self.refresher.start()
-
-    def stop(self) -> None:
-        self.refresher.stop()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        self.start()  # refresh while displayed
-        return super()._repr_mimebundle_(**kwargs)
-
-    def close(self) -> None:
-        self.stop()
-        for bar in self.task_bars.values():
-            bar.close()
-        super().close()
+    def owned(self) -> list[w.Widget]:
+        return list(self.task_bars.values())

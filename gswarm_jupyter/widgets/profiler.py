@@ -15,7 +15,7 @@ import ipywidgets as w
 
 from ..client import GswarmClient
 from ..core.errors import GswarmError
-from .refresh import Refresher
+from .panel import LivePanel
 
 # What the charts draw: ratios 0..1, so one axis fits every device. `memory_ratio` is derived
 # (used / total); the rest are the frames' own readings.
@@ -36,7 +36,7 @@ def readings(frame: dict[str, Any]) -> Iterator[tuple[str, str, float]]:
             yield device, "memory_ratio", used / total
 
 
-class ProfilerPanel(w.VBox):
+class ProfilerPanel(LivePanel):
     def __init__(self, client: GswarmClient | None = None, interval: float = 1.0,
                  window: int = 120, metrics: Sequence[str] = CHART_METRICS) -> None:
         self.client = client or GswarmClient()
@@ -61,8 +61,7 @@ class ProfilerPanel(w.VBox):
         self.error = w.HTML()
         controls = w.HBox([self.name, self.every, self.start_button, self.stop_button,
                            self.pause_button])
-        super().__init__([self.header, controls, self.chart, self.message, self.error])
-        self.refresher = Refresher(self.refresh, interval)
+        super().__init__([self.header, controls, self.chart, self.message, self.error], interval)
         self.refresh()
 
     # -- reading and drawing -------------------------------------------------------------------
@@ -76,7 +75,7 @@ class ProfilerPanel(w.VBox):
                 frames = self.client.profiler.latest()
                 status = self.client.profiler.status()
             except GswarmError as exc:
-                self._show_error(exc)
+                self.show_error(exc)
                 return
             self.error.value = ""
             active = ", ".join(s["name"] for s in status["active_sessions"]) or "none"
@@ -153,12 +152,12 @@ class ProfilerPanel(w.VBox):
         """Start the session named in the name field; answers its record (None on failure)."""
         name = self.name.value.strip()
         if not name:
-            self.error.value = _red("give the session a name first")
+            self.show_error("give the session a name first")
             return None
         try:
             record = self.client.profiler.start(name, sampling_frequency_ms=self.every.value)
         except GswarmError as exc:
-            self._show_error(exc)
+            self.show_error(exc)
             return None
         self.error.value = ""
         self.message.value = f"recording <b>{name}</b> every {record['sampling_frequency_ms']} ms"
@@ -168,40 +167,15 @@ class ProfilerPanel(w.VBox):
         """Stop the session named in the name field; answers its record and summary."""
         name = self.name.value.strip()
         if not name:
-            self.error.value = _red("give the session a name first")
+            self.show_error("give the session a name first")
             return None
         try:
             session = self.client.profiler.stop(name)
         except GswarmError as exc:
-            self._show_error(exc)
+            self.show_error(exc)
             return None
         self.error.value = ""
         self.message.value = (f"<b>{name}</b> stopped: {session['frames_collected']} frames over "
                               f"{session['duration_s']:.1f} s; <code>%gswarm profile show {name}"
                               "</code> for its report")
         return dict(session)
-
-    def _show_error(self, exc: GswarmError) -> None:
-        self.error.value = _red(f"{exc.code}: {exc.message}")
-
-    # -- lifecycle -----------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self.refresher.start()
-
-    def stop(self) -> None:
-        self.refresher.stop()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        self.start()  # refresh while displayed
-        return super()._repr_mimebundle_(**kwargs)
-
-    def close(self) -> None:
-        self.stop()
-        super().close()
-
-
-def _red(text: str) -> str:
-    import html
-
-    return f"<span style='color:#c0392b'>{html.escape(text)}</span>"

@@ -10,7 +10,7 @@ import ipywidgets as w
 
 from ..client import GswarmClient
 from ..core.errors import GswarmError
-from .refresh import Refresher
+from .panel import LivePanel
 
 ACTIVE = ("pending", "running")
 _STYLE = {"pending": "info", "running": "", "completed": "success", "failed": "danger",
@@ -46,7 +46,7 @@ class TaskRow(w.HBox):
         super().close()
 
 
-class TaskPanel(w.VBox):
+class TaskPanel(LivePanel):
     def __init__(self, client: GswarmClient | None = None, interval: float = 2.0,
                  limit: int = 20) -> None:
         self.client = client or GswarmClient()
@@ -56,8 +56,7 @@ class TaskPanel(w.VBox):
         self.error = w.HTML()
         self.rows: dict[str, TaskRow] = {}
         self._lock = threading.Lock()
-        super().__init__([self.header, self.body, self.error])
-        self.refresher = Refresher(self.refresh, interval)
+        super().__init__([self.header, self.body, self.error], interval)
         self.refresh()
 
     def refresh(self) -> None:
@@ -67,7 +66,7 @@ class TaskPanel(w.VBox):
                 counts = self.client.tasks.queue()
                 tasks = self.client.tasks.list(limit=self.limit)
             except GswarmError as exc:
-                self._show_error(exc)
+                self.show_error(exc)
                 return
             self.error.value = ""
             self.header.value = "<b>gswarm queue</b> · " + " · ".join(
@@ -91,30 +90,15 @@ class TaskPanel(w.VBox):
         try:
             self.client.tasks.cancel(task_id)
         except GswarmError as exc:
-            self._show_error(exc)
+            self.show_error(exc)
             return
         self.refresh()
 
-    def _show_error(self, exc: GswarmError) -> None:
-        self.error.value = f"<span style='color:#c0392b'>{exc.code}: {exc.message}</span>"
 
     @property
     def statuses(self) -> dict[str, str]:
         """Each shown task's status, as drawn."""
         return {task_id: row.status.value for task_id, row in self.rows.items()}
 
-    def start(self) -> None:
-        self.refresher.start()
-
-    def stop(self) -> None:
-        self.refresher.stop()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        self.start()  # refresh while displayed
-        return super()._repr_mimebundle_(**kwargs)
-
-    def close(self) -> None:
-        self.stop()
-        for row in self.rows.values():
-            row.close()
-        super().close()
+    def owned(self) -> list[w.Widget]:
+        return list(self.rows.values())
