@@ -4,25 +4,8 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
-from gswarm_jupyter.client import GswarmClient
 from gswarm_jupyter.magics.display import Table
-
-
-@pytest.fixture
-def ip(live_env):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "gswarm_jupyter")
-    yield shell
-    shell.run_line_magic("unload_ext", "gswarm_jupyter")
-    shell.user_ns.pop("kept", None)
-
-
-@pytest.fixture
-def client(live_env):
-    with GswarmClient() as client:
-        yield client
 
 
 def test_data_lists_the_chunks_with_their_locations(ip, client):

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 from gswarm_jupyter.magics.display import Table
 from gswarm_jupyter.testing import free_port
-
-
-@pytest.fixture
-def ip(live_env):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "gswarm_jupyter")
-    yield shell
-    shell.run_line_magic("unload_ext", "gswarm_jupyter")
-    shell.user_ns.pop("kept", None)
 
 
 def test_nodes_is_a_readable_table_and_keeps_the_data_with_o(ip):

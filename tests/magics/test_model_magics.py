@@ -9,30 +9,13 @@ import hashlib
 import pytest
 from gswarm_kernels import checkpoint_bytes, init_params
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
-from gswarm_jupyter.client import GswarmClient
 from gswarm_jupyter.magics.display import Table
 from gswarm_jupyter.magics.models import byte_rate
 
 from ..http_source import Source
 
 MLP = "builtin://mlp?in=8&hidden=16&out=4&seed={seed}"
-
-
-@pytest.fixture
-def ip(live_env):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "gswarm_jupyter")
-    yield shell
-    shell.run_line_magic("unload_ext", "gswarm_jupyter")
-    shell.user_ns.pop("kept", None)
-
-
-@pytest.fixture
-def client(live_env):
-    with GswarmClient() as client:
-        yield client
 
 
 def _row(table: Table, name: str) -> list[str]:

@@ -6,29 +6,11 @@ import uuid
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
-from gswarm_jupyter.client import GswarmClient
 from gswarm_jupyter.magics.display import Table
 from gswarm_jupyter.magics.profile import Report
 
 BUSY = "import time\nt0 = time.monotonic()\nwhile time.monotonic() - t0 < 0.4:\n    pass\n"
-
-
-@pytest.fixture
-def ip(live_env):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "gswarm_jupyter")
-    yield shell
-    shell.run_line_magic("unload_ext", "gswarm_jupyter")
-    for name in ("kept", "profiled", "after"):
-        shell.user_ns.pop(name, None)
-
-
-@pytest.fixture
-def client(live_env):
-    with GswarmClient() as c:
-        yield c
 
 
 def _name(prefix: str) -> str:

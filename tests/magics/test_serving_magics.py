@@ -6,29 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
-from gswarm_jupyter.client import GswarmClient
 from gswarm_jupyter.magics.display import Table
 
 MLP = "builtin://mlp?in=8&hidden=16&out=4&seed={seed}"
 GPT = "builtin://gpt?vocab=256&d_model=32&layers=1&heads=2&context=64&seed=0"
-
-
-@pytest.fixture
-def ip(live_env):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "gswarm_jupyter")
-    yield shell
-    shell.run_line_magic("unload_ext", "gswarm_jupyter")
-    for name in ("kept", "x", "prompt"):
-        shell.user_ns.pop(name, None)
-
-
-@pytest.fixture
-def client(live_env):
-    with GswarmClient() as client:
-        yield client
 
 
 def _row(table: Table, first: str) -> list[str]:

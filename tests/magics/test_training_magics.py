@@ -8,30 +8,12 @@ import base64
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from gswarm_jupyter.client import GswarmClient
 
 MLP = "builtin://mlp?in=8&hidden=16&out=4&seed={seed}"
 GPT = "builtin://gpt?vocab=256&d_model=32&layers=1&heads=2&context=32&seed=0"
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def ip(live_env):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "gswarm_jupyter")
-    yield shell
-    shell.run_line_magic("unload_ext", "gswarm_jupyter")
-    for name in ("kept", "x", "y", "text", "ids"):
-        shell.user_ns.pop(name, None)
-
-
-@pytest.fixture
-def client(live_env):
-    with GswarmClient() as client:
-        yield client
 
 
 def _task(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
