@@ -37,8 +37,11 @@ run: env
 
 test: env
 	@rm -rf $(TMP)/pytest && mkdir -p $(TMP)
+	@# Dask may print leftovers at interpreter exit: the last line is always the plain count.
 	DASK_TEMPORARY_DIRECTORY=$(TMP)/dask $(PY) -m pytest -q --basetemp=$(TMP)/pytest \
-		--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+		--junitxml=$(TMP)/junit.xml \
+		--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks; \
+	status=$$?; $(PY) .ci/summary.py $(TMP)/junit.xml; exit $$status
 
 bench: env
 	@mkdir -p $(TMP)
