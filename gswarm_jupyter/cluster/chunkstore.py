@@ -21,7 +21,7 @@ import numpy as np
 from distributed import Worker, get_worker
 
 from ..core.chunks import check_layout
-from ..core.errors import InsufficientMemory, NetworkError, NotFound
+from ..core.errors import InsufficientMemory, NetworkError, NotFound, NotImplementedFeature
 from .signals import TaskSignal, worker_op
 
 BLOCK = 8 * 1024 * 1024
@@ -186,7 +186,12 @@ def _typed(flat: np.ndarray, layout: Layout | None) -> np.ndarray:
 
 
 def _to_torch(array: np.ndarray, device: str) -> Any:
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise NotImplementedFeature(
+            f"chunks on {device} need torch, which this node does not have", {"device": device}
+        ) from None
 
     target = f"cuda:{int(device[3:])}" if device.startswith("gpu") else "cpu"  # vgpu: host-backed
     return torch.from_numpy(array).to(target)

@@ -203,6 +203,12 @@ class TaskExecutor:
         if self._subscribed is not None:
             with contextlib.suppress(Exception):
                 self._subscribed.unsubscribe_topic(PROGRESS_TOPIC)
+        stopping = ResourceUnavailable("the server is stopping; the task resumes or fails on restart")
+        for waiters in self._waiters.values():  # nobody waits forever on a stopped executor
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(stopping)
+        self._waiters.clear()
 
     # -- the queue API ------------------------------------------------------------------------
 
