@@ -46,12 +46,7 @@ class NodeAgent(WorkerPlugin):
 
     def setup(self, worker: Worker) -> None:
         self.worker = worker
-        root = (
-            Path(self.store_root)
-            if self.store_root
-            else Path(worker.local_directory).parent / "gswarm-nodes"
-        )
-        self.store = root / str(worker.name)
+        self.store = default_store(worker, self.store_root)
         self.store.mkdir(parents=True, exist_ok=True)
         self._gpus = GpuProbe()
         if not self._gpus.available:
@@ -86,3 +81,9 @@ class NodeAgent(WorkerPlugin):
             "vgpus": [],
         }
 
+
+def default_store(worker: Worker, store_root: str | None) -> Path:
+    """`<store_root>/<node>`; without a root, beside the worker's scratch folder on its host (not
+    inside it: Dask deletes that folder when the worker closes)."""
+    root = Path(store_root) if store_root else Path(worker.local_directory).parent / "gswarm-nodes"
+    return root / str(worker.name)

@@ -10,7 +10,6 @@ or failed write leaves nothing behind.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,40 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from distributed import Worker, get_worker
+from distributed import get_worker
 
 from ..core.chunks import check_layout
 from ..core.errors import InsufficientMemory, NetworkError, NotFound, NotImplementedFeature
 from .signals import TaskSignal, worker_op
+from .workerstore import WorkerStore
 
 BLOCK = 8 * 1024 * 1024
 Layout = tuple[list[int], str]  # (shape, dtype) of a tensor chunk
 
-_create_lock = threading.Lock()
-
-
-class ChunkStore:
-    """One node's chunks. Kept on the `Worker` object, so re-registering plugins or restarting the
-    server (with an external cluster) does not drop memory copies."""
+class ChunkStore(WorkerStore):
+    """One node's chunks."""
 
     ATTRIBUTE = "_gswarm_chunk_store"
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.memory: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
-        for stale in self.folder.glob("*.part"):  # writes a previous worker process left unfinished
-            stale.unlink(missing_ok=True)
-
-    @classmethod
-    def of(cls, worker: Worker) -> ChunkStore:
-        with _create_lock:
-            store = getattr(worker, cls.ATTRIBUTE, None)
-            if store is None:
-                store = cls(_store_folder(worker))
-                setattr(worker, cls.ATTRIBUTE, store)
-            return store
+    SUBFOLDER = "chunks"
 
     def path(self, chunk_id: str) -> Path:
         return self.folder / f"{chunk_id}.bin"
@@ -197,16 +177,6 @@ def _to_torch(array: np.ndarray, device: str) -> Any:
     return torch.from_numpy(array).to(target)
 
 
-def _store_folder(worker: Worker) -> Path:
-    try:
-        from .agent import NodeAgent
-
-        root = NodeAgent.of(worker).store
-    except KeyError:
-        root = None
-    if root is None:
-        root = Path(worker.local_directory) / "gswarm-store"
-    return Path(root) / "chunks"
 
 
 def _open(url: str) -> Any:

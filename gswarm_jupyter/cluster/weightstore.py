@@ -21,7 +21,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from distributed import Worker, get_worker
+from distributed import get_worker
 
 from ..core.errors import InsufficientMemory, InvalidRequest, NetworkError, NotFound, TaskFailed
 from . import weightfile
 from .chunkstore import as_byte_array, copy_blocks
 from .signals import TaskSignal, worker_op
 from .weightfile import SAFETENSORS, SUFFIX, TORCHSCRIPT, Described
+from .workerstore import WorkerStore
 
 READ_BLOCK = 1024 * 1024
 DOWNLOAD_ATTEMPTS = 5  # a dropped connection is resumed with a Range request this many times
@@ -45,7 +45,6 @@ DOWNLOAD_ATTEMPTS = 5  # a dropped connection is resumed with a Range request th
 # Without an entry: the first CUDA device, or host memory on a node without one.
 VGPU_DEVICES: dict[str, str] = {}
 
-_create_lock = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -60,27 +59,12 @@ class MemoryCopy:
                    else self.buffer.numel())
 
 
-class WeightStore:
-    """One node's model copies. Kept on the `Worker` object, like the chunk store."""
+class WeightStore(WorkerStore):
+    """One node's model copies (`memory` maps (name, device) to a `MemoryCopy`)."""
 
     ATTRIBUTE = "_gswarm_weight_store"
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.memory: dict[tuple[str, str], MemoryCopy] = {}
-        self._lock = threading.Lock()
-        for stale in self.folder.glob("*/*.part"):  # writes a previous worker process left
-            stale.unlink(missing_ok=True)
-
-    @classmethod
-    def of(cls, worker: Worker) -> WeightStore:
-        with _create_lock:
-            store = getattr(worker, cls.ATTRIBUTE, None)
-            if store is None:
-                store = cls(_store_folder(worker))
-                setattr(worker, cls.ATTRIBUTE, store)
-            return store
+    SUBFOLDER = "models"
+    STALE = "*/*.part"
 
     # -- where things are ---------------------------------------------------------------------
 
@@ -472,16 +456,6 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _store_folder(worker: Worker) -> Path:
-    try:
-        from .agent import NodeAgent
-
-        root = NodeAgent.of(worker).store
-    except KeyError:
-        root = None
-    if root is None:
-        root = Path(worker.local_directory) / "gswarm-store"
-    return Path(root) / "models"
 
 
 # -- Dask ops (run on a worker) -----------------------------------------------------------------
