@@ -7,7 +7,6 @@ through the server only where it is their end (an upload in `POST /data`, a `con
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -35,7 +34,6 @@ from ..core.errors import (
     InsufficientMemory,
     InvalidRequest,
     NotFound,
-    ResourceUnavailable,
     error_from_dict,
 )
 from ..core.names import DeviceRef, parse_device
@@ -158,11 +156,11 @@ class DataPool:
         for loc in self._sources(chunk_id):
             node, device = loc["node"], loc["device"]
             try:
-                address = self._online(node).address
+                address = self.runtime.nodes.online_node(node).address
             except GswarmError as exc:
                 last = exc
                 continue
-            client = self._client()
+            client = self.runtime.require_client()
             future = client.submit(
                 get_chunk, chunk_id, device, workers=[address], allow_other_workers=False,
                 pure=False,
@@ -190,7 +188,7 @@ class DataPool:
     async def put(self, req: ChunkCreate, created_by: str | None) -> dict[str, Any]:
         """Store a new chunk; a URL download answers at once with the download task's id."""
         ref = self._device(req.device, "device")
-        node = self._online(ref.node)
+        node = self.runtime.nodes.online_node(ref.node)
         if req.url is None and req.data is not None and _URL.match(req.data):
             # API.md: `data` is base64 or a url (base64 has no ':', so this cannot misread bytes)
             req = req.model_copy(update={"url": req.data, "data": None})
@@ -230,7 +228,7 @@ class DataPool:
             dtype=dtype, created_by=created_by,
         )
         try:
-            client = self._client()
+            client = self.runtime.require_client()
             [scattered] = await client.scatter([data], workers=[node.address], hash=False)
             future = client.submit(
                 put_chunk, chunk_id, ref.device, scattered, TaskSignal(f"put-{chunk_id}"), layout,
@@ -254,7 +252,7 @@ class DataPool:
         target is complete)."""
         row = self.registry.row(chunk_id)
         target = self._device(req.target_device, "target_device")
-        node = self._online(target.node)
+        node = self.runtime.nodes.online_node(target.node)
         sources = [s for s in self._candidates(chunk_id) if s["node"] == target.node]
         if not sources:
             raise Conflict(
@@ -277,7 +275,7 @@ class DataPool:
                 {"field": "target_device"},
             )
         target = self._device(f"{req.target_node}:{device}", "target_device")
-        node = self._online(target.node)
+        node = self.runtime.nodes.online_node(target.node)
         sources = [s for s in self._candidates(chunk_id) if s["node"] != target.node]
         if not sources:
             raise Conflict(
@@ -515,18 +513,12 @@ class DataPool:
         """A qualified device of a known node that has it (unknown node or device: NOT_FOUND)."""
         ref = parse_device(text, self.runtime.nodes.names(), field)
         node = self.runtime.nodes.get(ref.node)
-        if ref.device not in _devices_of(node):
+        if ref.device not in node.device_names:
             raise NotFound(
                 f"node {ref.node} has no device {ref.device!r}",
-                {"device": str(ref), "devices": sorted(_devices_of(node))},
+                {"device": str(ref), "devices": sorted(node.device_names)},
             )
         return ref
-
-    def _online(self, name: str) -> Node:
-        node = self.runtime.nodes.get(name)
-        if not node.online:
-            raise ResourceUnavailable(f"node {name} is offline", {"node": name})
-        return node
 
     def _check_room(self, node: Node, ref: DeviceRef, size: int | None) -> None:
         available = node.devices.get(ref.device, {}).get("available")
@@ -546,35 +538,12 @@ class DataPool:
             raise NotFound(f"no file at {path}", {"field": "url", "path": str(path)})
         return path.read_bytes()
 
-    def _client(self) -> Any:
-        client = self.runtime.client
-        if client is None:
-            raise ResourceUnavailable("the Dask cluster is not connected")
-        return client
-
     async def _drop_quietly(self, chunk_id: str, node: str, device: str) -> None:
         """Best effort: remove a copy's bytes from its node (gone if the worker restarted)."""
         try:
-            address = self._online(node).address
-            future = self._client().submit(
-                drop_chunk, chunk_id, device, workers=[address], allow_other_workers=False,
-                pure=False,
-            )
-            try:
-                await asyncio.wait_for(future, timeout=10)
-            finally:
-                future.release()
+            await self.runtime.run_on(node, drop_chunk, chunk_id, device, timeout=10)
         except Exception as exc:
             log.warning("gswarm: could not drop %s from %s:%s: %s", chunk_id, node, device, exc)
-
-
-def _devices_of(node: Node) -> set[str]:
-    devices = set(node.devices)
-    for vgpu in node.report.get("vgpus", []):
-        name = vgpu.get("device") or vgpu.get("virtual_gpu_id")
-        if name:
-            devices.add(str(name))
-    return devices
 
 
 def _cost(device: str) -> int:

@@ -67,17 +67,11 @@ class Job:
 
     @property
     def client(self) -> Client:
-        client = self.executor.runtime.client
-        if client is None:
-            raise ResourceUnavailable("the Dask cluster is not connected")
-        return client
+        return self.executor.runtime.require_client()
 
     def address(self, node: str) -> str:
         """The worker address of an online node."""
-        found = self.executor.runtime.nodes.get(node)
-        if not found.online:
-            raise ResourceUnavailable(f"node {node} is offline", {"node": node})
-        return found.address
+        return self.executor.runtime.nodes.online_node(node).address
 
     def submit(self, fn: Callable[..., Any], *args: Any, node: str, **kwargs: Any) -> Future:
         """Run `fn(*args, **kwargs)` on `node`'s worker (Dask futures among args are carried

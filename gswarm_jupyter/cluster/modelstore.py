@@ -10,7 +10,6 @@ It is also the services' `WeightSource` (`cluster/weights.py`): `resolve`, `ensu
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -235,7 +234,7 @@ class ModelStore:
                 {"field": "model_type", "expected": arch},
             )
         target = self._target(req.download_to, "download_to")
-        node = self._online(target.node)
+        node = self.runtime.nodes.online_node(target.node)
         if estimate is not None:
             await self._make_room(name, target, estimate, req.evict)
         metadata = dict(req.metadata)
@@ -258,7 +257,7 @@ class ModelStore:
 
     async def _acquire_now(self, name: str, version: int, target: DeviceRef, node: Node,
                            source: Source, checksum: str | None) -> dict[str, Any]:
-        client = self._client()
+        client = self.runtime.require_client()
         future = client.submit(
             acquire_weights, name, version, target.device, source.params(),
             TaskSignal(f"register-{name}"), checksum, workers=[node.address],
@@ -291,7 +290,7 @@ class ModelStore:
         row = self.registry.row(name)
         source = parse_source(req.source_url or row["source_url"], self.model_roots)
         target = self._target(req.target_device, "target_device")
-        self._online(target.node)
+        self.runtime.nodes.online_node(target.node)
         self._check_free_target(name, target)
         if row["size"] is not None:
             await self._make_room(name, target, row["size"], req.evict)
@@ -331,7 +330,7 @@ class ModelStore:
         row = self.registry.row(name)
         source = self._target(source_text, "source_device")
         target = self._target(target_text, "target_device")
-        self._online(target.node)
+        self.runtime.nodes.online_node(target.node)
         self.reconcile()
         loc = self.registry.location(name, source.node, source.device)
         if loc is None or loc["status"] == "lost":
@@ -771,34 +770,16 @@ class ModelStore:
             return DeviceRef(online[0].name, "disk")
         ref = parse_device(text, self.runtime.nodes.names(), field)
         node = self.runtime.nodes.get(ref.node)
-        if ref.device not in _devices_of(node):
+        if ref.device not in node.device_names:
             raise NotFound(f"node {ref.node} has no device {ref.device!r}",
                            {"field": field, "device": str(ref),
-                            "devices": sorted(_devices_of(node))})
+                            "devices": sorted(node.device_names)})
         return ref
-
-    def _online(self, name: str) -> Node:
-        node = self.runtime.nodes.get(name)
-        if not node.online:
-            raise ResourceUnavailable(f"node {name} is offline", {"node": name})
-        return node
-
-    def _client(self) -> Any:
-        client = self.runtime.client
-        if client is None:
-            raise ResourceUnavailable("the Dask cluster is not connected")
-        return client
 
     async def _drop_quietly(self, name: str, node: str, device: str) -> None:
         """Best effort: remove a copy's bytes from its node (gone already if the worker restarted)."""
         try:
-            address = self._online(node).address
-            future = self._client().submit(drop_weights, name, device, workers=[address],
-                                           allow_other_workers=False, pure=False)
-            try:
-                await asyncio.wait_for(future, timeout=10)
-            finally:
-                future.release()
+            await self.runtime.run_on(node, drop_weights, name, device, timeout=10)
         except Exception as exc:
             log.warning("gswarm: could not drop model %s from %s:%s: %s", name, node, device, exc)
 
@@ -831,12 +812,3 @@ def _raise_unless_completed(task: Task) -> None:
 def _ref(text: str) -> DeviceRef:
     node, _, device = text.rpartition(":")
     return DeviceRef(node, device)
-
-
-def _devices_of(node: Node) -> set[str]:
-    devices = set(node.devices)
-    for vgpu in node.report.get("vgpus", []):
-        name = vgpu.get("device") or vgpu.get("virtual_gpu_id")
-        if name:
-            devices.add(str(name))
-    return devices

@@ -15,6 +15,7 @@ from typing import Any
 from distributed import Client, LocalCluster
 
 from ..core.aio import cancel_and_wait
+from ..core.errors import ResourceUnavailable
 from ..core.nodes import NodeChange, NodeDirectory, WorkerSeen
 from .agent import METRIC, NodeAgent
 
@@ -67,6 +68,22 @@ class ClusterRuntime:
         if self.cluster is not None:
             return self.cluster.scheduler_address
         return self.config.scheduler_address or None
+
+    def require_client(self) -> Client:
+        if self.client is None:
+            raise ResourceUnavailable("the Dask cluster is not connected")
+        return self.client
+
+    async def run_on(self, node: str, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
+        """`fn(*args)` on an online node's worker, answered within `timeout` seconds."""
+        address = self.nodes.online_node(node).address
+        future = self.require_client().submit(
+            fn, *args, workers=[address], allow_other_workers=False, pure=False
+        )
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            future.release()
 
     def scheduler_info(self) -> dict[str, Any]:
         return {

@@ -258,7 +258,7 @@ class ServiceManager:
         return service
 
     async def _start_replica(self, service: Service, replica: Replica) -> None:
-        client = self._client()
+        client = self.runtime.require_client()
         model, cfg = service.model, service.config
         await self.weights.ensure_copy(model, replica.node, replica.device)
         loader = self.weights.loader(model, replica.node, replica.device)
@@ -457,11 +457,6 @@ class ServiceManager:
                 self._announce(self.service_of(replica).model.name)
 
     # -- inside -------------------------------------------------------------------------------
-
-    def _client(self) -> Any:
-        if self.runtime.client is None:
-            raise ResourceUnavailable("the Dask cluster is not connected")
-        return self.runtime.client
 
     async def _call(self, replica: Replica, method: str, *args: Any, timeout: float | None) -> Any:
         """`replica.actor.method(*args)`, watched (even reaching the actor may find it lost)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clock import iso_or_none
-from .errors import NotFound
+from .errors import NotFound, ResourceUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,16 @@ class Node:
     @property
     def devices(self) -> dict[str, dict[str, int | None]]:
         return dict(self.report.get("devices", {}))
+
+    @property
+    def device_names(self) -> set[str]:
+        """Every device a copy may be placed on: measured devices and virtual GPUs."""
+        names = set(self.devices)
+        for vgpu in self.report.get("vgpus", []):
+            name = vgpu.get("device") or vgpu.get("virtual_gpu_id")
+            if name:
+                names.add(str(name))
+        return names
 
     def summary(self) -> dict[str, Any]:
         """The `GET /nodes` row."""
@@ -120,6 +130,13 @@ class NodeDirectory:
             return self._nodes[name]
         except KeyError:
             raise NotFound(f"unknown node {name!r}", {"node": name}) from None
+
+    def online_node(self, name: str) -> Node:
+        """A node work can go to now: unknown is `NotFound`, offline `ResourceUnavailable`."""
+        node = self.get(name)
+        if not node.online:
+            raise ResourceUnavailable(f"node {name} is offline", {"node": name})
+        return node
 
     def names(self) -> list[str]:
         return [n.name for n in self.all()]

@@ -41,10 +41,10 @@ class GswarmMagics(Magics):
         self._client = GswarmClient(url, token)
         return self._client
 
-    def keep(self, args: argparse.Namespace, data: Any) -> None:
-        """`-o NAME`: put the data into the user's namespace."""
+    def keep(self, args: argparse.Namespace, value: Any) -> None:
+        """`-o NAME`: put the value into the user's namespace."""
         if getattr(args, "out", None):
-            self.shell.user_ns[args.out] = data
+            self.shell.user_ns[args.out] = value
 
     @line_cell_magic
     def gswarm(self, line: str, cell: str | None = None) -> Any:
