@@ -10,12 +10,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..client import GswarmClient
 from ..core.errors import GswarmError
-from . import system  # noqa: F401  (registers its commands)
-from . import data, tasks  # noqa: F401  (registers their commands)
-from . import profile  # noqa: F401  (registers its commands)
-from . import models  # noqa: F401  (registers its commands)
-from . import serving  # noqa: F401  (registers its commands)
-from . import training  # noqa: F401  (registers its commands)
+# Each command module registers its commands when imported.
+from . import data, models, profile, serving, system, tasks, training  # noqa: F401
 from .commands import COMMANDS, parse
 
 
