@@ -255,3 +255,17 @@ class TestBodies:
         assert status == 400
         assert body["error"]["code"] == "INVALID_REQUEST"
         assert body["error"]["details"]["field"] == field
+
+
+async def test_documented_routes_this_build_does_not_serve_answer_501(api):
+    for method, path in [
+        ("POST", "gswarm/compute/v1/resources"),
+        ("DELETE", "gswarm/compute/v1/resources/alloc_1"),
+        ("POST", "gswarm/compute/v1/virtualization/gpus"),
+        ("DELETE", "gswarm/compute/v1/virtualization/gpus/vgpu0"),
+    ]:
+        status, body, _ = await api(method, path, body={} if method == "POST" else None)
+        assert status == 501, (path, body)
+        assert body["error"]["code"] == "NOT_IMPLEMENTED"
+    status, body, _ = await api("POST", "gswarm/compute/v1/resources", body={}, token=False)
+    assert status == 401

@@ -15,10 +15,12 @@ from . import (
     services,
     system,
     training,
+    unserved,
 )
 
 RESOURCE_MODULES = (
     system, compute, inference, training, services, profiler, models, data, queue, prometheus,
+    unserved,
 )
 
 

@@ -1,0 +1,50 @@
+"""Routes API.md documents that this build does not serve yet: they answer `501 NOT_IMPLEMENTED`
+saying so, rather than a `404` that would claim they do not exist, or a fake success.
+
+Resource reservations need a scheduler that enforces them, and virtual GPUs need hard memory
+quotas and compute shares on the nodes; neither exists here yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...core.errors import NotImplementedFeature
+from ..base import GswarmHandler
+from ..routes import COMPUTE, Op, Route
+
+WHY = {
+    "resources": "resource reservations (POST/DELETE /resources) are not served by this build",
+    "virtualization": "virtual GPUs (POST/DELETE /virtualization/gpus) are not served by this build",
+}
+
+
+class UnservedHandler(GswarmHandler):
+    auth_resource = "gswarm:compute"
+    feature = "resources"
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedFeature(WHY[self.feature], {"feature": self.feature})
+
+    post = delete = _refuse  # type: ignore[assignment]
+
+
+class ResourcesHandler(UnservedHandler):
+    feature = "resources"
+
+
+class VirtualGpusHandler(UnservedHandler):
+    feature = "virtualization"
+
+
+def _route(path: str, handler: type, methods: tuple[str, ...]) -> Route:
+    summary = "Not served by this build: answers 501 NOT_IMPLEMENTED"
+    return Route(path, handler, {m: Op(summary, errors=(501,)) for m in methods}, tag="compute")
+
+
+routes = [
+    _route(f"{COMPUTE}/resources", ResourcesHandler, ("post",)),
+    _route(f"{COMPUTE}/resources/{{allocation_id}}", ResourcesHandler, ("delete",)),
+    _route(f"{COMPUTE}/virtualization/gpus", VirtualGpusHandler, ("post",)),
+    _route(f"{COMPUTE}/virtualization/gpus/{{gpu_id}}", VirtualGpusHandler, ("delete",)),
+]
