@@ -107,6 +107,24 @@ def _unwrap(response: httpx.Response, key: str | None) -> Any:
     return data[key] if key is not None else data
 
 
+RATE_LIMIT_RETRIES = 5
+MAX_RETRY_WAIT = 60.0
+
+
+def _retry_after(response: httpx.Response, attempt: int) -> float | None:
+    """Seconds to wait before sending a rate-limited request again, or None to answer now.
+
+    A `429` is refused before the server does anything, so any request may be sent again once
+    its `Retry-After` has passed; after `RATE_LIMIT_RETRIES` the error reaches the caller.
+    """
+    if response.status_code != 429 or attempt >= RATE_LIMIT_RETRIES:
+        return None
+    try:
+        return min(MAX_RETRY_WAIT, max(0.0, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
+
+
 def _network_error(base_url: str, exc: httpx.HTTPError) -> GswarmError:
     return NetworkError(f"cannot reach the gswarm server at {base_url}: {exc}", {"url": base_url})
 
@@ -123,10 +141,17 @@ class GswarmClient(_Api, _Connection):
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers(), timeout=timeout)
 
     def _call(self, method: str, path: str, *, params=None, json=None, key=None) -> Any:  # type: ignore[no-untyped-def]
-        try:
-            response = self._http.request(method, path, params=params, json=json)
-        except httpx.HTTPError as exc:
-            raise _network_error(self.base_url, exc) from None
+        import time
+
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                response = self._http.request(method, path, params=params, json=json)
+            except httpx.HTTPError as exc:
+                raise _network_error(self.base_url, exc) from None
+            wait = _retry_after(response, attempt)
+            if wait is None:
+                break
+            time.sleep(wait)
         return _unwrap(response, key)
 
     def close(self) -> None:
@@ -158,10 +183,17 @@ class AsyncGswarmClient(_Api, _Connection):
         return self._acall(method, path, params, json, key)
 
     async def _acall(self, method: str, path: str, params: Any, json: Any, key: str | None) -> Any:
-        try:
-            response = await self._http.request(method, path, params=params, json=json)
-        except httpx.HTTPError as exc:
-            raise _network_error(self.base_url, exc) from None
+        import asyncio
+
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                response = await self._http.request(method, path, params=params, json=json)
+            except httpx.HTTPError as exc:
+                raise _network_error(self.base_url, exc) from None
+            wait = _retry_after(response, attempt)
+            if wait is None:
+                break
+            await asyncio.sleep(wait)
         return _unwrap(response, key)
 
     async def _events(self, stream: str, subscribe: dict[str, Any] | None = None) -> Any:

@@ -75,3 +75,21 @@ def test_discovery_ignores_files_of_dead_servers(tmp_path, monkeypatch):
     assert not os.path.exists(f"/proc/{dead_pid}")
     with pytest.raises(ResourceUnavailable, match="make run"):
         discover()
+
+
+class TestRateLimited:
+    """A refused request (429) is sent again after its Retry-After: callers see answers."""
+
+    @pytest.fixture
+    def gswarm_config(self, gswarm_config):
+        gswarm_config.update(rate_limit_per_minute=1000, rate_limit_burst=2)
+        return gswarm_config
+
+    async def test_the_client_waits_out_429_and_retries(
+        self, gswarm_app, jp_serverapp, jp_fetch, jp_base_url, jp_http_port
+    ):  # jp_fetch: the test server listens on jp_http_port
+        url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+        async with AsyncGswarmClient(url, jp_serverapp.identity_provider.token) as client:
+            answers = [await client.health() for _ in range(5)]  # 2 a second allowed
+        assert [a["status"] for a in answers] == ["healthy"] * 5
+        assert gswarm_app.context.requests[429] >= 1  # some were refused, then retried
