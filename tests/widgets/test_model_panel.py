@@ -1,9 +1,6 @@
-"""`ModelPanel`: the tier map follows the registry, the actions start tasks, errors are shown,
-displaying starts the polling and closing stops it."""
+"""`ModelPanel`: the tier map follows the registry, the actions start tasks, errors are shown."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -106,24 +103,6 @@ def test_refused_actions_are_shown_not_raised(client):
     finally:
         panel.close()
         client.models.delete("mp-err")
-
-
-def test_displaying_starts_the_polling_and_closing_stops_it(client):
-    panel = ModelPanel(client, interval=0.1)
-    ticks = []
-    original = panel.refresh
-    panel.refresher.tick = lambda: (ticks.append(1), original())
-    assert not panel.refresher.running
-    panel._repr_mimebundle_()
-    deadline = time.time() + 10
-    while len(ticks) < 2 and time.time() < deadline:
-        time.sleep(0.05)
-    assert len(ticks) >= 2
-    panel.close()
-    assert not panel.refresher.running
-    count = len(ticks)
-    time.sleep(0.3)
-    assert len(ticks) == count
 
 
 def test_an_unreachable_server_is_shown_not_raised():

@@ -98,24 +98,6 @@ def test_the_buttons_start_and_stop_the_named_session(panel):
     assert "give the session a name" in panel.error.value
 
 
-def test_displaying_starts_the_refresh_and_closing_stops_it(live_env):
-    panel = ProfilerPanel(interval=0.1)
-    ticks = []
-    original = panel.refresh
-    panel.refresher.tick = lambda: (ticks.append(1), original())
-    assert not panel.refresher.running
-    panel._repr_mimebundle_()
-    deadline = time.time() + 10
-    while len(ticks) < 2 and time.time() < deadline:
-        time.sleep(0.05)
-    assert len(ticks) >= 2
-    panel.close()
-    assert not panel.refresher.running
-    count = len(ticks)
-    time.sleep(0.3)
-    assert len(ticks) == count
-
-
 def test_an_unreachable_server_is_shown_not_raised():
     panel = ProfilerPanel(GswarmClient(f"http://127.0.0.1:{free_port()}/", "t"), interval=60)
     assert "NETWORK_ERROR" in panel.error.value

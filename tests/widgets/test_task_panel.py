@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from gswarm_jupyter.client import GswarmClient
@@ -51,24 +49,6 @@ def test_the_cancel_button_cancels_a_running_task(client):
         assert "CONFLICT" in panel.error.value
     finally:
         panel.close()
-
-
-def test_displaying_starts_the_refresh_and_closing_stops_it(client):
-    panel = TaskPanel(client, interval=0.1)
-    ticks = []
-    original = panel.refresh
-    panel.refresher.tick = lambda: (ticks.append(1), original())
-    assert not panel.refresher.running
-    panel._repr_mimebundle_()
-    deadline = time.time() + 10
-    while len(ticks) < 2 and time.time() < deadline:
-        time.sleep(0.05)
-    assert len(ticks) >= 2
-    panel.close()
-    assert not panel.refresher.running
-    count = len(ticks)
-    time.sleep(0.3)
-    assert len(ticks) == count
 
 
 def test_an_unreachable_server_is_shown_not_raised():
