@@ -55,6 +55,17 @@ class Conflict(GswarmError):
     code, status = "CONFLICT", 409
 
 
+class PayloadTooLarge(GswarmError):
+    """A body, chunk or download over a configured limit; `details` has `limit` and `size`."""
+
+    code, status = "PAYLOAD_TOO_LARGE", 413
+
+    def __init__(
+        self, message: str, *, limit: int, size: int | None = None, **details: Any
+    ) -> None:
+        super().__init__(message, {"limit": limit, "size": size, **details})
+
+
 class ModelAlreadyLoaded(GswarmError):
     code, status = "MODEL_ALREADY_LOADED", 409
 
@@ -108,6 +119,7 @@ ERRORS_BY_CODE: dict[str, type[GswarmError]] = {
         ModelNotFound,
         NotFound,
         Conflict,
+        PayloadTooLarge,
         ModelAlreadyLoaded,
         RateLimitExceeded,
         InternalError,
@@ -129,7 +141,7 @@ CODE_BY_STATUS: dict[int, str] = {
     404: "NOT_FOUND",
     405: "INVALID_REQUEST",
     409: "CONFLICT",
-    413: "INVALID_REQUEST",
+    413: "PAYLOAD_TOO_LARGE",
     429: "RATE_LIMIT_EXCEEDED",
     501: "NOT_IMPLEMENTED",
     502: "NETWORK_ERROR",
@@ -144,7 +156,7 @@ def error_from_dict(error: dict[str, Any]) -> GswarmError:
     cls = ERRORS_BY_CODE.get(str(error.get("code")), InternalError)
     details = dict(error.get("details") or {})
     message = str(error.get("message", ""))
-    if cls is InsufficientMemory:
+    if cls in (InsufficientMemory, PayloadTooLarge):
         exc = GswarmError.__new__(cls)
         GswarmError.__init__(exc, message, details)
         return exc
