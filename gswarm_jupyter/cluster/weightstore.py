@@ -9,7 +9,8 @@ One `WeightStore` per worker (`WeightStore.of(worker)`) holds, per model name an
 
 Every copy of a model is the same bytes, so a checksum compares any two. Writes go block by block
 (`copy_blocks`: progress, cancellation, bandwidth pacing) into a staging copy that becomes the copy
-only once complete and checked: a cancelled or failed write leaves nothing behind.
+only once complete and checked: a cancelled or failed write leaves nothing behind. On disk a new
+file is fsynced and renamed into place before the old version goes, so the copy is never absent.
 
 The serving side reads weights on its own worker with `load_weights(name, device)` (numpy) or
 `load_tensors(name, device)` (torch tensors on the device).
@@ -143,8 +144,7 @@ class WeightStore(WorkerStore):
                     f.flush()
                     os.fsync(f.fileno())
                 checksum = check()
-                self._drop_disk(name)
-                os.replace(part, final)
+                self._install(name, part, final)
             finally:
                 part.unlink(missing_ok=True)
         else:
@@ -266,13 +266,21 @@ class WeightStore(WorkerStore):
         with self._lock:
             return self.memory.pop((name, device), None) is not None
 
-    def _drop_disk(self, name: str, remove_folder: bool = False) -> bool:
+    def _install(self, name: str, part: Path, final: Path) -> None:
+        """Make the written, fsynced `part` the disk copy: renamed into place first, then the
+        other versions dropped, then the folder synced (a reader always finds one whole file)."""
+        os.replace(part, final)
+        self._drop_disk(name, keep=final)
+        _fsync_dir(final.parent)
+
+    def _drop_disk(self, name: str, remove_folder: bool = False,
+                   keep: Path | None = None) -> bool:
         folder = self.folder / name
         if not folder.exists():
             return False
         existed = False
         for p in folder.glob("v*"):
-            if p.suffix in (".safetensors", ".pt"):
+            if p.suffix in (".safetensors", ".pt") and p != keep:
                 p.unlink(missing_ok=True)
                 existed = True
         if remove_folder and not any(folder.glob("*.part")):
@@ -319,8 +327,8 @@ class WeightStore(WorkerStore):
                 raise TaskFailed(f"{url}: {exc}", {"url": url}) from None
             if device == "disk":
                 final = self.path(name, version, described.format)
-                self._drop_disk(name)
-                os.replace(part, final)
+                _fsync_file(part)
+                self._install(name, part, final)
                 signal.progress(100)
                 return {
                     "size": final.stat().st_size,
@@ -402,6 +410,20 @@ def _fetch(url: str, part: Path, signal: TaskSignal, available: int | None, devi
         attempts += 1  # the source ended early: resume, or give up
         if attempts >= DOWNLOAD_ATTEMPTS:
             raise NetworkError(f"{url} ended after {done} of {total} bytes", {"url": url})
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make renames and unlinks in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sha256_file(path: Path) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -138,3 +140,47 @@ def test_download_checksum_mismatch_and_missing_source_leave_nothing(store):
         with pytest.raises(NetworkError, match="404"):
             store.download("m", 1, "disk", src.url("gone.safetensors"), TaskSignal("t2"))
     assert store.copies() == {} and list(store.folder.rglob("*.part")) == []
+
+
+def write_v2(store, how: str, data: bytes) -> None:
+    """A new version of `m` on disk, written from bytes or downloaded."""
+    if how == "write":
+        store.write("m", 2, "disk", data, TaskSignal("t-v2"))
+        return
+    with Source() as src:
+        src.files["m.safetensors"] = data
+        store.download("m", 2, "disk", src.url("m.safetensors"), TaskSignal("t-v2"))
+
+
+@pytest.mark.parametrize("how", ["write", "download"])
+def test_the_old_version_stays_readable_until_the_new_one_is_in_place(store, monkeypatch, how):
+    old, new = mlp_bytes(0), mlp_bytes(1)
+    store.write("m", 1, "disk", old, TaskSignal("t-v1"))
+    rename = os.replace
+    seen_at_rename = []
+
+    def watched_rename(src, dst):
+        seen_at_rename.append(store.read("m", "disk").tobytes())
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "replace", watched_rename)
+    write_v2(store, how, new)
+    assert seen_at_rename == [old]
+    assert store.read("m", "disk").tobytes() == new
+    assert sorted(p.name for p in (store.folder / "m").iterdir()) == ["v2.safetensors"]
+
+
+@pytest.mark.parametrize("how", ["write", "download"])
+def test_a_failed_rename_leaves_the_old_version_whole(store, monkeypatch, how):
+    old = mlp_bytes(0)
+    store.write("m", 1, "disk", old, TaskSignal("t-v1"))
+
+    def failing_rename(src, dst):
+        raise OSError(errno.EIO, "input/output error", str(dst))
+
+    monkeypatch.setattr(os, "replace", failing_rename)
+    with pytest.raises(OSError, match="input/output"):
+        write_v2(store, how, mlp_bytes(1))
+    monkeypatch.undo()
+    assert store.read("m", "disk").tobytes() == old
+    assert sorted(p.name for p in (store.folder / "m").iterdir()) == ["v1.safetensors"]
