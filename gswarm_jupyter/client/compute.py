@@ -79,7 +79,8 @@ class ComputeApi(_Part):
         return self._call("GET", COMPUTE + f"inference/{_seg(request_id)}")
 
     def infer_batch(self, requests: list[dict[str, Any]]) -> Any:
-        """Several request bodies at once; each succeeds or fails on its own."""
+        """Several request bodies at once; each succeeds or fails on its own. `results[i]` answers
+        `requests[i]`: the fields of `infer`'s answer with `error: None`, or only `error`."""
         return self._call("POST", COMPUTE + "inference/batch", json={"requests": requests})
 
     def session_start(self, user_id: str, model_id: str, ttl_seconds: float | None = None) -> Any:

@@ -202,21 +202,22 @@ class ComputePlane:
         return session
 
     async def batch(self, requests: list[dict[str, Any]]) -> dict[str, Any]:
-        """Every request on its own: a bad one fails alone."""
+        """Every request on its own: a bad one fails alone. `results[i]` is an inference result
+        with `error: null`, or only `{error}` when request i failed."""
         started = time.perf_counter()
 
         async def one(index: int, raw: dict[str, Any]) -> dict[str, Any]:
             try:
                 req = validate(InferenceRequest, raw, f"requests[{index}]")
-                return {"success": True, "result": await self.infer(req), "error": None}
+                return {**await self.infer(req), "error": None}
             except GswarmError as exc:
-                return {"success": False, "result": None, "error": exc.to_dict()}
+                return {"error": exc.to_dict()}
             except Exception as exc:
                 error = InternalError(f"request {index} failed: {type(exc).__name__}: {exc}")
-                return {"success": False, "result": None, "error": error.to_dict()}
+                return {"error": error.to_dict()}
 
         results = await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
-        ok = sum(1 for r in results if r["success"])
+        ok = sum(1 for r in results if r["error"] is None)
         return {"results": results, "total_time": time.perf_counter() - started,
                 "succeeded": ok, "failed": len(results) - ok}
 

@@ -214,10 +214,17 @@ class BatchInference(BaseModel):
 
 
 class BatchItem(BaseModel):
+    """On success the fields of `InferenceResult` and `error: null`; on failure `error` only."""
+
     model_config = ConfigDict(extra="allow")
 
-    success: bool
-    result: InferenceResult | None
+    request_id: str | None = None
+    output_data: list[Any] | None = None
+    inference_time: float | None = None
+    tokens_generated: int | None = None
+    memory_used: int | None = None
+    service_id: str | None = None
+    node: str | None = None
     error: dict[str, Any] | None
 
 

@@ -143,7 +143,9 @@ def test_generate_async_batch_sessions_and_metrics(client):
             {"model_id": "sdk-c-gpt", "input_data": prompt, "options": {"max_tokens": 2}},
             {"model_id": "sdk-c-nowhere", "input_data": prompt},
         ])
-        assert [r["success"] for r in batch["results"]] == [True, False]
+        assert [r["error"] is None for r in batch["results"]] == [True, False]
+        assert len(batch["results"][0]["output_data"]) == len(prompt)
+        assert "output_data" not in batch["results"][1]
         assert batch["results"][1]["error"]["code"] == "MODEL_NOT_FOUND"
 
         session = client.compute.session_start("ana", "sdk-c-gpt", ttl_seconds=60)

@@ -207,8 +207,10 @@ async def test_batch_route_each_request_on_its_own(api):
     status, env, _ = await api("POST", f"{C}/inference/batch", body=body)
     assert status == 200, env
     results = env["data"]["results"]
-    assert [r["success"] for r in results] == [True, False, False, False]
-    assert len(results[0]["result"]["output_data"]) == 3
+    assert [r["error"] is None for r in results] == [True, False, False, False]
+    assert len(results[0]["output_data"]) == 3 and results[0]["request_id"].startswith("req_")
+    assert results[0]["node"] and results[0]["service_id"]
+    assert all("output_data" not in r and "result" not in r for r in results[1:])
     assert [r["error"]["code"] for r in results[1:]] == ["INVALID_INPUT_DATA", "MODEL_NOT_FOUND", "INVALID_REQUEST"]
     assert env["data"]["succeeded"] == 1 and env["data"]["total_time"] > 0
 
