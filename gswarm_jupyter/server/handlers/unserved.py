@@ -14,8 +14,8 @@ from ..base import GswarmHandler
 from ..routes import COMPUTE, Op, Route
 
 WHY = {
-    "resources": "resource reservations (POST/DELETE /resources) are not served by this build",
-    "virtualization": "virtual GPUs (POST/DELETE /virtualization/gpus) are not served by this build",
+    "resources": "resource reservations (/resources) are not served by this build",
+    "virtualization": "virtual GPUs (/virtualization/gpus) are not served by this build",
 }
 
 
@@ -26,7 +26,7 @@ class UnservedHandler(GswarmHandler):
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedFeature(WHY[self.feature], {"feature": self.feature})
 
-    post = delete = _refuse  # type: ignore[assignment]
+    get = post = delete = _refuse  # type: ignore[assignment]
 
 
 class ResourcesHandler(UnservedHandler):
@@ -43,8 +43,8 @@ def _route(path: str, handler: type, methods: tuple[str, ...]) -> Route:
 
 
 routes = [
-    _route(f"{COMPUTE}/resources", ResourcesHandler, ("post",)),
-    _route(f"{COMPUTE}/resources/{{allocation_id}}", ResourcesHandler, ("delete",)),
-    _route(f"{COMPUTE}/virtualization/gpus", VirtualGpusHandler, ("post",)),
-    _route(f"{COMPUTE}/virtualization/gpus/{{gpu_id}}", VirtualGpusHandler, ("delete",)),
+    _route(f"{COMPUTE}/resources", ResourcesHandler, ("get", "post")),
+    _route(f"{COMPUTE}/resources/{{allocation_id}}", ResourcesHandler, ("get", "delete")),
+    _route(f"{COMPUTE}/virtualization/gpus", VirtualGpusHandler, ("get", "post")),
+    _route(f"{COMPUTE}/virtualization/gpus/{{gpu_id}}", VirtualGpusHandler, ("get", "delete")),
 ]
