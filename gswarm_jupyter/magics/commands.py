@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="%gswarm", description="Drive the gswarm cluster from the notebook.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for cmd in sorted(COMMANDS.values(), key=lambda c: c.name):
-        sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        # argparse %-formats help strings: `%%gswarm` would print as `%gswarm`
+        help_text = cmd.help.replace("%", "%%")
+        sub = subparsers.add_parser(cmd.name, help=help_text, description=cmd.help)
         for names, kwargs in cmd.args:
             sub.add_argument(*names, **kwargs)
     return parser

@@ -34,6 +34,15 @@ def test_help_lists_the_commands(ip, capsys):
         assert command in out
 
 
+def test_help_names_the_cell_magic_with_two_percent_signs(capsys):
+    from gswarm_jupyter.magics import gswarm  # noqa: F401  (registers every command)
+    from gswarm_jupyter.magics.commands import build_parser
+
+    build_parser().print_help()
+    out = capsys.readouterr().out
+    assert "(%%gswarm profile NAME)" in out
+
+
 @pytest.mark.parametrize("line", ["bogus", "nodes --colour red", "connect", "status 'unclosed"])
 def test_wrong_use_is_a_usage_error_with_the_usage_line(ip, line):
     with pytest.raises(UsageError) as info:
