@@ -42,6 +42,9 @@ SWEEP_INTERVAL = 5.0  # how often expired sessions are forgotten
 
 _ASYNC_STATUS = {"pending": "queued"}
 
+# `quantize(model_id, precision) -> the name of the quantised model` (made once).
+Quantizer = Callable[[str, str], Awaitable[str]]
+
 
 class ComputePlane:
     def __init__(
@@ -53,6 +56,7 @@ class ComputePlane:
         tasks: TaskExecutor | None,
         nodes: NodeDirectory,
         clock: Callable[[], float] = time.time,
+        quantize: Quantizer | None = None,
     ) -> None:
         self.services = services
         self.weights = weights
@@ -65,9 +69,8 @@ class ComputePlane:
         self.active = 0
         self._pins: dict[str, Replica] = {}  # session id -> the replica it stays on
         self._sweeper: asyncio.Task[None] | None = None
-        # `quantize(model_id, precision) -> name of the quantised model`, set by whoever owns
-        # optimisation (the trainer): loading with enable_quantization goes through it.
-        self.quantize: Callable[[str, str], Awaitable[str]] | None = None
+        # Loading with enable_quantization goes through the optimiser (the trainer), if any.
+        self.quantize = quantize
         if tasks is not None:
             tasks.register(TASK_TYPE, self._run_async)
 

@@ -3,6 +3,10 @@
 Bytes never pass through the server on a move or transfer: the target worker's `put_chunk` takes
 the source worker's `get_chunk` future, so Dask carries the bytes worker to worker. They pass
 through the server only where it is their end (an upload in `POST /data`, a `content` read).
+
+A copy leaves only with its chunk (`delete`, under the chunk's lock, so two deletes at once delete
+it once) or as the source of a move or `delete_source` transfer, in the same step (no await between)
+that records its target available: a chunk never loses its last copy otherwise.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ..core.errors import (
     NotFound,
     error_from_dict,
 )
+from ..core.keylocks import KeyedLocks
 from ..core.names import DeviceRef, parse_device
 from ..core.nodes import Node
 from ..core.pagination import paginate
@@ -65,6 +70,7 @@ class DataPool:
         self.executor = executor
         self.model_roots = [Path(r).expanduser().resolve() for r in model_roots]
         self._held: Counter[str] = Counter()
+        self._locks = KeyedLocks()  # one per chunk id
         executor.register("download", self._run_download)
         executor.register("move", self._run_copy)
         executor.register("transfer", self._run_copy)
@@ -291,6 +297,10 @@ class DataPool:
     async def delete(self, chunk_id: str, force: bool = False) -> dict[str, Any]:
         """Drop every copy and the metadata; `Conflict` while referenced unless `force`
         (which cancels the tasks using the chunk first)."""
+        async with self._locks(chunk_id):
+            return await self._delete(chunk_id, force)
+
+    async def _delete(self, chunk_id: str, force: bool) -> dict[str, Any]:
         self.registry.row(chunk_id)
         refs = self.references(chunk_id)
         if refs and not force:

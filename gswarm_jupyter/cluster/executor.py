@@ -10,6 +10,8 @@ is the task's `error`. Cleaning up after a failed or cancelled task is the runne
 
 A node lost while a job waits on it (offline, or its worker restarted under a new address) fails
 the job with `NETWORK_ERROR` rather than leaving it waiting on a worker that no longer exists.
+
+Finished tasks are dropped by the retention policy at start and every `retention.interval` s.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..core.errors import (
     TaskFailed,
     error_from_dict,
 )
+from ..core.retention import Retention, apply_retention
 from ..core.taskstore import TaskStore
 from ..core.tasks import DASK_PRIORITY, Task, TaskQueue
 from .runtime import ClusterRuntime
@@ -64,6 +67,11 @@ class Job:
     @property
     def params(self) -> dict[str, Any]:
         return self.task.params
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The task's big inputs (stored once, apart from its row)."""
+        return self.task.payload
 
     @property
     def client(self) -> Client:
@@ -159,10 +167,17 @@ async def _result(future: Future) -> Any:
 class TaskExecutor:
     """Dispatches the queue's tasks to their runners; persists every change to the store."""
 
-    def __init__(self, queue: TaskQueue, runtime: ClusterRuntime, store: TaskStore | None) -> None:
+    def __init__(
+        self,
+        queue: TaskQueue,
+        runtime: ClusterRuntime,
+        store: TaskStore | None,
+        retention: Retention | None = None,
+    ) -> None:
         self.queue = queue
         self.runtime = runtime
         self.store = store
+        self.retention = retention or Retention()
         self.runners: dict[str, Runner] = {}
         self.jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         self.cancel_grace = CANCEL_GRACE
@@ -171,16 +186,19 @@ class TaskExecutor:
         self._stopping = False
         self._subscribed: Client | None = None
         self._starter: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         queue.listeners.append(self._on_change)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Restore tasks from the store (running ones fail as interrupted), then dispatch once
-        the cluster is ready."""
+        """Restore tasks from the store (running ones fail as interrupted), drop the finished
+        ones retention no longer keeps, then dispatch once the cluster is ready."""
         if self.store is not None:
             self.queue.restore(self.store.load())
+        await apply_retention(self.retention, self.queue, self.store)
         self._starter = asyncio.create_task(self._start_when_ready(), name="gswarm-executor")
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="gswarm-task-retention")
 
     async def _start_when_ready(self) -> None:
         await self.runtime.wait_ready()
@@ -192,6 +210,7 @@ class TaskExecutor:
         and are failed as interrupted on the next start."""
         self._stopping = True
         await cancel_and_wait(self._starter)
+        await cancel_and_wait(self._sweeper)
         for _, task in list(self.jobs.values()):
             await cancel_and_wait(task)
         if self._subscribed is not None:
@@ -219,10 +238,11 @@ class TaskExecutor:
         dependencies: Iterable[str] = (),
         resources: dict[str, list[str]] | None = None,
         params: dict[str, Any] | None = None,
+        payload: dict[str, Any] | None = None,
         locks: Iterable[str] = (),
     ) -> Task:
         """Queue a task (`InvalidRequest` for an unknown priority or dependency) and start it
-        if it may run now."""
+        if it may run now. `payload` holds big inputs only the runner reads."""
         if task_type not in self.runners:
             raise ValueError(f"no runner registered for task type {task_type!r}")
         task = self.queue.submit(
@@ -232,6 +252,7 @@ class TaskExecutor:
             dependencies=dependencies,
             resources=resources,
             params=params,
+            payload=payload,
             locks=locks,
         )
         self.dispatch()
@@ -332,6 +353,14 @@ class TaskExecutor:
             with contextlib.suppress(Exception):
                 await client.cancel(pending)
         job.futures.clear()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.retention.interval)
+            try:
+                await apply_retention(self.retention, self.queue, self.store)
+            except Exception:  # a failed sweep is retried at the next one
+                log.exception("gswarm: dropping old finished tasks failed")
 
     def _subscribe(self) -> None:
         client = self.runtime.client

@@ -111,9 +111,9 @@ class Trainer:
         layouts = {"data": self._layouts(data_ids), "labels": self._layouts(label_ids)}
         target = self._placement(name, req.device)
         self._subscribe()
+        inline = {"training_data": None if data_ids else req.training_data,
+                  "labels": None if label_ids else req.labels}
         spec = {
-            "training_data": None if data_ids else req.training_data,
-            "labels": None if label_ids else req.labels,
             "data_layouts": layouts["data"],
             "label_layouts": layouts["labels"],
             "epochs": req.epochs,
@@ -135,6 +135,7 @@ class Trainer:
             params={"model_id": name, "node": target.node, "spec": spec,
                     "update_model": req.update_model,
                     "data_chunks": data_ids, "label_chunks": label_ids},
+            payload={k: v for k, v in inline.items() if v is not None},
             locks=[f"model:{name}"],
         )
         request_id = RequestMap.new_id()
@@ -196,7 +197,9 @@ class Trainer:
 
     async def _run_training(self, job: Job) -> dict[str, Any]:
         p = job.params
-        name, node, spec = p["model_id"], p["node"], p["spec"]
+        name, node = p["model_id"], p["node"]
+        # Inline rows are the payload; a task queued before payloads existed has them in its spec.
+        spec = {"training_data": None, "labels": None, **p["spec"], **job.payload}
         version = self.models.registry.row(name)["version"]
         source = self._weights_source(job, name, node, spec["device"])
         data = self._chunk_futures(job, p["data_chunks"], node)
@@ -270,8 +273,8 @@ class Trainer:
             OPTIMIZE, model_id,
             resources={"devices": [f"{ref.node}:disk"], "models": [model_id, target]},
             params={"model_id": model_id, "target": target, "node": ref.node,
-                    "precision": req.target_precision, "calibration": req.calibration_data,
-                    "seed": seed, "samples": samples},
+                    "precision": req.target_precision, "seed": seed, "samples": samples},
+            payload=None if req.calibration_data is None else {"calibration": req.calibration_data},
             locks=[f"model:{model_id}", f"model:{target}"],
         )
         task = await self.executor.wait(task.task_id)
@@ -283,8 +286,9 @@ class Trainer:
         name, target, node = p["model_id"], p["target"], p["node"]
         row = self.models.registry.row(name)
         source = self._weights_source(job, name, node, "dram")
+        calibration = job.payload.get("calibration", p.get("calibration"))
         future = job.submit(quantize_weights, name, source, target, p["precision"],
-                            p["calibration"], p["seed"], p["samples"], job.signal, node=node)
+                            calibration, p["seed"], p["samples"], job.signal, node=node)
         out = await job.wait(future)
         stored = out["stored"]
         try:

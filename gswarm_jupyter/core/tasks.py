@@ -6,6 +6,8 @@ FIFO). Finished states (`completed`, `failed`, `cancelled`) are final. A failed 
 dependency fails its dependants, transitively, with `DEPENDENCY_FAILED`.
 
 Every change is announced to `listeners` (the durable store, the executor, WebSocket streams).
+A task's `payload` (big inputs only its runner reads) is let go when the task finishes; `prune`
+forgets finished tasks, never pending or running ones.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Task:
     result: Any = None
     error: dict[str, Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)  # what the runner needs; not in the record
+    payload: dict[str, Any] = field(default_factory=dict)  # big runner inputs; gone once finished
     locks: list[str] = field(default_factory=list)  # keys no two running tasks may share
 
     @property
@@ -115,6 +118,7 @@ class TaskQueue:
         # pending tasks per priority rank (dicts keep submission order), and the running ones.
         self._pending: list[dict[str, Task]] = [{} for _ in PRIORITIES]
         self._running_now: dict[str, Task] = {}
+        self._finished: dict[str, Task] = {}  # in the order they finished
         self._seq = 0
 
     # -- reading ------------------------------------------------------------------------------
@@ -165,6 +169,7 @@ class TaskQueue:
         dependencies: Iterable[str] = (),
         resources: dict[str, list[str]] | None = None,
         params: dict[str, Any] | None = None,
+        payload: dict[str, Any] | None = None,
         locks: Iterable[str] = (),
     ) -> Task:
         """Add a pending task. Unknown priority or dependency ids are `InvalidRequest`.
@@ -189,6 +194,7 @@ class TaskQueue:
             resources={k: list(v) for k, v in (resources or {}).items()},
             created_at=self.clock(),
             params=dict(params or {}),
+            payload=dict(payload or {}),
             locks=list(locks),
         )
         self._tasks[task.task_id] = task
@@ -275,7 +281,7 @@ class TaskQueue:
         """Load tasks from the durable store after a restart: `running` ones become `failed` with
         an `interrupted` reason, pending ones stay pending. Answers the tasks changed."""
         changed: list[Task] = []
-        for task in sorted(tasks, key=lambda t: t.seq):
+        for task in sorted(tasks, key=lambda t: (t.completed_at or 0.0, t.seq)):  # finish order
             self._tasks[task.task_id] = task
             self._index(task)
             self._seq = max(self._seq, task.seq)
@@ -296,6 +302,17 @@ class TaskQueue:
                     changed.append(task)
         return changed
 
+    def prune(self, before: float, keep: int) -> list[str]:
+        """Forget finished tasks that finished before `before`, and all but the `keep` latest
+        finished; answers the ids forgotten. Pending and running tasks always stay."""
+        old = [t.task_id for t in self._finished.values() if (t.completed_at or 0.0) < before]
+        over = list(self._finished)[: max(0, len(self._finished) - keep)]
+        dropped = list(dict.fromkeys([*over, *old]))
+        for task_id in dropped:
+            del self._finished[task_id]
+            del self._tasks[task_id]
+        return dropped
+
     # -- inside -------------------------------------------------------------------------------
 
     def _running(self, task_id: str, action: str) -> Task:
@@ -312,6 +329,8 @@ class TaskQueue:
             self._pending[RANK[task.priority]][task.task_id] = task
         elif task.status == "running":
             self._running_now[task.task_id] = task
+        else:
+            self._finished[task.task_id] = task
 
     def _unindex(self, task: Task) -> None:
         self._pending[RANK[task.priority]].pop(task.task_id, None)
@@ -321,6 +340,8 @@ class TaskQueue:
         self._unindex(task)
         task.status = status
         task.completed_at = self.clock()
+        task.payload = {}  # a new dict: a runner still holding the old one keeps it
+        self._index(task)
         self._emit(task)
         if status != "completed":
             for dependant in self._dependants(task.task_id):

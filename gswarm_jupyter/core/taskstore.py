@@ -1,4 +1,9 @@
-"""Tasks and their history, durable in the server's SQLite database (migration 1)."""
+"""Tasks and their history, durable in the server's SQLite database (migrations 1 and 3).
+
+A task row is small and written whole once; later changes update only the columns that change
+(progress alone, or the state columns). A task's payload is written once, in its own table, and
+deleted when the task finishes. `prune` deletes finished tasks only, never pending or running ones.
+"""
 
 from __future__ import annotations
 
@@ -35,21 +40,71 @@ CREATE INDEX tasks_completed_at ON tasks (completed_at)
 """,
 )
 
+migration(
+    3,
+    """
+CREATE TABLE task_payloads (
+    task_id TEXT PRIMARY KEY REFERENCES tasks (task_id) ON DELETE CASCADE,
+    body TEXT NOT NULL
+)
+""",
+)
+
 _COLUMNS = (
     "task_id, seq, task_type, priority, status, dependencies, resources, created_at, started_at, "
     "completed_at, progress, result, error, params, locks"
 )
 
 
+_FINISHED_SQL = f"status IN ({', '.join(repr(s) for s in sorted(FINISHED))})"
+
+PRUNE_BATCH = 500  # rows one `prune` call deletes at most, so no call holds the loop for long
+
+
 class TaskStore:
-    """One row per task; `save` is the queue's listener."""
+    """One row per task, its payload apart; `save` is the queue's listener."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def save(self, task: Task) -> None:
+        """Persist the change the queue just announced, rewriting as little as it can."""
+        if self._save_progress(task) or self._save_state(task):
+            return
+        with self.db.transaction():
+            self._insert(task)
+            if task.payload and not task.finished:
+                self.db.execute(
+                    "INSERT INTO task_payloads (task_id, body) VALUES (?, ?)",
+                    (task.task_id, dumps(task.payload)),
+                )
+
+    def _save_progress(self, task: Task) -> bool:
+        """A change of progress alone (the status stored is the task's)."""
+        cursor = self.db.execute(
+            "UPDATE tasks SET progress = ? WHERE task_id = ? AND status = ?",
+            (task.progress, task.task_id, task.status),
+        )
+        return cursor.rowcount > 0
+
+    def _save_state(self, task: Task) -> bool:
+        """A change of status, with the columns that change with it; a finished task's payload
+        goes."""
+        cursor = self.db.execute(
+            "UPDATE tasks SET status = ?, started_at = ?, completed_at = ?, progress = ?, "
+            "result = ?, error = ? WHERE task_id = ?",
+            (task.status, task.started_at, task.completed_at, task.progress,
+             dumps(task.result), dumps(task.error), task.task_id),
+        )
+        if cursor.rowcount == 0:
+            return False
+        if task.finished:
+            self.db.execute("DELETE FROM task_payloads WHERE task_id = ?", (task.task_id,))
+        return True
+
+    def _insert(self, task: Task) -> None:
         self.db.execute(
-            f"INSERT OR REPLACE INTO tasks ({_COLUMNS}) VALUES "
+            f"INSERT INTO tasks ({_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task.task_id,
@@ -71,7 +126,31 @@ class TaskStore:
         )
 
     def load(self) -> list[Task]:
-        return [_task(row) for row in self.db.all(f"SELECT {_COLUMNS} FROM tasks ORDER BY seq")]
+        """Every task, with the payloads of those not finished."""
+        rows = self.db.all(
+            f"SELECT {_COLUMNS}, body FROM tasks LEFT JOIN task_payloads USING (task_id) "
+            "ORDER BY seq"
+        )
+        tasks = []
+        for row in rows:
+            task = _task(row)
+            task.payload = loads(row["body"]) or {}
+            tasks.append(task)
+        return tasks
+
+    def prune(self, before: float, keep: int, batch: int = PRUNE_BATCH) -> int:
+        """Delete (with their payloads) up to `batch` finished tasks that finished before
+        `before` or are not among the `keep` latest finished; answers how many went."""
+        cursor = self.db.execute(
+            "DELETE FROM tasks WHERE task_id IN ("
+            f" SELECT task_id FROM tasks WHERE {_FINISHED_SQL} AND completed_at < ?"
+            " UNION"
+            f" SELECT task_id FROM (SELECT task_id FROM tasks WHERE {_FINISHED_SQL}"
+            "  ORDER BY completed_at DESC, seq DESC LIMIT -1 OFFSET ?)"
+            " LIMIT ?)",
+            (before, max(0, keep), batch),
+        )
+        return cursor.rowcount
 
     def history(
         self, limit: int = 100, since: float | None = None, status: str | None = None

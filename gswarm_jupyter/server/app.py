@@ -14,6 +14,7 @@ from traitlets import Bool, Dict, Int, List, Unicode
 from .. import __version__
 from ..cluster.datapool import DataPool
 from ..cluster.executor import TaskExecutor
+from ..cluster.model_users import ModelUsers
 from ..cluster.modelstore import ModelStore
 from ..cluster.runtime import ClusterConfig, ClusterRuntime
 from ..cluster.serving import Serving
@@ -116,9 +117,16 @@ class GswarmApp(ExtensionApp):
             ChunkRegistry(self.context.db), runtime, self.context.tasks,
             self.context.config["model_roots"],
         )
+        # The serving side joins `users` as it is built: copies its replicas hold stay, a deleted
+        # model's services stop, a new version written by training is reloaded between batches.
+        users = ModelUsers()
         self.context.models = ModelStore(
             ModelRegistry(self.context.db), runtime, self.context.tasks,
-            self.context.config["model_roots"], capacity=dict(self.model_capacity),
+            self.context.config["model_roots"], capacity=dict(self.model_capacity), users=users,
+        )
+        self.context.training = Trainer(
+            self.context.models, self.context.tasks, runtime, RequestMap(self.context.db),
+            self.context.data,
         )
         self.context.services = Serving(
             runtime,
@@ -126,15 +134,9 @@ class GswarmApp(ExtensionApp):
             self.context.db,
             self.context.tasks,
             compute_url=f"{self.serverapp.base_url.rstrip('/')}/gswarm/compute/v1/inference",
+            users=users,
+            quantize=self.context.training.quantized,
         )
-        self.context.training = Trainer(
-            self.context.models, self.context.tasks, runtime, RequestMap(self.context.db),
-            self.context.data,
-        )
-        self.context.models.in_use = self.context.services.in_use  # copies services hold stay
-        self.context.services.compute.quantize = self.context.training.quantized
-        # A new version written by training: the model's services reload between batches.
-        self.context.models.version_listeners.append(self.context.services.services.reload_model)
         self.settings.update({"gswarm": self.context})
         self._connection_file: Path | None = None
 

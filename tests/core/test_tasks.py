@@ -159,6 +159,50 @@ def test_restore_fails_running_as_interrupted_and_keeps_pending():
     assert [t.task_id for t in fresh.dispatch()] == [p.task_id]
 
 
+def test_prune_forgets_old_and_surplus_finished_tasks_never_live_ones():
+    now = [0.0]
+    q = TaskQueue(2, clock=lambda: now[0])
+    old = q.submit("t", "old")
+    running = q.submit("t", "running")
+    q.dispatch()  # old and running start at 0
+    q.complete(old.task_id)  # finished at 0
+    pending = q.submit("t", "pending", dependencies=[old.task_id])
+    recent = []
+    for i in range(4):
+        now[0] = 100.0 + i
+        task = q.submit("t", f"recent{i}")
+        q.cancel(task.task_id)
+        recent.append(task.task_id)
+    now[0] = 200.0
+
+    assert q.prune(before=50.0, keep=10) == [old.task_id]  # by age
+    assert q.prune(before=50.0, keep=2) == recent[:2]  # by count: the earliest finished go
+    assert [t.task_id for t in q.tasks()] == [
+        running.task_id, pending.task_id, *recent[2:]]
+    assert q.prune(before=1e9, keep=0) == recent[2:]
+    assert {t.status for t in q.tasks()} == {"running", "pending"}
+    assert q.counts()["cancelled"] == 0
+    with pytest.raises(NotFound):
+        q.get(old.task_id)
+    # A dependency that completed and was forgotten no longer holds its dependant back.
+    q.complete(running.task_id)
+    assert {t.task_id for t in q.dispatch()} == {pending.task_id}
+
+
+def test_finishing_lets_go_of_the_payload_and_restore_keeps_finish_order():
+    q = make_queue()
+    a = q.submit("t", "a", payload={"rows": [1, 2, 3]})
+    b = q.submit("t", "b", payload={"rows": [4]})
+    q.dispatch()
+    held = a.payload
+    q.complete(b.task_id)
+    q.fail(a.task_id, {"code": "TASK_FAILED", "message": "x", "details": {}})
+    assert a.payload == {} and b.payload == {} and held == {"rows": [1, 2, 3]}
+    fresh = make_queue()
+    fresh.restore(q.tasks())
+    assert fresh.prune(before=0.0, keep=1) == [b.task_id]  # b finished first
+
+
 def test_listeners_see_every_change():
     q = make_queue()
     seen = []
