@@ -236,7 +236,8 @@ class ComputePlane:
         task = self.tasks.submit(
             TASK_TYPE, req.model_id, priority=req.priority,
             resources={"models": [req.model_id]},
-            params={"request_id": request_id, "request": body},
+            params={"request_id": request_id},
+            payload={"request": body},
         )
         self.requests.add(request_id, task.task_id, req.model_id)
         recent = self.log.window(METRICS_WINDOW)["latency_p50"]
@@ -249,7 +250,9 @@ class ComputePlane:
         }
 
     async def _run_async(self, job: Job) -> dict[str, Any]:
-        req = InferenceRequest.model_validate(job.params["request"])
+        # A task queued before payloads existed carries its request in its params.
+        body = job.payload.get("request", job.params.get("request"))
+        req = InferenceRequest.model_validate(body)
         result = await self.infer(req, job.params["request_id"])
         return result
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Dict, Int, List, Unicode
+from traitlets import Bool, Dict, Float, Int, List, Unicode
 
 from .. import __version__
 from ..cluster.datapool import DataPool
@@ -24,6 +24,7 @@ from ..core.compute_store import RequestMap
 from ..core.db import Database
 from ..core.modelregistry import ModelRegistry
 from ..core.ratelimit import RateLimiter
+from ..core.retention import Retention
 from ..core.tasks import TaskQueue
 from ..core.taskstore import TaskStore
 from ..profiler.service import Profiler
@@ -62,6 +63,15 @@ class GswarmApp(ExtensionApp):
     rate_limit_per_minute = Int(1000, config=True, help="Requests per minute per identity; 0: off.")
     rate_limit_burst = Int(100, config=True, help="Requests per second per identity; 0: off.")
     max_concurrent_tasks = Int(4, config=True, help="Queued tasks that may run at once.")
+    task_history_days = Float(
+        7.0, config=True, help="Days a finished task is kept (in memory and the database)."
+    )
+    task_history_max = Int(
+        10_000, config=True, help="Finished tasks kept at most; the oldest go first."
+    )
+    task_history_sweep_seconds = Float(
+        600.0, config=True, help="Seconds between two sweeps of old finished tasks."
+    )
     model_capacity = Dict(
         value_trait=Int(), config=True,
         help="Bytes model copies may take per device, by bare ('dram') or qualified "
@@ -111,7 +121,9 @@ class GswarmApp(ExtensionApp):
             grpc_port=self.grpc_port,
         )
         self.context.tasks = TaskExecutor(
-            TaskQueue(max(1, self.max_concurrent_tasks)), runtime, TaskStore(self.context.db)
+            TaskQueue(max(1, self.max_concurrent_tasks)), runtime, TaskStore(self.context.db),
+            Retention(self.task_history_days, self.task_history_max,
+                      self.task_history_sweep_seconds),
         )
         self.context.data = DataPool(
             ChunkRegistry(self.context.db), runtime, self.context.tasks,
