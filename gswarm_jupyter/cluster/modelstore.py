@@ -5,7 +5,12 @@ copy between nodes hands the source worker's `read_weights` future to the target
 `write_weights`, so Dask carries the bytes worker to worker.
 
 It is also the services' `WeightSource` (`cluster/weights.py`): `resolve`, `ensure_copy`,
-`loader`, `services_changed`.
+`loader`, `services_changed`; and it asks its `ModelUsers` (`cluster/model_users.py`) whether a
+copy is in use, to stop a deleted model's services, and to reload a model's new version.
+
+The last ready copy of a model is never removed but with the model: checking, cancelling the
+tasks in the way and removing a copy run under the model's lock (`_locks`), and the check is made
+again right before each removal, since cancelling awaits.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 import math
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +34,7 @@ from ..core.errors import (
     ResourceUnavailable,
     error_from_dict,
 )
+from ..core.keylocks import KeyedLocks
 from ..core.modelregistry import ModelRegistry, is_memory_device, location_record
 from ..core.models_api import (
     CopyRequest,
@@ -45,6 +51,7 @@ from ..core.placement import Resident, choose_source, free_bytes, plan_room, rea
 from ..core.sources import Source, parse_source
 from ..core.tasks import Task
 from .executor import Job, TaskExecutor
+from .model_users import ModelUsers
 from .runtime import ClusterRuntime
 from .signals import TaskSignal, WorkerOpError
 from .weights import Loader, ModelSpec
@@ -81,6 +88,7 @@ class ModelStore:
         executor: TaskExecutor,
         model_roots: list[str],
         capacity: dict[str, int] | None = None,
+        users: ModelUsers | None = None,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
@@ -89,12 +97,8 @@ class ModelStore:
         self.capacity = dict(capacity or {})  # bytes models may take per device (bare or node:dev)
         self.listeners: list[Listener] = []
         self.services: dict[str, dict[str, str]] = {}  # model -> {node: url}, from the services
-        # Set by the serving side: is a copy in use, and how to stop a model's services on force.
-        self.in_use: Callable[[str, str, str], bool] = lambda name, node, device: False
-        self.stop_services: Callable[[str], Awaitable[None]] | None = None
-        # Called with (name, version) once a new version is stored and every copy refreshed:
-        # the serving side reloads the model's replicas there.
-        self.version_listeners: list[Callable[[str, int], Awaitable[None]]] = []
+        self.users = users if users is not None else ModelUsers()
+        self._locks = KeyedLocks()  # one per model name
         for task_type in TASK_TYPES:
             executor.register(task_type, self._run_download if task_type == DOWNLOAD
                               else self._run_copy)
@@ -400,20 +404,25 @@ class ModelStore:
     async def delete(self, name: str, force: bool = False) -> dict[str, Any]:
         """Remove the model and every copy; `Conflict` while services run or tasks use it,
         unless `force` (which stops them first)."""
-        self.registry.row(name)
-        services = self.services.get(name) or {}
-        tasks = self._tasks_of(name)
-        if (services or tasks) and not force:
-            raise Conflict(
-                f"model {name} is in use ({len(services)} service(s), {len(tasks)} task(s)); "
-                "delete with force=true",
-                {"model_name": name, "services": services, "tasks": [t.task_id for t in tasks]},
-            )
-        if services and self.stop_services is not None:
-            await self.stop_services(name)
-        for task in tasks:
-            with contextlib.suppress(GswarmError):
-                await self.executor.cancel(task.task_id)
+        async with self._locks(name):
+            self.registry.row(name)
+            services = self.services.get(name) or {}
+            tasks = self._tasks_of(name)
+            if (services or tasks) and not force:
+                raise Conflict(
+                    f"model {name} is in use ({len(services)} service(s), {len(tasks)} task(s)); "
+                    "delete with force=true",
+                    {"model_name": name, "services": services,
+                     "tasks": [t.task_id for t in tasks]},
+                )
+            await self.users.stop_model_services(name)
+            for task in tasks:
+                with contextlib.suppress(GswarmError):
+                    await self.executor.cancel(task.task_id)
+            return await self._delete_now(name)
+
+    async def _delete_now(self, name: str) -> dict[str, Any]:
+        """Drop every copy's bytes, then forget the model."""
         removed = []
         for loc in self.registry.locations(name):
             removed.append(f"{loc['node']}:{loc['device']}")
@@ -429,35 +438,52 @@ class ModelStore:
         a copy in use or being written is refused unless `force`."""
         self.registry.row(name)
         ref = self._target(device, "device")
+        async with self._locks(name):
+            self._droppable(name, ref)
+            busy = [t for t in self._tasks_of(name) if str(ref) in t.resources.get("devices", [])]
+            if (busy or self.users.in_use(name, ref.node, ref.device)) and not force:
+                raise Conflict(
+                    f"the copy of {name} on {ref} is in use; drop it with force=true",
+                    {"model_name": name, "device": str(ref), "tasks": [t.task_id for t in busy]},
+                )
+            for task in busy:
+                with contextlib.suppress(GswarmError):
+                    await self.executor.cancel(task.task_id)
+            self._droppable(name, ref)  # again: a cancelled task may have changed the copies
+            await self._remove_copy(name, ref.node, ref.device, reason="dropped")
+        return {"model_name": name, "device": str(ref), "deleted": True,
+                "locations": self.locations(name)["locations"]}
+
+    def _droppable(self, name: str, ref: DeviceRef) -> None:
+        """`NotFound` unless the model has a copy on `ref`; `Conflict` if it is the last ready."""
+        self.registry.row(name)
         self.reconcile()
         loc = self.registry.location(name, ref.node, ref.device)
         if loc is None:
             raise NotFound(f"model {name} has no copy on {ref}",
                            {"model_name": name, "device": str(ref)})
-        others = [o for o in self.registry.locations(name)
-                  if o["status"] == "ready" and (o["node"], o["device"]) != (ref.node, ref.device)]
-        if loc["status"] == "ready" and not others:
+        if self._last_ready(loc):
             raise Conflict(
                 f"{ref} holds the last copy of model {name}; delete the model instead",
                 {"model_name": name, "device": str(ref)},
             )
-        busy = [t for t in self._tasks_of(name) if str(ref) in t.resources.get("devices", [])]
-        if (busy or self.in_use(name, ref.node, ref.device)) and not force:
-            raise Conflict(
-                f"the copy of {name} on {ref} is in use; drop it with force=true",
-                {"model_name": name, "device": str(ref), "tasks": [t.task_id for t in busy]},
-            )
-        for task in busy:
-            with contextlib.suppress(GswarmError):
-                await self.executor.cancel(task.task_id)
-        await self._remove_copy(name, ref.node, ref.device, reason="dropped")
-        return {"model_name": name, "device": str(ref), "deleted": True,
-                "locations": self.locations(name)["locations"]}
+
+    def _last_ready(self, loc: sqlite3.Row) -> bool:
+        """Whether `loc` is a ready copy and its model has no other."""
+        return loc["status"] == "ready" and not any(
+            o["status"] == "ready" and (o["node"], o["device"]) != (loc["node"], loc["device"])
+            for o in self.registry.locations(loc["name"])
+        )
 
     async def _remove_copy(self, name: str, node: str, device: str, reason: str) -> None:
+        """Forget the copy and drop its bytes; never the last ready copy (`Conflict`): checked
+        here with no await before the registry forgets it."""
         loc = self.registry.location(name, node, device)
         if loc is None:
             return
+        if self._last_ready(loc):
+            raise Conflict(f"{node}:{device} holds the last copy of model {name}",
+                           {"model_name": name, "device": f"{node}:{device}"})
         self.registry.remove_location(name, node, device)
         if loc["status"] != "lost":
             await self._drop_quietly(name, node, device)
@@ -629,8 +655,8 @@ class ModelStore:
 
         Coherence: every other ready copy is refreshed in place to the new bytes (worker to
         worker, from the new disk copy), so no copy ever serves an older version under the new
-        one's number; a copy that cannot be refreshed is dropped. Then `version_listeners` run
-        (services reload their replicas)."""
+        one's number; a copy that cannot be refreshed is dropped. Then the model's users hear of
+        it (services reload their replicas)."""
         if not self.registry.exists(name):  # deleted with force meanwhile
             await self._drop_quietly(name, node, "disk")
             raise Conflict(f"model {name} was deleted while it trained", {"model_name": name})
@@ -646,11 +672,7 @@ class ModelStore:
         refreshed, dropped = await self._refresh_copies(job, name, node, version)
         self._emit(name, "updated", version=version, checksum=stored["checksum"],
                    refreshed=refreshed, dropped=dropped)
-        for listener in list(self.version_listeners):
-            try:
-                await listener(name, version)
-            except Exception:  # a service that cannot reload keeps serving; say so in the log
-                log.exception("gswarm: version listener failed for %s v%s", name, version)
+        await self.users.model_updated(name, version)
         return {"version": version, "refreshed": refreshed, "dropped": dropped}
 
     async def _refresh_copies(self, job: Job, name: str, node: str,
@@ -733,25 +755,43 @@ class ModelStore:
 
     async def _make_room(self, name: str, target: DeviceRef, size: int, evict: bool) -> None:
         """`InsufficientMemory` unless `size` bytes fit on `target`, after evicting
-        least-recently-used copies kept elsewhere when `evict`."""
+        least-recently-used copies kept elsewhere when `evict`.
+
+        One victim at a time, under its model's lock and checked again right before it goes;
+        the plan is made again after each (on the room measured at the start plus what was
+        freed), as evicting awaits and copies may have changed meanwhile."""
         node = self.runtime.nodes.get(target.node)
         reported = node.devices.get(target.device, {}).get("available")
         cap = self.capacity.get(str(target), self.capacity.get(target.device))
-        here = [loc for loc in self.registry.on_device(target.node, target.device)
-                if loc["name"] != name and loc["status"] != "lost"]
-        resident = sum(loc["size"] or 0 for loc in here)
-        residents = [
+        resident = sum(r.size for r in self._residents(name, target))
+        available = free_bytes(reported, cap, resident)
+        freed = 0
+        while True:
+            room = None if available is None else available + freed
+            victims = plan_room(size, room, self._residents(name, target), evict=evict,
+                                device=str(target))
+            if not victims:
+                return
+            victim = victims[0]
+            async with self._locks(victim.model_name):
+                loc = self.registry.location(victim.model_name, target.node, target.device)
+                if loc is None or not self._evictable(loc):
+                    continue  # it changed while we waited: plan again without it
+                await self._remove_copy(victim.model_name, target.node, target.device,
+                                        reason="evicted")
+            freed += victim.size
+
+    def _residents(self, name: str, target: DeviceRef) -> list[Resident]:
+        """The copies of models other than `name` on `target`, as the placement policy sees them."""
+        return [
             Resident(loc["name"], loc["size"] or 0, loc["last_used"],
                      evictable=self._evictable(loc))
-            for loc in here
+            for loc in self.registry.on_device(target.node, target.device)
+            if loc["name"] != name and loc["status"] != "lost"
         ]
-        available = free_bytes(reported, cap, resident)
-        for victim in plan_room(size, available, residents, evict=evict, device=str(target)):
-            await self._remove_copy(victim.model_name, target.node, target.device,
-                                    reason="evicted")
 
     def _evictable(self, loc: sqlite3.Row) -> bool:
-        if loc["status"] != "ready" or self.in_use(loc["name"], loc["node"], loc["device"]):
+        if loc["status"] != "ready" or self.users.in_use(loc["name"], loc["node"], loc["device"]):
             return False
         if any(str(DeviceRef(loc["node"], loc["device"])) in t.resources.get("devices", [])
                for t in self._tasks_of(loc["name"])):

@@ -1,5 +1,7 @@
 """The serving component the server context owns: the weight source, the services and the
-compute plane over them, started and stopped together."""
+compute plane over them, started and stopped together. It is a user of the model store
+(`model_users.ModelUser`): copies its replicas hold stay, a deleted model's services stop, and a
+new version of a model is reloaded into its replicas."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from typing import Any
 from ..core.compute_store import RequestMap, SessionStore
 from ..core.db import Database
 from ..core.serving_api import ServiceCreate
-from .compute import ComputePlane
+from .compute import ComputePlane, Quantizer
 from .executor import TaskExecutor
+from .model_users import ModelUsers
 from .runtime import ClusterRuntime
 from .services import ServiceManager
 from .weights import WeightSource
@@ -23,12 +26,18 @@ class Serving:
         db: Database,
         tasks: TaskExecutor | None,
         compute_url: str,
+        *,
+        users: ModelUsers | None = None,
+        quantize: Quantizer | None = None,
     ) -> None:
         self.weights = weights
         self.services = ServiceManager(runtime, weights, compute_url)
         self.compute = ComputePlane(
-            self.services, weights, SessionStore(db), RequestMap(db), tasks, runtime.nodes
+            self.services, weights, SessionStore(db), RequestMap(db), tasks, runtime.nodes,
+            quantize=quantize,
         )
+        if users is not None:
+            users.join(self)
 
     async def start(self) -> None:
         await self.compute.start()
@@ -43,6 +52,15 @@ class Serving:
                 if (r.node, r.device) == (node, device) and r.status in ("loading", "running", "stopping"):
                     return True
         return bool(self.compute.sessions.live_for_model(model_name))
+
+    async def stop_model_services(self, model_name: str) -> None:
+        """Stop every service of the model (it is being deleted)."""
+        for service in self.services.list(model_name):
+            await self.services.stop(service.service_id)
+
+    async def model_updated(self, model_name: str, version: int) -> None:
+        """A new version is stored: the model's replicas reload it between batches."""
+        await self.services.reload_model(model_name, version)
 
     async def start_service(self, req: ServiceCreate) -> dict[str, Any]:
         """`POST /services`: a registered model on the requested devices."""

@@ -292,21 +292,26 @@ async def test_cancelled_copy_leaves_no_location_and_no_file(api, gswarm_app):
     assert not list((store_of(gswarm_app, "node2")).rglob("slow/*"))
 
 
-async def test_delete_with_services_needs_force(api, gswarm_app):
+async def test_delete_with_services_needs_force_and_stops_them(api, gswarm_app):
     await register(api, "served", MLP.format(seed=0))
-    store = gswarm_app.context.models
-    store.services_changed("served", {"node1": "http://x/compute"})
-    assert (await model(api, "served"))["services"] == {"node1": "http://x/compute"}
-    stopped = []
-
-    async def stop(name):
-        stopped.append(name)
-
-    store.stop_services = stop
+    status, env, _ = await api("POST", f"{API}/services", body={"model_name": "served"})
+    assert status == 201, env
+    service = env["data"]
+    assert (await model(api, "served"))["services"] == {service["node"]: service["url"]}
     status, env, _ = await api("DELETE", f"{API}/models/served")
     assert status == 409 and env["error"]["code"] == "CONFLICT"
     status, env, _ = await api("DELETE", f"{API}/models/served", params={"force": "true"})
-    assert status == 200 and stopped == ["served"]
+    assert status == 200, env
+
+    _, env, _ = await api("GET", f"{API}/services")
+    assert env["data"]["services"] == []
+    status, _, _ = await api("GET", f"{API}/services/{service['service_id']}")
+    assert status == 404
+    _, env, _ = await api("GET", "gswarm/compute/v1/models")
+    assert env["data"]["models"] == []
+    status, env, _ = await api("POST", "gswarm/compute/v1/inference",
+                               body={"model_id": "served", "input_data": [[0.0] * 8]})
+    assert (status, env["error"]["code"]) == (404, "MODEL_NOT_FOUND")
 
 
 async def test_ws_models_streams_registry_changes(api, jp_ws_fetch):
