@@ -7,17 +7,17 @@ import re
 
 from ..core.errors import InvalidRequest
 
-_GPU = re.compile(r"^(?:gpu|cuda:)(\d+)$")
-_HOST = re.compile(r"^(?:cpu|dram|vgpu\d+)$")
+_GPU = re.compile(r"(?:gpu|cuda:)([0-9]+)")
+_HOST = re.compile(r"cpu|dram|vgpu[0-9]+")
 
 
 def framework_device(device: str) -> str:
     """`cpu` or `cuda:N` for an API device (`dram`, `gpuN`, `vgpuN`) or a framework one."""
     if device == "cuda":
         return "cuda:0"
-    if _HOST.match(device):
+    if _HOST.fullmatch(device):
         return "cpu"
-    match = _GPU.match(device)
+    match = _GPU.fullmatch(device)
     if match:
         return f"cuda:{match.group(1)}"
     raise InvalidRequest(

@@ -35,7 +35,7 @@ from ..core.errors import (
     ResourceUnavailable,
     error_from_dict,
 )
-from ..core.names import DEVICE
+from ..core.names import is_device
 from ..core.serving_api import ServiceConfig
 from ..core.stats import percentile
 from .runtime import ClusterRuntime
@@ -201,7 +201,7 @@ class ServiceManager:
         for i in range(count):
             node = chosen[i % len(chosen)]
             dev = bare or ("gpu0" if "gpu0" in node.devices else "dram")
-            if not DEVICE.match(dev) or dev == "disk":
+            if not is_device(dev) or dev == "disk":
                 raise InvalidRequest(
                     f"a model is served from dram, gpuN or vgpuN, not {dev!r}", {"field": "device"}
                 )

@@ -34,7 +34,7 @@ from ..core.errors import (
     ResourceUnavailable,
     error_from_dict,
 )
-from ..core.names import DEVICE, DeviceRef, check_model_name, parse_device
+from ..core.names import DeviceRef, check_model_name, is_device, parse_device
 from ..core.tasks import Task
 from ..core.training_api import OptimizeRequest, TrainingRequest, chunk_ids
 from .chunkstore import get_chunk
@@ -335,7 +335,7 @@ class Trainer:
                 raise ResourceUnavailable(f"model {name} has no ready copy", {"model_id": name})
             first = copies[0]
             node = nodes.get(first.node)
-            here = first.device if first.device != "disk" and DEVICE.match(first.device) else None
+            here = first.device if first.device != "disk" and is_device(first.device) else None
             ref = DeviceRef(first.node, here or ("gpu0" if "gpu0" in node.devices else "dram"))
         if not node.online:
             raise ResourceUnavailable(f"node {ref.node} is offline", {"node": ref.node})

@@ -1,4 +1,8 @@
-"""Names and devices as API.md section 3 fixes them."""
+"""Names and devices as API.md section 3 fixes them.
+
+Every pattern here is matched whole (`fullmatch`: `$` alone would let a trailing newline through)
+and over ASCII only (`\\d` would take other scripts' digits).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,22 @@ from dataclasses import dataclass
 
 from .errors import InvalidRequest
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-DEVICE = re.compile(r"^(disk|dram|gpu\d+|vgpu\d+)$")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+DEVICE = re.compile(r"disk|dram|gpu[0-9]+|vgpu[0-9]+")
+
+
+def is_model_name(name: object) -> bool:
+    """Whether `name` is a model name as API.md section 3 spells it (the whole string)."""
+    return isinstance(name, str) and MODEL_NAME.fullmatch(name) is not None
+
+
+def is_device(device: str) -> bool:
+    """Whether `device` is a bare device name (`disk`, `dram`, `gpuN`, `vgpuN`)."""
+    return DEVICE.fullmatch(device) is not None
 
 
 def check_model_name(name: str, field: str = "model_name") -> str:
-    if not MODEL_NAME.match(name):
+    if not is_model_name(name):
         raise InvalidRequest(
             f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (at most 128)",
             {"field": field},
@@ -43,7 +57,7 @@ def parse_device(text: str, nodes: list[str], field: str = "device") -> DeviceRe
                 {"field": field},
             )
         node = nodes[0]
-    if not node or not DEVICE.match(device):
+    if not node or not is_device(device):
         raise InvalidRequest(
             f"invalid device {text!r}: expected [node:]disk|dram|gpuN|vgpuN", {"field": field}
         )

@@ -15,15 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from .tasks import Priority
 
 Framework = Literal["torch", "jax"]
-CHUNK_ID = re.compile(r"^chunk-[0-9a-f]{12}$")
+CHUNK_ID = re.compile(r"chunk-[0-9a-f]{12}")  # matched whole (fullmatch)
 
 
 def chunk_ids(value: Any) -> list[str] | None:
     """The chunk ids `value` names (a chunk id, or a non-empty list of them), else None."""
-    if isinstance(value, str) and CHUNK_ID.match(value):
+    if isinstance(value, str) and CHUNK_ID.fullmatch(value):
         return [value]
     if (isinstance(value, list) and value
-            and all(isinstance(v, str) and CHUNK_ID.match(v) for v in value)):
+            and all(isinstance(v, str) and CHUNK_ID.fullmatch(v) for v in value)):
         return list(value)
     return None
 

@@ -39,14 +39,14 @@ def training_rows(magics: Any, name: str, option: str) -> Any:
     ns = magics.shell.user_ns
     if name not in ns:
         ids = [part.strip() for part in name.split(",")]
-        if all(CHUNK_ID.match(i) for i in ids):
+        if all(CHUNK_ID.fullmatch(i) for i in ids):
             return ids
         raise UsageError(f"%gswarm train: {option} {name!r} is neither a variable here nor a "
                          "data-pool chunk id (chunk-...)")
     value = ns[name]
     if isinstance(value, str):
         ids = [part.strip() for part in value.split(",")]
-        if all(CHUNK_ID.match(i) for i in ids):
+        if all(CHUNK_ID.fullmatch(i) for i in ids):
             return ids
     if hasattr(value, "tolist"):  # numpy arrays, torch tensors
         value = value.tolist()
@@ -57,7 +57,7 @@ def training_rows(magics: Any, name: str, option: str) -> Any:
     if not isinstance(value, list) or not value:
         raise UsageError(f"%gswarm train: {option} {name} must be a non-empty list of rows (or "
                          f"an array), not {type(value).__name__}")
-    if all(isinstance(v, str) and CHUNK_ID.match(v) for v in value):
+    if all(isinstance(v, str) and CHUNK_ID.fullmatch(v) for v in value):
         return value
     return [list(r) if isinstance(r, (tuple, bytes, bytearray)) else r for r in value]
 

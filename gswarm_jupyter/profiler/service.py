@@ -17,7 +17,7 @@ from distributed import Client
 from ..core.aio import cancel_and_wait
 from ..core.db import Database
 from ..core.errors import Conflict, InvalidRequest, NotFound
-from ..core.names import MODEL_NAME
+from ..core.names import is_model_name
 from .collector import DaskCollector
 from .frames import ALL_METRICS, Frame, csv_rows, keep_metrics
 from .hub import ClientState, FrameFilter, Hub, Subscription
@@ -105,7 +105,7 @@ class Profiler:
 
         `tags` (e.g. `{"execution_count": 12}`) are kept with the session and on each of its
         frames."""
-        if not MODEL_NAME.match(name or ""):
+        if not is_model_name(name):
             raise InvalidRequest(
                 f"invalid session name {name!r}: use letters, digits, '.', '_' or '-'",
                 {"field": "name"},

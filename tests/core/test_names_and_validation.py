@@ -21,7 +21,15 @@ def test_a_bare_device_on_several_nodes_is_refused():
     assert info.value.details["field"] == "device"
 
 
-@pytest.mark.parametrize("text", ["node1:tpu0", "node1:", ":dram", "node1:gpu", "node1:vgpux"])
+# Hostile spellings: `$` matches before a trailing newline, and `\d` takes any script's digits.
+HOSTILE_SUFFIXES = ["\n", "\r", "\r\n", "\x00", "/../x", "\u2028", " "]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["node1:tpu0", "node1:", ":dram", "node1:gpu", "node1:vgpux", "node1:gpu\u0661",
+     "node1:gpu\uff10", "node1:dr\u0430m", *(f"node1:dram{s}" for s in HOSTILE_SUFFIXES)],
+)
 def test_malformed_devices_are_refused(text):
     with pytest.raises(InvalidRequest):
         parse_device(text, ["node1"])
@@ -32,7 +40,11 @@ def test_good_model_names(name):
     assert check_model_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "-lead", "has space", "a/b", "A" * 129])
+@pytest.mark.parametrize(
+    "name",
+    ["", "-lead", "has space", "a/b", "A" * 129, "..", "../etc", "m\u0430del", "\uff4d",
+     "m\u0661", *(f"model{s}" for s in HOSTILE_SUFFIXES)],
+)
 def test_bad_model_names(name):
     with pytest.raises(InvalidRequest):
         check_model_name(name)
