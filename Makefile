@@ -10,6 +10,8 @@ STAMP := $(VENV)/.gswarm-installed
 PORT ?= 8888
 IP ?= 127.0.0.1
 NODES ?= 2
+# Where http(s) sources may be fetched besides public addresses, e.g. FETCH_ALLOW="127.0.0.0/8 ::1/128"
+FETCH_ALLOW ?=
 ifeq ($(strip $(TOKEN)),)
 TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')
 endif
@@ -33,7 +35,7 @@ run: env
 	@echo "gswarm: starting Jupyter with $(NODES) nodes; open http://$(IP):$(PORT)/lab?token=$(TOKEN)"
 	$(VENV)/bin/jupyter lab --no-browser --allow-root --ip=$(IP) --port=$(PORT) \
 		--ServerApp.port_retries=0 --IdentityProvider.token=$(TOKEN) \
-		--GswarmApp.local_nodes=$(NODES)
+		--GswarmApp.local_nodes=$(NODES) $(foreach a,$(FETCH_ALLOW),--GswarmApp.fetch_allow=$(a))
 
 test: env
 	@rm -rf $(TMP)/pytest && mkdir -p $(TMP)

@@ -18,6 +18,13 @@ from typing import Any
 
 import httpx
 
+# The fetch policy of every test server: http(s) sources on loopback only (tests never reach
+# another address), every host name refused before a lookup.
+LOOPBACK_ONLY: dict[str, list[str]] = {
+    "fetch_allow": ["127.0.0.0/8", "::1/128"],
+    "fetch_deny": ["0.0.0.0/0", "::/0"],
+}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -55,6 +62,8 @@ class LiveServer:
             f"--IdentityProvider.token={self.token}", f"--ServerApp.base_url={self.base_url}",
             f"--ServerApp.root_dir={self.root}", f"--GswarmApp.data_dir={self.root / 'data'}",
             "--GswarmApp.grpc_port=0", f"--GswarmApp.local_nodes={self.nodes}",
+            *(f"--GswarmApp.fetch_allow={net}" for net in LOOPBACK_ONLY["fetch_allow"]),
+            *(f"--GswarmApp.fetch_deny={net}" for net in LOOPBACK_ONLY["fetch_deny"]),
             *self.extra_args,
         ]
         log = open(self.root / "server.log", "ab")

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPResponse
 
+from gswarm_jupyter.testing import LOOPBACK_ONLY
+
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
@@ -34,6 +36,7 @@ def gswarm_config(tmp_path) -> dict[str, Any]:
         "data_dir": str(tmp_path / "gswarm-data"),
         "worker_memory_limit": "2GiB",
         "grpc_port": 0,
+        **{k: list(v) for k, v in LOOPBACK_ONLY.items()},  # http(s) sources on loopback only
     }
 
 

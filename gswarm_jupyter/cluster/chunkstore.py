@@ -9,10 +9,9 @@ or failed write leaves nothing behind.
 
 from __future__ import annotations
 
+import http.client
 import os
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,10 @@ import numpy as np
 from distributed import get_worker
 
 from ..core.chunks import check_layout
-from ..core.errors import InsufficientMemory, NetworkError, NotFound, NotImplementedFeature
+from ..core.errors import NetworkError, NotFound, NotImplementedFeature
+from ..core.fetchpolicy import FetchPolicy
+from ..core.redact import redact_url
+from .httpfetch import Response, Room, open_url, status_error
 from .signals import TaskSignal, worker_op
 from .workerstore import WorkerStore
 
@@ -179,20 +181,16 @@ def _to_torch(array: np.ndarray, device: str) -> Any:
 
 
 
-def _open(url: str) -> Any:
-    """The response to GET `url`, or `NetworkError` (raised with no exception chain: the chain
-    would hold the failed response's socket, which cannot cross to the server)."""
-    failure: str | None = None
-    status: int | None = None
-    try:
-        return urllib.request.urlopen(url, timeout=30)  # noqa: S310 (schemes checked)
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-        failure = f"GET {url} answered {exc.code} {exc.reason}"
-        exc.close()
-    except (urllib.error.URLError, OSError) as exc:
-        failure = f"cannot fetch {url}: {exc}"
-    raise NetworkError(failure, {"url": url, "status": status})
+def _open(url: str, policy: FetchPolicy) -> Response:
+    """The successful response to GET `url`, or `Forbidden` / `NetworkError` (raised with no
+    exception chain: the chain would hold the failed response's socket, which cannot cross to
+    the server)."""
+    response = open_url(url, policy)
+    if response.status >= 400:
+        error = status_error(response)
+        response.close()
+        raise error
+    return response
 
 
 # -- Dask ops (run on a worker) -----------------------------------------------------------------
@@ -233,39 +231,47 @@ def fetch_chunk(
     device: str,
     url: str,
     signal: TaskSignal,
-    layout: Layout | None = None,
-    available: int | None = None,
-    device_name: str = "",
+    layout: Layout | None,
+    room: Room,
+    policy: FetchPolicy,
 ) -> dict[str, Any]:
-    """Download `url` (http or https) into one copy, with progress; nothing stays on failure."""
+    """Download `url` (http or https, where `policy` allows) into one copy, with progress,
+    stopping once it outgrows `room`; nothing stays on failure."""
     worker = get_worker()
     try:
-        response = _open(url)
-        with response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            if total is not None and available is not None and total > available:
-                raise InsufficientMemory(
-                    f"{device_name} has {available} bytes free; {url} is {total} bytes",
-                    required=total, available=available, device=device_name,
-                )
-            buffer = bytearray()
-            while True:
-                signal.check()
-                block = response.read(1024 * 1024)
-                if not block:
-                    break
-                buffer.extend(block)
-                if total:
-                    signal.progress(90 * min(1.0, len(buffer) / total))
+        data = download_bytes(url, policy, room, signal)
         if layout is not None:
-            check_layout("tensor", len(buffer), layout[0], layout[1])
-        if total is not None and len(buffer) != total:
-            raise NetworkError(f"{url} ended after {len(buffer)} of {total} bytes", {"url": url})
+            check_layout("tensor", len(data), layout[0], layout[1])
         size = ChunkStore.of(worker).write(
-            chunk_id, device, buffer, signal, layout, progress_range=(90.0, 100.0)
+            chunk_id, device, data, signal, layout, progress_range=(90.0, 100.0)
         )
     finally:
         signal.done()
     return {"size": size, "worker": worker.address}
 
+
+def download_bytes(url: str, policy: FetchPolicy, room: Room, signal: TaskSignal) -> bytearray:
+    """The body of `url`, counted against `room` as it arrives (progress 0..90)."""
+    shown = redact_url(url)
+    with _open(url, policy) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        if total is not None:
+            room.check(total, url, declared=True)
+        buffer = bytearray()
+        while True:
+            signal.check()
+            try:
+                block = response.read(1024 * 1024)
+            except (OSError, http.client.HTTPException) as exc:
+                raise NetworkError(f"{shown} broke off after {len(buffer)} bytes: {exc}",
+                                   {"url": shown}) from None
+            if not block:
+                break
+            buffer.extend(block)
+            room.check(len(buffer), url)
+            if total:
+                signal.progress(90 * min(1.0, len(buffer) / total))
+    if total is not None and len(buffer) != total:
+        raise NetworkError(f"{shown} ended after {len(buffer)} of {total} bytes", {"url": shown})
+    return buffer

@@ -11,6 +11,7 @@ that records its target available: a chunk never loses its last copy otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -41,12 +42,14 @@ from ..core.errors import (
     error_from_dict,
 )
 from ..core.keylocks import KeyedLocks
+from ..core.fetchpolicy import FetchPolicy
 from ..core.names import DeviceRef, parse_device
 from ..core.nodes import Node
 from ..core.pagination import paginate
 from ..core.tasks import Task
 from .chunkstore import drop_chunk, fetch_chunk, get_chunk, put_chunk
 from .executor import Job, TaskExecutor
+from .httpfetch import Room, precheck
 from .runtime import ClusterRuntime
 from .signals import TaskSignal, WorkerOpError
 
@@ -64,11 +67,13 @@ class DataPool:
         runtime: ClusterRuntime,
         executor: TaskExecutor,
         model_roots: list[str],
+        fetch_policy: FetchPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
         self.executor = executor
         self.model_roots = [Path(r).expanduser().resolve() for r in model_roots]
+        self.fetch_policy = fetch_policy or FetchPolicy()  # where http(s) urls may be fetched
         self._held: Counter[str] = Counter()
         self._locks = KeyedLocks()  # one per chunk id
         executor.register("download", self._run_download)
@@ -212,6 +217,8 @@ class DataPool:
             scheme = urlparse(req.url).scheme
             if scheme in ("http", "https"):
                 check_layout(req.format, None, shape, dtype)
+                # A url the policy denies is refused now, before any chunk exists.
+                await asyncio.to_thread(precheck, req.url, self.fetch_policy)
                 return self._download(req, ref, created_by)
             if scheme != "file":
                 raise InvalidRequest(
@@ -344,9 +351,10 @@ class DataPool:
         chunk_id, node, device = p["chunk_id"], p["node"], p["device"]
         layout = tuple(p["layout"]) if p.get("layout") else None
         free = self.runtime.nodes.get(node).devices.get(device, {}).get("available")
+        room = Room(None if free is None else int(free), f"{node}:{device}")
         try:
-            future = job.submit(fetch_chunk, chunk_id, device, p["url"], job.signal, layout, free,
-                                f"{node}:{device}", node=node)
+            future = job.submit(fetch_chunk, chunk_id, device, p["url"], job.signal, layout, room,
+                                self.fetch_policy, node=node)
             stored = await job.wait(future)
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):

@@ -15,6 +15,7 @@ again right before each removal, since cancelling awaits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -34,6 +35,7 @@ from ..core.errors import (
     ResourceUnavailable,
     error_from_dict,
 )
+from ..core.fetchpolicy import FetchPolicy
 from ..core.keylocks import KeyedLocks
 from ..core.modelregistry import ModelRegistry, is_memory_device, location_record
 from ..core.models_api import (
@@ -48,9 +50,11 @@ from ..core.names import DeviceRef, check_model_name, parse_device
 from ..core.nodes import Node, NodeChange
 from ..core.pagination import paginate
 from ..core.placement import Resident, choose_source, free_bytes, plan_room, read_cost
+from ..core.redact import has_redacted_userinfo, redact_url
 from ..core.sources import Source, parse_source
 from ..core.tasks import Task
 from .executor import Job, TaskExecutor
+from .httpfetch import Room, precheck
 from .model_users import ModelUsers
 from .runtime import ClusterRuntime
 from .signals import TaskSignal, WorkerOpError
@@ -88,6 +92,7 @@ class ModelStore:
         executor: TaskExecutor,
         model_roots: list[str],
         capacity: dict[str, int] | None = None,
+        fetch_policy: FetchPolicy | None = None,
         users: ModelUsers | None = None,
     ) -> None:
         self.registry = registry
@@ -95,6 +100,7 @@ class ModelStore:
         self.executor = executor
         self.model_roots = list(model_roots)
         self.capacity = dict(capacity or {})  # bytes models may take per device (bare or node:dev)
+        self.fetch_policy = fetch_policy or FetchPolicy()  # where http(s) sources may be fetched
         self.listeners: list[Listener] = []
         self.services: dict[str, dict[str, str]] = {}  # model -> {node: url}, from the services
         self.users = users if users is not None else ModelUsers()
@@ -231,6 +237,7 @@ class ModelStore:
         if self.registry.exists(name):
             raise Conflict(f"model {name!r} already exists", {"model_name": name})
         source = parse_source(req.source_url, self.model_roots)
+        await self._precheck(source)
         arch, estimate = _expected(source)
         if req.model_type is not None and arch is not None and req.model_type != arch:
             raise InvalidRequest(
@@ -242,7 +249,7 @@ class ModelStore:
         if estimate is not None:
             await self._make_room(name, target, estimate, req.evict)
         metadata = dict(req.metadata)
-        self.registry.create(name, source_url=req.source_url,
+        self.registry.create(name, source_url=redact_url(req.source_url),
                              model_type=req.model_type or arch, metadata=metadata)
         if source.kind == "http":
             return self._start_download(name, source, target, req.checksum, req.priority,
@@ -292,7 +299,13 @@ class ModelStore:
 
     async def download(self, name: str, req: DownloadRequest) -> Task:
         row = self.registry.row(name)
+        if req.source_url is None and has_redacted_userinfo(row["source_url"]):
+            raise InvalidRequest(
+                f"the credentials of {name}'s source_url were not kept: give source_url again",
+                {"field": "source_url"},
+            )
         source = parse_source(req.source_url or row["source_url"], self.model_roots)
+        await self._precheck(source)
         target = self._target(req.target_device, "target_device")
         self.runtime.nodes.online_node(target.node)
         self._check_free_target(name, target)
@@ -567,10 +580,10 @@ class ModelStore:
         name = p["model_name"]
         target = _ref(p["target"])
         self.registry.row(name)
-        free = self.runtime.nodes.get(target.node).devices.get(target.device, {}).get("available")
         try:
             future = job.submit(acquire_weights, name, p["version"], target.device, p["source"],
-                                job.signal, p.get("checksum"), free, str(target), node=target.node)
+                                job.signal, p.get("checksum"), self._download_room(name, target),
+                                self.fetch_policy, node=target.node)
             stored = await job.wait(future)
         except BaseException:
             await self._forget_target(name, target, job)
@@ -815,6 +828,21 @@ class ModelStore:
                            {"field": field, "device": str(ref),
                             "devices": sorted(node.device_names)})
         return ref
+
+    async def _precheck(self, source: Source) -> None:
+        """An http(s) source the fetch policy denies is refused now, before anything is made."""
+        if source.kind == "http":
+            await asyncio.to_thread(precheck, source.url, self.fetch_policy)
+
+    def _download_room(self, name: str, target: DeviceRef) -> Room:
+        """What a download to `target` may take: the free bytes the node reports, within the
+        model capacity left there."""
+        reported = self.runtime.nodes.get(target.node).devices.get(target.device, {})
+        cap = self.capacity.get(str(target), self.capacity.get(target.device))
+        resident = sum(loc["size"] or 0
+                       for loc in self.registry.on_device(target.node, target.device)
+                       if loc["name"] != name and loc["status"] != "lost")
+        return Room(free_bytes(reported.get("available"), cap, resident), str(target))
 
     async def _drop_quietly(self, name: str, node: str, device: str) -> None:
         """Best effort: remove a copy's bytes from its node (gone already if the worker restarted)."""

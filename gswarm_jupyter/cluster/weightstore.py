@@ -23,8 +23,6 @@ import http.client
 import os
 import shutil
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +30,12 @@ from typing import Any
 import numpy as np
 from distributed import get_worker
 
-from ..core.errors import InsufficientMemory, InvalidRequest, NetworkError, NotFound, TaskFailed
+from ..core.errors import InvalidRequest, NetworkError, NotFound, TaskFailed
+from ..core.fetchpolicy import FetchPolicy
+from ..core.redact import redact_url
 from . import weightfile
 from .chunkstore import as_byte_array, copy_blocks
+from .httpfetch import Room, open_url, status_error
 from .signals import TaskSignal, worker_op
 from .weightfile import SAFETENSORS, SUFFIX, TORCHSCRIPT, Described
 from .workerstore import WorkerStore
@@ -304,27 +305,29 @@ class WeightStore(WorkerStore):
         url: str,
         signal: TaskSignal,
         *,
+        policy: FetchPolicy,
+        room: Room | None = None,
         expect_checksum: str | None = None,
-        available: int | None = None,
-        device_name: str = "",
     ) -> dict[str, Any]:
-        """Stream `url` into the node's store (resuming with Range after a dropped connection),
-        check its sha256 and format, then make it the copy on `device`. Nothing stays on failure."""
+        """Stream `url` (where `policy` allows) into the node's store, resuming with Range after
+        a dropped connection and stopping once it outgrows `room`; check its sha256 and format,
+        then make it the copy on `device`. Nothing stays on failure."""
+        shown = redact_url(url)
         folder = self.folder / name
         folder.mkdir(parents=True, exist_ok=True)
         part = folder / f"v{version}.{signal.task_id}.download.part"
         try:
-            _fetch(url, part, signal, available, device_name)
+            _fetch(url, part, signal, policy, room or Room(None, device))
             checksum = _sha256_file(part)
             if expect_checksum and checksum != expect_checksum.lower():
                 raise TaskFailed(
-                    f"checksum mismatch for {url}: expected {expect_checksum}, got {checksum}",
-                    {"expected": expect_checksum, "got": checksum, "url": url},
+                    f"checksum mismatch for {shown}: expected {expect_checksum}, got {checksum}",
+                    {"expected": expect_checksum, "got": checksum, "url": shown},
                 )
             try:
                 described = weightfile.describe_file(str(part))
             except ValueError as exc:
-                raise TaskFailed(f"{url}: {exc}", {"url": url}) from None
+                raise TaskFailed(f"{shown}: {exc}", {"url": shown}) from None
             if device == "disk":
                 final = self.path(name, version, described.format)
                 _fsync_file(part)
@@ -349,29 +352,26 @@ def _describe(src: np.ndarray) -> Described:
         raise InvalidRequest(str(exc), {"field": "source_url"}) from None
 
 
-def _fetch(url: str, part: Path, signal: TaskSignal, available: int | None, device_name: str) -> None:
+def _fetch(url: str, part: Path, signal: TaskSignal, policy: FetchPolicy, room: Room) -> None:
     """Download `url` into `part`, resuming after dropped connections; progress 0..90."""
+    shown = redact_url(url)
     attempts = 0
     total: int | None = None
     while True:
         have = part.stat().st_size if part.exists() else 0
-        request = urllib.request.Request(url)
-        if have:
-            request.add_header("Range", f"bytes={have}-")
         try:
-            response = urllib.request.urlopen(request, timeout=30)  # noqa: S310 (http(s) only)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416 and have and total == have:
-                return
-            raise NetworkError(f"GET {url} answered {exc.code} {exc.reason}",
-                               {"url": url, "status": exc.code}) from None
-        except (urllib.error.URLError, OSError) as exc:
+            response = open_url(url, policy, {"Range": f"bytes={have}-"} if have else None)
+        except NetworkError:  # unreachable for now (a policy refusal is not retried)
             attempts += 1
             if attempts >= DOWNLOAD_ATTEMPTS:
-                raise NetworkError(f"cannot fetch {url}: {exc}", {"url": url}) from None
+                raise
             time.sleep(min(2.0, 0.2 * attempts))
             continue
         with response:
+            if response.status >= 400:
+                if response.status == 416 and have and total == have:
+                    return
+                raise status_error(response)
             resumed = have and response.status == 206
             length = response.headers.get("Content-Length")
             if resumed:
@@ -382,11 +382,8 @@ def _fetch(url: str, part: Path, signal: TaskSignal, available: int | None, devi
                 total = int(full) if full.isdigit() else None
             else:
                 total = int(length) if length and length.isdigit() else None
-            if total is not None and available is not None and total > available:
-                raise InsufficientMemory(
-                    f"{device_name} has {available} bytes free; {url} is {total} bytes",
-                    required=total, available=available, device=device_name,
-                )
+            if total is not None:
+                room.check(total, url, declared=True)
             done = have if resumed else 0
             try:
                 with open(part, "ab" if resumed else "wb") as f:
@@ -397,19 +394,20 @@ def _fetch(url: str, part: Path, signal: TaskSignal, available: int | None, devi
                             break
                         f.write(block)
                         done += len(block)
+                        room.check(done, url)
                         if total:
                             signal.progress(90 * min(1.0, done / total))
             except (OSError, http.client.HTTPException) as exc:
                 attempts += 1
                 if attempts >= DOWNLOAD_ATTEMPTS:
-                    raise NetworkError(f"{url} broke off after {done} bytes: {exc}",
-                                       {"url": url}) from None
+                    raise NetworkError(f"{shown} broke off after {done} bytes: {exc}",
+                                       {"url": shown}) from None
                 continue
         if total is None or done == total:
             return
         attempts += 1  # the source ended early: resume, or give up
         if attempts >= DOWNLOAD_ATTEMPTS:
-            raise NetworkError(f"{url} ended after {done} of {total} bytes", {"url": url})
+            raise NetworkError(f"{shown} ended after {done} of {total} bytes", {"url": shown})
 
 
 def _fsync_file(path: Path) -> None:
@@ -491,11 +489,12 @@ def acquire_weights(
     source: dict[str, Any],
     signal: TaskSignal,
     expect_checksum: str | None = None,
-    available: int | None = None,
-    device_name: str = "",
+    room: Room | None = None,
+    policy: FetchPolicy | None = None,
 ) -> dict[str, Any]:
-    """Make the first copy of a model from its source (builtin, file or http); answers what was
-    stored and the worker that holds it."""
+    """Make the first copy of a model from its source (builtin, file, or http where `policy`
+    allows: the default policy when none is given); answers what was stored and the worker that
+    holds it."""
     worker = get_worker()
     store = WeightStore.of(worker)
     try:
@@ -518,8 +517,8 @@ def acquire_weights(
                                       expect_checksum=expect_checksum)
         elif kind == "http":
             stored = store.download(name, version, device, source["url"], signal,
-                                    expect_checksum=expect_checksum, available=available,
-                                    device_name=device_name)
+                                    policy=policy or FetchPolicy(), room=room,
+                                    expect_checksum=expect_checksum)
         else:
             raise InvalidRequest(f"unknown source kind {kind!r}", {"field": "source_url"})
     finally:

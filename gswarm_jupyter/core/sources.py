@@ -10,6 +10,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from .errors import Forbidden, InvalidRequest, NotFound
+from .redact import redact_url
 
 SourceKind = Literal["builtin", "file", "http"]
 SCHEMES: dict[str, SourceKind] = {
@@ -23,7 +24,7 @@ SCHEMES: dict[str, SourceKind] = {
 @dataclass(frozen=True, slots=True)
 class Source:
     kind: SourceKind
-    url: str
+    url: str  # as given, credentials included: never stored or shown (core/redact.py)
     path: str | None = None  # file://: the resolved path, checked against the roots
 
     def params(self) -> dict[str, str | None]:
@@ -42,7 +43,7 @@ def parse_source(url: str, roots: list[str], field: str = "source_url") -> Sourc
             {"field": field, "allowed": sorted(SCHEMES)},
         )
     if kind == "http" and not urlsplit(url).netloc:
-        raise InvalidRequest(f"{field} {url!r} has no host", {"field": field})
+        raise InvalidRequest(f"{field} {redact_url(url)!r} has no host", {"field": field})
     if kind == "file":
         return Source("file", url, str(resolve_under_roots(file_path(url), roots, field)))
     return Source(kind, url)
@@ -52,7 +53,7 @@ def file_path(url: str) -> str:
     """The path of a `file://` URL (`file:///a/b`, or `file://localhost/a/b`)."""
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
-        raise InvalidRequest(f"file URL {url!r} names a host", {"field": "source_url"})
+        raise InvalidRequest(f"file URL {redact_url(url)!r} names a host", {"field": "source_url"})
     return unquote(parts.path)
 
 

@@ -22,6 +22,7 @@ from ..cluster.training import Trainer
 from ..core.chunks import ChunkRegistry
 from ..core.compute_store import RequestMap
 from ..core.db import Database
+from ..core.fetchpolicy import FetchPolicy
 from ..core.modelregistry import ModelRegistry
 from ..core.ratelimit import RateLimiter
 from ..core.retention import Retention
@@ -72,6 +73,19 @@ class GswarmApp(ExtensionApp):
     task_history_sweep_seconds = Float(
         600.0, config=True, help="Seconds between two sweeps of old finished tasks."
     )
+    fetch_allow = List(
+        Unicode(),
+        config=True,
+        help="Where http(s) chunk and model sources may be fetched although the default refuses: "
+        "CIDR networks ('127.0.0.0/8'), addresses or exact host names. Metadata addresses stay "
+        "refused.",
+    )
+    fetch_deny = List(
+        Unicode(),
+        config=True,
+        help="Where http(s) sources may not be fetched (after fetch_allow): networks, addresses "
+        "or host names; '0.0.0.0/0', '::/0' or '*' also refuse every host name not allowed.",
+    )
     model_capacity = Dict(
         value_trait=Int(), config=True,
         help="Bytes model copies may take per device, by bare ('dram') or qualified "
@@ -91,6 +105,7 @@ class GswarmApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         data_dir = self.resolved_data_dir()
+        fetch_policy = FetchPolicy(self.fetch_allow, self.fetch_deny)
         data_dir.mkdir(parents=True, exist_ok=True)
         runtime = ClusterRuntime(
             ClusterConfig(
@@ -128,13 +143,15 @@ class GswarmApp(ExtensionApp):
         self.context.data = DataPool(
             ChunkRegistry(self.context.db), runtime, self.context.tasks,
             self.context.config["model_roots"],
+            fetch_policy=fetch_policy,
         )
         # The serving side joins `users` as it is built: copies its replicas hold stay, a deleted
         # model's services stop, a new version written by training is reloaded between batches.
         users = ModelUsers()
         self.context.models = ModelStore(
             ModelRegistry(self.context.db), runtime, self.context.tasks,
-            self.context.config["model_roots"], capacity=dict(self.model_capacity), users=users,
+            self.context.config["model_roots"], capacity=dict(self.model_capacity),
+            fetch_policy=fetch_policy, users=users,
         )
         self.context.training = Trainer(
             self.context.models, self.context.tasks, runtime, RequestMap(self.context.db),

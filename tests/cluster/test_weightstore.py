@@ -13,9 +13,14 @@ from gswarm_jupyter.cluster import signals
 from gswarm_jupyter.cluster.signals import TaskCancelled, TaskSignal
 from gswarm_jupyter.cluster.weightstore import WeightStore
 from gswarm_jupyter.core.errors import InvalidRequest, NetworkError, NotFound, TaskFailed
+from gswarm_jupyter.core.fetchpolicy import FetchPolicy
+from gswarm_jupyter.testing import LOOPBACK_ONLY
 from gswarm_kernels import checkpoint_bytes, init_params, parse_builtin_url
 
 from ..http_source import Source
+
+
+LOOPBACK = FetchPolicy(LOOPBACK_ONLY["fetch_allow"], LOOPBACK_ONLY["fetch_deny"])
 
 
 def mlp_bytes(seed: int = 0) -> bytes:
@@ -122,7 +127,7 @@ def test_download_resumes_after_a_dropped_connection(store):
         src.files["m.safetensors"] = data
         src.break_after["m.safetensors"] = 300
         stored = store.download("m", 1, "disk", src.url("m.safetensors"), TaskSignal("t"),
-                                expect_checksum=sha(data))
+                                policy=LOOPBACK, expect_checksum=sha(data))
         ranges = [r["range"] for r in src.requests]
     assert stored["checksum"] == sha(data)
     assert ranges[0] is None and ranges[-1] == "bytes=300-"
@@ -136,9 +141,10 @@ def test_download_checksum_mismatch_and_missing_source_leave_nothing(store):
         src.files["m.safetensors"] = data
         with pytest.raises(TaskFailed, match="checksum mismatch"):
             store.download("m", 1, "dram", src.url("m.safetensors"), TaskSignal("t"),
-                           expect_checksum=sha(b"other"))
+                           policy=LOOPBACK, expect_checksum=sha(b"other"))
         with pytest.raises(NetworkError, match="404"):
-            store.download("m", 1, "disk", src.url("gone.safetensors"), TaskSignal("t2"))
+            store.download("m", 1, "disk", src.url("gone.safetensors"), TaskSignal("t2"),
+                           policy=LOOPBACK)
     assert store.copies() == {} and list(store.folder.rglob("*.part")) == []
 
 
@@ -149,7 +155,8 @@ def write_v2(store, how: str, data: bytes) -> None:
         return
     with Source() as src:
         src.files["m.safetensors"] = data
-        store.download("m", 2, "disk", src.url("m.safetensors"), TaskSignal("t-v2"))
+        store.download("m", 2, "disk", src.url("m.safetensors"), TaskSignal("t-v2"),
+                       policy=LOOPBACK)
 
 
 @pytest.mark.parametrize("how", ["write", "download"])
