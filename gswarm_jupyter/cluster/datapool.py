@@ -16,13 +16,14 @@ import base64
 import binascii
 import contextlib
 import logging
+import os
 import re
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from ..core.chunks import (
     ChunkRegistry,
@@ -34,18 +35,19 @@ from ..core.db import loads
 from ..core.data_api import ChunkCreate, ChunkMove, ChunkQuery, ChunkTransfer
 from ..core.errors import (
     Conflict,
-    Forbidden,
     GswarmError,
     InsufficientMemory,
     InvalidRequest,
     NotFound,
+    PayloadTooLarge,
     error_from_dict,
 )
-from ..core.keylocks import KeyedLocks
 from ..core.fetchpolicy import FetchPolicy
+from ..core.keylocks import KeyedLocks
 from ..core.names import DeviceRef, parse_device
 from ..core.nodes import Node
 from ..core.pagination import paginate
+from ..core.sources import file_path, resolve_under_roots
 from ..core.tasks import Task
 from .chunkstore import drop_chunk, fetch_chunk, get_chunk, put_chunk
 from .executor import Job, TaskExecutor
@@ -67,12 +69,14 @@ class DataPool:
         runtime: ClusterRuntime,
         executor: TaskExecutor,
         model_roots: list[str],
+        max_chunk_bytes: int = 2**30,
         fetch_policy: FetchPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
         self.executor = executor
         self.model_roots = [Path(r).expanduser().resolve() for r in model_roots]
+        self.max_chunk_bytes = max_chunk_bytes
         self.fetch_policy = fetch_policy or FetchPolicy()  # where http(s) urls may be fetched
         self._held: Counter[str] = Counter()
         self._locks = KeyedLocks()  # one per chunk id
@@ -186,7 +190,7 @@ class DataPool:
             finally:
                 future.release()
             self.registry.count_access(chunk_id)
-            return bytes(array.data), row["format"]
+            return await asyncio.to_thread(bytes, array.data), row["format"]  # up to a GiB
         if last is not None and not isinstance(last, NotFound):
             raise last
         raise Conflict(
@@ -213,10 +217,10 @@ class DataPool:
             )
         shape, dtype = req.metadata.shape, req.metadata.dtype
         layout = (shape, dtype) if req.format == "tensor" else None
+        check_layout(req.format, None, shape, dtype, max_bytes=self.max_chunk_bytes)
         if req.url is not None:
             scheme = urlparse(req.url).scheme
             if scheme in ("http", "https"):
-                check_layout(req.format, None, shape, dtype)
                 # A url the policy denies is refused now, before any chunk exists.
                 await asyncio.to_thread(precheck, req.url, self.fetch_policy)
                 return self._download(req, ref, created_by)
@@ -224,15 +228,11 @@ class DataPool:
                 raise InvalidRequest(
                     f"unsupported url scheme {scheme!r}: use http, https or file", {"field": "url"}
                 )
-            data = self._read_file(req.url)
+            data = await asyncio.to_thread(self._read_file, req.url, req)
         else:
-            try:
-                data = base64.b64decode(req.data or "", validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidRequest(
-                    f"data is not valid base64: {exc}", {"field": "data"}
-                ) from None
-        check_layout(req.format, len(data), shape, dtype, data)
+            encoded = req.data or ""
+            self._check_chunk_size(decoded_size(encoded), "data")
+            data = await asyncio.to_thread(self._decode, encoded, req)
         self._check_room(node, ref, len(data))
 
         chunk_id = new_chunk_id()
@@ -546,15 +546,37 @@ class DataPool:
                 required=size, available=int(available), device=str(ref),
             )
 
-    def _read_file(self, url: str) -> bytes:
-        path = Path(unquote(urlparse(url).path)).expanduser().resolve()
-        if not any(path.is_relative_to(root) for root in self.model_roots):
-            raise Forbidden(
-                f"{path} is outside the allowed roots", {"field": "url", "path": str(path)}
+    def _check_chunk_size(self, size: int, field: str) -> None:
+        if size > self.max_chunk_bytes:
+            raise PayloadTooLarge(
+                f"the chunk is {size} bytes; the limit is {self.max_chunk_bytes} bytes "
+                "(GswarmApp.max_chunk_bytes)",
+                limit=self.max_chunk_bytes, size=size, field=field,
             )
-        if not path.is_file():
-            raise NotFound(f"no file at {path}", {"field": "url", "path": str(path)})
-        return path.read_bytes()
+
+    def _read_file(self, url: str, req: ChunkCreate) -> bytes:
+        """In a thread: the bytes of a file under the roots (its size checked before they are
+        read), their layout checked."""
+        path = resolve_under_roots(file_path(url, "url"), self.model_roots, "url")
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            self._check_chunk_size(size, "url")
+            data = f.read(size + 1)
+            if len(data) > size:  # it grew since: read on, up to one byte past the limit
+                data += f.read(self.max_chunk_bytes + 1 - len(data))
+                self._check_chunk_size(len(data), "url")
+        check_layout(req.format, len(data), req.metadata.shape, req.metadata.dtype, data)
+        return data
+
+    @staticmethod
+    def _decode(encoded: str, req: ChunkCreate) -> bytes:
+        """In a thread: base64 `data` decoded, its layout checked."""
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest(f"data is not valid base64: {exc}", {"field": "data"}) from None
+        check_layout(req.format, len(data), req.metadata.shape, req.metadata.dtype, data)
+        return data
 
     async def _drop_quietly(self, chunk_id: str, node: str, device: str) -> None:
         """Best effort: remove a copy's bytes from its node (gone if the worker restarted)."""
@@ -562,6 +584,12 @@ class DataPool:
             await self.runtime.run_on(node, drop_chunk, chunk_id, device, timeout=10)
         except Exception as exc:
             log.warning("gswarm: could not drop %s from %s:%s: %s", chunk_id, node, device, exc)
+
+
+def decoded_size(encoded: str) -> int:
+    """The byte count base64 `encoded` decodes to (without decoding it)."""
+    tail = encoded[-2:]
+    return len(encoded) * 3 // 4 - (len(tail) - len(tail.rstrip("=")))
 
 
 def _cost(device: str) -> int:

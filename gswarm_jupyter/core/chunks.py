@@ -8,7 +8,6 @@ A location's status is `available`, `copying` (a move or transfer is writing it)
 from __future__ import annotations
 
 import json
-import math
 import secrets
 import sqlite3
 import time
@@ -23,6 +22,8 @@ ChunkFormat = Literal["tensor", "bytes", "json"]
 LocationStatus = Literal["available", "copying", "downloading", "lost"]
 
 MEMORY_DEVICES = ("dram", "gpu", "vgpu")  # prefixes of devices whose copies die with the worker
+MAX_DIMS = 32  # numpy's own limit (NPY_MAXDIMS of numpy 1.x)
+UNBOUNDED = 2**62  # the byte count a tensor may have when no limit is configured
 
 # Element sizes of the dtypes a tensor chunk may have (numpy and torch names).
 DTYPE_SIZES: dict[str, int] = {
@@ -87,8 +88,10 @@ def check_layout(
     shape: list[int] | None,
     dtype: str | None,
     data: bytes | None = None,
+    max_bytes: int | None = None,
 ) -> None:
-    """A tensor needs a known dtype and a shape whose byte count is `size`; json must parse."""
+    """A tensor needs a known dtype and a shape whose byte count is `size` (and at most
+    `max_bytes`); json must parse."""
     if fmt == "tensor":
         if shape is None:
             raise InvalidRequest("a tensor chunk needs metadata.shape", {"field": "metadata.shape"})
@@ -99,9 +102,7 @@ def check_layout(
                 f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPE_SIZES)}",
                 {"field": "metadata.dtype", "allowed": list(DTYPE_SIZES)},
             )
-        if any(d < 0 for d in shape):
-            raise InvalidRequest("shape dimensions must be >= 0", {"field": "metadata.shape"})
-        expected = math.prod(shape) * DTYPE_SIZES[dtype]
+        expected = tensor_bytes(shape, dtype, max_bytes)
         if size is not None and size != expected:
             raise InvalidRequest(
                 f"{size} bytes do not fit shape {shape} of {dtype} ({expected} bytes)",
@@ -111,8 +112,33 @@ def check_layout(
     elif fmt == "json" and data is not None:
         try:
             json.loads(data.decode("utf-8"))
+        except RecursionError:
+            raise InvalidRequest("data is JSON nested too deeply", {"field": "data"}) from None
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidRequest(f"data is not UTF-8 JSON: {exc}", {"field": "data"}) from None
+
+
+def tensor_bytes(shape: list[int], dtype: str, max_bytes: int | None = None) -> int:
+    """The byte count of a `shape` of `dtype` (a known one): at most `MAX_DIMS` dimensions, each
+    >= 0, and at most `max_bytes` bytes in all (`InvalidRequest` naming metadata.shape)."""
+    if len(shape) > MAX_DIMS:
+        raise InvalidRequest(
+            f"a tensor has at most {MAX_DIMS} dimensions; shape has {len(shape)}",
+            {"field": "metadata.shape", "limit": MAX_DIMS, "got": len(shape)},
+        )
+    if any(d < 0 for d in shape):
+        raise InvalidRequest("shape dimensions must be >= 0", {"field": "metadata.shape"})
+    limit = UNBOUNDED if max_bytes is None else max_bytes
+    itemsize = DTYPE_SIZES[dtype]
+    count = 1
+    for d in shape:  # bounded as it goes: no product of huge numbers is ever formed
+        count *= d
+        if d * itemsize > limit or count * itemsize > limit:
+            raise InvalidRequest(
+                f"shape {shape} of {dtype} is over the limit of {limit} bytes",
+                {"field": "metadata.shape", "limit": limit, "shape": shape, "dtype": dtype},
+            )
+    return count * itemsize
 
 
 class ChunkRegistry:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .chunks import ChunkFormat, ChunkType
+from .chunks import MAX_DIMS, ChunkFormat, ChunkType
 from .pagination import PageQuery
 from .queue_api import TaskStarting
 
@@ -14,7 +14,7 @@ from .queue_api import TaskStarting
 class ChunkMetadataIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    shape: list[int] | None = None
+    shape: list[Annotated[int, Field(ge=0)]] | None = Field(None, max_length=MAX_DIMS)
     dtype: str | None = None
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,27 +46,28 @@ def parse_source(url: str, roots: list[str], field: str = "source_url") -> Sourc
     if kind == "http" and not urlsplit(url).netloc:
         raise InvalidRequest(f"{field} {redact_url(url)!r} has no host", {"field": field})
     if kind == "file":
-        return Source("file", url, str(resolve_under_roots(file_path(url), roots, field)))
+        return Source("file", url, str(resolve_under_roots(file_path(url, field), roots, field)))
     return Source(kind, url)
 
 
-def file_path(url: str) -> str:
+def file_path(url: str, field: str = "source_url") -> str:
     """The path of a `file://` URL (`file:///a/b`, or `file://localhost/a/b`)."""
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
-        raise InvalidRequest(f"file URL {redact_url(url)!r} names a host", {"field": "source_url"})
+        raise InvalidRequest(f"file URL {redact_url(url)!r} names a host", {"field": field})
     return unquote(parts.path)
 
 
-def resolve_under_roots(path: str, roots: list[str], field: str = "source_url") -> Path:
+def resolve_under_roots(
+    path: str, roots: Sequence[str | os.PathLike[str]], field: str = "source_url"
+) -> Path:
     """`path` with symlinks and `..` resolved, if it lies under one of `roots`; else `Forbidden`.
-    A path under a root that does not exist is `NotFound`."""
+    A path under a root that does not exist is `NotFound`. Errors echo `path` as the client sent
+    it, never what it resolves to (which would tell where the roots and links lead)."""
     resolved = Path(os.path.expanduser(path)).resolve()
     allowed = [Path(os.path.expanduser(r)).resolve() for r in roots]
     if not any(resolved == root or resolved.is_relative_to(root) for root in allowed):
-        raise Forbidden(
-            f"{path} is outside the allowed model roots", {"field": field, "path": str(resolved)}
-        )
+        raise Forbidden(f"{path!r} is outside the allowed roots", {"field": field, "path": path})
     if not resolved.is_file():
-        raise NotFound(f"no file at {resolved}", {"field": field, "path": str(resolved)})
+        raise NotFound(f"no file at {path!r}", {"field": field, "path": path})
     return resolved

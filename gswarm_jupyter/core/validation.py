@@ -1,7 +1,12 @@
-"""Pydantic validation that fails with the API's `INVALID_REQUEST`, naming the field."""
+"""Pydantic validation and JSON parsing that fail with the API's `INVALID_REQUEST`, naming the field.
+
+Nothing a client sends escapes as another error: nesting too deep for the parser or for pydantic
+(`RecursionError`) is an `INVALID_REQUEST` like any other malformed body.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +22,30 @@ def validate(model: type[M], data: Any, where: str = "body") -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid_request(exc, where) from None
+    except RecursionError:
+        raise too_deep(where) from None
+
+
+def parse_json_object(raw: bytes | bytearray | str, field: str = "body") -> dict[str, Any]:
+    """The JSON object `raw` holds, or `InvalidRequest` (malformed, too deep, not an object)."""
+    data = parse_json(raw, field)
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"the {field} must be a JSON object", {"field": field})
+    return data
+
+
+def parse_json(raw: bytes | bytearray | str, field: str = "body") -> Any:
+    """The JSON value `raw` holds, or `InvalidRequest` naming `field`."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise too_deep(field) from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidRequest(f"malformed JSON {field}: {exc}", {"field": field}) from None
+
+
+def too_deep(field: str) -> InvalidRequest:
+    return InvalidRequest(f"the {field} is nested too deeply", {"field": field})
 
 
 def invalid_request(exc: ValidationError, where: str = "body") -> InvalidRequest:

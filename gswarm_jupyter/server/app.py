@@ -73,6 +73,15 @@ class GswarmApp(ExtensionApp):
     task_history_sweep_seconds = Float(
         600.0, config=True, help="Seconds between two sweeps of old finished tasks."
     )
+    max_body_bytes = Int(
+        64 * 2**20, config=True,
+        help="Largest request body a gswarm route reads (413 PAYLOAD_TOO_LARGE past it); larger "
+        "data goes to the data pool as a file:// or http(s) url.",
+    )
+    max_chunk_bytes = Int(
+        2**30, config=True,
+        help="Largest data-pool chunk POST /data stores (413 PAYLOAD_TOO_LARGE past it).",
+    )
     fetch_allow = List(
         Unicode(),
         config=True,
@@ -120,6 +129,7 @@ class GswarmApp(ExtensionApp):
             runtime=runtime,
             limiter=RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst),
             db=Database(data_dir / "gswarm.sqlite3"),
+            max_body_bytes=self.max_body_bytes,
             config={
                 "data_dir": str(data_dir),
                 "model_roots": self.resolved_model_roots(),
@@ -143,7 +153,7 @@ class GswarmApp(ExtensionApp):
         self.context.data = DataPool(
             ChunkRegistry(self.context.db), runtime, self.context.tasks,
             self.context.config["model_roots"],
-            fetch_policy=fetch_policy,
+            fetch_policy=fetch_policy, max_chunk_bytes=self.max_chunk_bytes,
         )
         # The serving side joins `users` as it is built: copies its replicas hold stay, a deleted
         # model's services stop, a new version written by training is reloaded between batches.

@@ -1,12 +1,18 @@
 """The one base handler every gswarm route stands on.
 
 In `prepare`, in this order: identity (Jupyter's own IdentityProvider), rate limit (headers on every
-response), `401` without credentials, XSRF for cookie-authenticated writes, then the Authorizer on
-the handler's `auth_resource` (`403`). Jupyter's own `prepare` answers `403` for a missing login and
-checks XSRF before it knows the user; the contract wants `401` for both, so the steps are taken here
-explicitly with the same Jupyter parts.
+response), `401` without credentials, the origin and XSRF for cookie-authenticated writes (`403`),
+the Authorizer on the handler's `auth_resource` (`403`), then the body's declared size (`413`).
+Jupyter's own `prepare` answers `403` for a missing login and checks XSRF before it knows the user;
+the contract wants `401` for both, so the steps are taken here explicitly with the same Jupyter
+parts. Jupyter refuses a foreign origin's XSRF check with a `404`; here it is the contract's `403`.
+
+Bodies are streamed in (`stream_request_body`): nothing is read before `prepare` has passed, and
+no more than `GswarmContext.max_body_bytes` of a body is kept (see `body.RequestBody`).
 
 Replies are the contract's envelope; errors of `core` become envelopes with their code and status.
+Expected refusals (4xx, 501) log one line at INFO, other 5xx of `core` one line at WARNING; only an
+unexpected error (a bug: `INTERNAL_ERROR`) logs its traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable
 from http.client import responses
 from typing import Any, TypeVar
 
@@ -29,12 +36,12 @@ from ..core.errors import (
     CODE_BY_STATUS,
     Forbidden,
     GswarmError,
-    InvalidRequest,
     RateLimitExceeded,
     Unauthorized,
 )
 from ..core.ratelimit import Decision
 from ..core.validation import validate
+from .body import RequestBody, declared_length
 from .context import GswarmContext
 from .routes import Route
 
@@ -47,11 +54,13 @@ def envelope(data: Any = None, error: dict[str, Any] | None = None) -> dict[str,
     return {"success": error is None, "data": data, "error": error, "timestamp": iso()}
 
 
+@web.stream_request_body
 class GswarmHandler(APIHandler):
     """Base of every gswarm handler. Subclasses set `auth_resource` and implement methods."""
 
     auth_resource = "gswarm:cluster"
     _rate: Decision | None = None
+    _body: RequestBody | None = None
 
     def initialize(self, route: Route | None = None) -> None:
         self.route = route
@@ -84,10 +93,10 @@ class GswarmHandler(APIHandler):
 
         self.set_cors_headers()
         method = (self.request.method or "GET").upper()
-        if method not in {"GET", "HEAD", "OPTIONS"}:
-            self.check_xsrf_cookie()
         if not self.check_origin():
-            raise Forbidden("cross-origin request refused")
+            raise Forbidden("cross-origin request refused", {"origin": self._origin()})
+        if method not in {"GET", "HEAD", "OPTIONS"}:
+            self._check_xsrf(method)
         action = HTTP_METHOD_TO_AUTH_ACTION.get(method, "write")
         allowed = await ensure_async(
             self.authorizer.is_authorized(self, user, action, self.auth_resource)
@@ -97,6 +106,35 @@ class GswarmHandler(APIHandler):
                 f"not authorized to {action} {self.auth_resource}",
                 {"action": action, "resource": self.auth_resource},
             )
+        self._body = RequestBody(
+            self.gswarm.max_body_bytes,
+            declared_length(self.request.headers.get("Content-Length")),
+            self._body_model(method),
+        )
+        self._body.check_declared()
+
+    def _check_xsrf(self, method: str) -> None:
+        """A cookie-authenticated write needs the `_xsrf` token (token-bearing clients do not)."""
+        try:
+            self.check_xsrf_cookie()
+        except web.HTTPError as exc:
+            raise Forbidden(
+                f"cross-site {method} refused: {exc.log_message or 'XSRF check failed'}; send the "
+                "_xsrf cookie's value in an X-XSRFToken header, or authenticate with a token",
+                {"reason": "xsrf"},
+            ) from None
+
+    def _origin(self) -> str | None:
+        return self.request.headers.get("Origin") or self.request.headers.get("Sec-Websocket-Origin")
+
+    def _body_model(self, method: str) -> type[BaseModel] | None:
+        op = self.route.ops.get(method.lower()) if self.route is not None else None
+        return op.body if op is not None else None
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        if self._body is None:  # refused before its body: what still arrives is dropped
+            return None
+        return self._body.feed(chunk)
 
     def _rate_identity(self, user: Any) -> str:
         """Who a request counts against. Jupyter makes a fresh anonymous user for each
@@ -110,14 +148,8 @@ class GswarmHandler(APIHandler):
 
     def body(self, model: type[M]) -> M:
         """The JSON body validated as `model` (unknown fields refused where the model forbids)."""
-        raw = self.request.body or b"{}"
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidRequest(f"malformed JSON body: {exc}", {"field": "body"}) from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("the body must be a JSON object", {"field": "body"})
-        return validate(model, data, "body")
+        assert self._body is not None  # made by `prepare`, which passed
+        return self._body.value(model)
 
     def query(self, model: type[M]) -> M:
         """The query string validated as `model` (the last value of a repeated parameter wins)."""
@@ -174,14 +206,24 @@ class GswarmHandler(APIHandler):
         self.finish(json.dumps(envelope(error=error), default=str))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, GswarmError) and value.status < 500:
-            log.debug("%s %s: %s %s", self.request.method, self.request.path, value.code, value)
+        """One line for an answer the API expects to give; a traceback only for a bug."""
+        where = f"{self.request.method} {self.request.path}"
+        if isinstance(value, GswarmError) and value.code != "INTERNAL_ERROR":
+            log.log(_level(value.status), "%s: %d %s: %s", where, value.status, value.code, value)
+        elif isinstance(value, web.HTTPError):
+            log.log(_level(value.status_code), "%s: %d %s", where, value.status_code,
+                    value.get_message() or value.reason or "")
         else:
-            super().log_exception(typ, value, tb)
+            log.error("%s failed: %s: %s", where, typ.__name__, value, exc_info=(typ, value, tb))
 
     def on_finish(self) -> None:
         self.gswarm.requests[self.get_status()] += 1
         super().on_finish()
+
+
+def _level(status: int) -> int:
+    """INFO for refusals (4xx) and what the build cannot serve (501); WARNING for other 5xx."""
+    return logging.INFO if status < 500 or status == 501 else logging.WARNING
 
 
 class NotFoundHandler(GswarmHandler):

@@ -24,6 +24,7 @@ class GswarmContext:
     runtime: ClusterRuntime
     limiter: RateLimiter
     db: Database
+    max_body_bytes: int = 64 * 2**20  # the largest request body a handler reads
     version: str = __version__
     started_at: float = field(default_factory=time.time)
     requests: Counter[int] = field(default_factory=Counter)  # by HTTP status

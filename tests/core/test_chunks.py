@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from gswarm_jupyter.core.chunks import ChunkRegistry, check_layout, new_chunk_id
+from gswarm_jupyter.core.chunks import ChunkRegistry, check_layout, new_chunk_id, tensor_bytes
 from gswarm_jupyter.core.db import Database
 from gswarm_jupyter.core.errors import InvalidRequest, NotFound
 
@@ -35,10 +35,33 @@ def test_tensor_layout_must_fit_the_bytes():
         assert exc.value.details["field"] == field
 
 
+@pytest.mark.parametrize(
+    "shape, dtype, max_bytes",
+    [
+        ([1] * 33, "uint8", None),  # more dimensions than numpy (or anyone) handles
+        ([1] * 150_000, "uint8", None),
+        ([2**40, 2**40, 2**40], "float64", None),  # over any byte count a node could hold
+        ([0, 10**4000], "uint8", None),  # an empty tensor with an absurd dimension
+        ([1024, 1024], "float32", 4 * 2**20 - 1),  # one byte over the configured maximum
+    ],
+)
+def test_tensor_shapes_are_bounded(shape, dtype, max_bytes):
+    with pytest.raises(InvalidRequest) as exc:
+        check_layout("tensor", None, shape, dtype, max_bytes=max_bytes)
+    assert exc.value.details["field"] == "metadata.shape"
+
+
+def test_a_shape_at_the_limits_is_taken():
+    assert tensor_bytes([1] * 32, "uint8") == 1
+    assert tensor_bytes([1024, 1024], "float32", 4 * 2**20) == 4 * 2**20
+
+
 def test_json_chunks_must_parse():
     check_layout("json", None, None, None, json.dumps({"a": [1, 2]}).encode())
     with pytest.raises(InvalidRequest):
         check_layout("json", None, None, None, b"{not json")
+    with pytest.raises(InvalidRequest):  # deeper than the parser goes: refused, not a crash
+        check_layout("json", None, None, None, b"[" * 100_000 + b"]" * 100_000)
     check_layout("bytes", 3, None, None, b"\xff\x00\x01")
 
 
