@@ -351,7 +351,8 @@ class DataPool:
         chunk_id, node, device = p["chunk_id"], p["node"], p["device"]
         layout = tuple(p["layout"]) if p.get("layout") else None
         free = self.runtime.nodes.get(node).devices.get(device, {}).get("available")
-        room = Room(None if free is None else int(free), f"{node}:{device}")
+        room = Room(None if free is None else int(free), f"{node}:{device}",
+                    limit=self.max_chunk_bytes)
         try:
             future = job.submit(fetch_chunk, chunk_id, device, p["url"], job.signal, layout, room,
                                 self.fetch_policy, node=node)

@@ -155,3 +155,22 @@ async def test_a_model_download_is_bounded_by_the_model_capacity(api, gswarm_app
     assert details["device"] == "node2:dram" and details["available"] == 1000
     assert details["required"] > 1000
     assert (await model(api, "web"))["locations"] == []
+
+
+@pytest.mark.parametrize("unsized", [False, True], ids=["declared", "counted"])
+async def test_a_chunk_download_over_max_chunk_bytes_is_payload_too_large(api, gswarm_app,
+                                                                          unsized):
+    gswarm_app.context.data.max_chunk_bytes = 100_000
+    with Source() as src:
+        src.files["big"] = b"x" * 3_000_000
+        if unsized:
+            src.unsized.add("big")
+        status, env, _ = await api("POST", f"{API}/data",
+                                   body={"url": src.url("big"), "device": "node1:dram"})
+        assert status == 201, env
+        task = await finished(api, env["data"]["task_id"])
+    assert task["status"] == "failed" and task["error"]["code"] == "PAYLOAD_TOO_LARGE", task
+    details = task["error"]["details"]
+    assert details["limit"] == 100_000 and 100_000 < details["size"] <= 3_000_000
+    status, env, _ = await api("GET", f"{API}/data/{env['data']['chunk_id']}")
+    assert env["data"]["locations"] == []
