@@ -1,6 +1,6 @@
 """The compute plane's domain: load and unload models (a service each), synchronous, async
-(through the task queue) and batch inference, sessions that pin a model and a replica, and the
-request counters behind `/metrics`."""
+(through the task queue) and batch inference, sessions that pin a model and a replica (both kept
+in the database, so a restarted server keeps them), and the request counters behind `/metrics`."""
 
 from __future__ import annotations
 
@@ -67,7 +67,6 @@ class ComputePlane:
         self.clock = clock
         self.log = RequestLog(clock=clock)
         self.active = 0
-        self._pins: dict[str, Replica] = {}  # session id -> the replica it stays on
         self._sweeper: asyncio.Task[None] | None = None
         # Loading with enable_quantization goes through the optimiser (the trainer), if any.
         self.quantize = quantize
@@ -79,7 +78,6 @@ class ComputePlane:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._sweeper)
-        await self.services.stop_all()
 
     # -- models -------------------------------------------------------------------------------
 
@@ -169,13 +167,12 @@ class ComputePlane:
         self.active += 1
         ok, rows = False, 0
         try:
-            prefer = self._pins.get(session.session_id) if session else None
             result, replica = await self.services.infer(
                 req.model_id, req.input_data, options, timeout=req.timeout,
-                service_id=req.service_id, prefer=prefer,
+                service_id=req.service_id, prefer=self._pinned(session),
             )
-            if session is not None:
-                self._pins[session.session_id] = replica
+            if session is not None and session.replica_id != replica.replica_id:
+                self.sessions.pin(session.session_id, replica.replica_id)
             ok, rows = True, len(result["output_data"])
         finally:
             self.active -= 1
@@ -192,6 +189,12 @@ class ComputePlane:
             "replica_id": replica.replica_id,
             "session_id": session.session_id if session else None,
         }
+
+    def _pinned(self, session: Session | None) -> Replica | None:
+        """The replica the session stays on, if it has one that still exists."""
+        if session is None or session.replica_id is None:
+            return None
+        return self.services.find_replica(session.replica_id)
 
     def _session_for(self, req: InferenceRequest) -> Session | None:
         if req.session_id is None:
@@ -281,14 +284,12 @@ class ComputePlane:
 
     def close_session(self, session_id: str) -> dict[str, Any]:
         session = self.sessions.delete(session_id)
-        self._pins.pop(session_id, None)
         return {**session.record(), "status": "ended"}
 
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
-            for session_id in self.sessions.sweep():
-                self._pins.pop(session_id, None)
+            self.sessions.sweep()
 
     # -- metrics ------------------------------------------------------------------------------
 

@@ -4,7 +4,12 @@ on its worker, and the gateway that spreads requests over live replicas.
 A replica whose worker is lost (killed, restarted under a new address, or unreachable) is marked
 `failed`; the request is retried on another live replica of the model, and later requests go to
 live replicas only. A service is `running` while every replica runs, `degraded` while some do,
-`failed` when none does.
+`loading` while none does but some load (again), `failed` otherwise; `reason` says why replicas
+are down.
+
+Every started service is stored (`ServiceStore`) until it is stopped: a server shutdown keeps it,
+and `restore` brings it back as `loading` replicas that `ServiceKeeper` loads again, as it does
+for replicas whose worker died (`restart_replica`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from distributed import Future
 
+from ..core.aio import cancel_and_wait
 from ..core.balancing import Balancer
 from ..core.clock import iso
 from ..core.errors import (
@@ -36,6 +42,8 @@ from ..core.errors import (
     error_from_dict,
 )
 from ..core.names import is_device
+from ..core.recovery import retry_delay
+from ..core.service_store import ServiceStore, StoredReplica, StoredService
 from ..core.serving_api import ServiceConfig
 from ..core.stats import percentile
 from .runtime import ClusterRuntime
@@ -66,10 +74,21 @@ class Replica:
     memory_usage: int | None = None
     load_time: float | None = None
     error: str | None = None
+    down_since: float | None = None  # set while it waits to be loaded again (restore, lost worker)
+    attempts: int = 0  # failed tries to load it again since it went down
+    next_try: float = 0.0  # monotonic time of the next try
 
     @property
     def live(self) -> bool:
         return self.status == "running"
+
+    @property
+    def waiting(self) -> bool:
+        """Down, and to be loaded again by the keeper."""
+        return self.down_since is not None and self.status in ("loading", "failed")
+
+    def stored(self) -> StoredReplica:
+        return StoredReplica(self.replica_id, self.node, self.device)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -92,6 +111,8 @@ class Service:
     replicas: list[Replica]
     created_at: float = field(default_factory=time.time)
     stopping: bool = False
+    number: int = 0  # the sequence number in its id
+    nodes: list[str] | None = None  # the nodes its replicas may run on (None: any node)
 
     @property
     def status(self) -> str:
@@ -100,11 +121,13 @@ class Service:
             return "stopping"
         if states == {"stopped"}:
             return "stopped"
-        if "loading" in states:
-            return "loading"
+        if any(r.status == "loading" and r.down_since is None for r in self.replicas):
+            return "loading"  # its first load
         if states == {"running"}:
             return "running"
-        return "degraded" if "running" in states else "failed"
+        if "running" in states:
+            return "degraded"  # some replicas are down (and may be loading again)
+        return "loading" if "loading" in states else "failed"
 
     @property
     def live_replicas(self) -> list[Replica]:
@@ -119,6 +142,19 @@ class Service:
         times = [r.load_time for r in self.replicas if r.load_time is not None]
         return max(times) if times else None
 
+    @property
+    def reason(self) -> str | None:
+        """Why replicas are down (None while every replica runs or loads for the first time)."""
+        errors = [f"{r.replica_id} on {r.node}:{r.device}: {r.error}"
+                  for r in self.replicas if not r.live and r.error]
+        return "; ".join(errors) or None
+
+    def stored(self) -> StoredService:
+        return StoredService(
+            self.number, self.service_id, dataclasses.asdict(self.model), self.config.model_dump(),
+            self.nodes, [r.stored() for r in self.replicas], self.created_at,
+        )
+
     def record(self, url: str) -> dict[str, Any]:
         primary = self.replicas[0]
         return {
@@ -128,6 +164,7 @@ class Service:
             "node": primary.node,
             "device": primary.device,
             "status": self.status,
+            "reason": self.reason,
             "url": url,
             "framework": self.config.framework,
             "replicas": [r.record() for r in self.replicas],
@@ -147,13 +184,17 @@ class Placement:
 class ServiceManager:
     """Every service of the cluster, and the gateway over their replicas."""
 
-    def __init__(self, runtime: ClusterRuntime, weights: WeightSource, url: str = "") -> None:
+    def __init__(
+        self, runtime: ClusterRuntime, weights: WeightSource, store: ServiceStore, url: str = ""
+    ) -> None:
         self.runtime = runtime
         self.weights = weights
+        self.store = store
         self.url = url  # the compute-plane address that reaches services
         self.services: dict[str, Service] = {}
         self._balancers: dict[str, Balancer] = {}
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(1)  # `restore` moves it past every stored number
+        self._restarts: dict[str, asyncio.Task[None]] = {}  # replica id -> its reload
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -233,7 +274,8 @@ class ServiceManager:
         """Start a service; answers once every replica can answer inference."""
         placements = self.place(model, nodes, device, config.replicas)
         first = placements[0]
-        service_id = f"{model.name}-{first.node}-{first.device}-{next(self._ids)}"
+        number = next(self._ids)
+        service_id = f"{model.name}-{first.node}-{first.device}-{number}"
         replicas = [
             Replica(
                 service_id if i == 0 else f"{service_id}.{i}",
@@ -243,7 +285,10 @@ class ServiceManager:
             )
             for i, p in enumerate(placements)
         ]
-        service = Service(service_id, model, config, replicas)
+        if device is not None and ":" in device:
+            nodes = [device.rpartition(":")[0]]
+        service = Service(service_id, model, config, replicas, number=number,
+                          nodes=None if nodes is None else list(nodes))
         self.services[service_id] = service
         results = await asyncio.gather(
             *(self._start_replica(service, r) for r in replicas), return_exceptions=True
@@ -253,6 +298,7 @@ class ServiceManager:
             await self._stop_replicas(service)
             del self.services[service_id]
             raise errors[0]
+        self.store.add(service.stored())
         self._balancers.setdefault(model.name, Balancer(config.load_balancing))
         self._announce(model.name)
         return service
@@ -295,9 +341,11 @@ class ServiceManager:
         """Drain in-flight requests, free every replica's device memory, forget the service."""
         service = self.get(service_id)
         service.stopping = True
+        await self._cancel_restarts(service)
         freed = await self._stop_replicas(service)
         service.stopping = False
         self.services.pop(service_id, None)
+        self.store.remove(service_id)
         self._announce(service.model.name)
         if not self.list(service.model.name):
             self._balancers.pop(service.model.name, None)
@@ -323,10 +371,99 @@ class ServiceManager:
 
         return sum(await asyncio.gather(*(stop_one(r) for r in service.replicas)))
 
-    async def stop_all(self) -> None:
-        for service_id in list(self.services):
+    async def shutdown(self) -> None:
+        """The server stops: free every replica, keep the services stored for the next start."""
+        for service in list(self.services.values()):
+            service.stopping = True
             with contextlib.suppress(Exception):
-                await self.stop(service_id)
+                await self._cancel_restarts(service)
+                await self._stop_replicas(service)
+        self.services.clear()
+
+    async def _cancel_restarts(self, service: Service) -> None:
+        for replica in service.replicas:
+            task = self._restarts.pop(replica.replica_id, None)
+            if task is not None:
+                await cancel_and_wait(task)
+
+    # -- bringing replicas back ---------------------------------------------------------------
+
+    def restore(self) -> list[Service]:
+        """The stored services, back as replicas `loading` until the keeper loads them again."""
+        restored = []
+        now = time.monotonic()
+        for row in self.store.all():
+            try:
+                model, config = ModelSpec(**row.model), ServiceConfig(**row.config)
+            except (TypeError, ValueError) as exc:  # stored by a version that no longer reads
+                log.warning("gswarm: cannot restore service %s: %s", row.service_id, exc)
+                continue
+            replicas = [Replica(r.replica_id, r.node, r.device, address="", down_since=now)
+                        for r in row.replicas]
+            service = Service(row.service_id, model, config, replicas,
+                              created_at=row.created_at, number=row.number, nodes=row.nodes)
+            self.services[service.service_id] = service
+            self._balancers.setdefault(model.name, Balancer(service.config.load_balancing))
+            restored.append(service)
+        self._ids = itertools.count(max(self.store.next_number(), next(self._ids)))
+        return restored
+
+    def restarting(self, replica: Replica) -> bool:
+        task = self._restarts.get(replica.replica_id)
+        return task is not None and not task.done()
+
+    def begin_restart(self, service: Service, replica: Replica, node: str) -> None:
+        """Load `replica` again on `node` in the background (one reload at a time per replica)."""
+        if self.restarting(replica) or service.stopping:
+            return
+        self._restarts[replica.replica_id] = asyncio.create_task(
+            self.restart_replica(service, replica, node),
+            name=f"gswarm-restart-{replica.replica_id}",
+        )
+
+    async def restart_replica(self, service: Service, replica: Replica, node: str) -> None:
+        """Load a down replica again on `node` (its own, back, or another eligible one). A failure
+        leaves it `failed` with the reason, for a later try."""
+        _release(replica)
+        replica.status = "loading"  # its error stays until it runs: why it is down
+        replica.memory_usage = replica.load_time = None
+        home = replica.node
+        try:
+            replica.node, replica.address = node, self.runtime.nodes.online_node(node).address
+            service.model = await self.weights.resolve(service.model.name)
+            await self._start_replica(service, replica)
+        except asyncio.CancelledError:
+            _release(replica)
+            replica.status, replica.error = "failed", "stopped while loading again"
+            raise
+        except Exception as exc:
+            _release(replica)
+            message = exc.message if isinstance(exc, GswarmError) else f"{type(exc).__name__}: {exc}"
+            replica.node = home  # a move that failed leaves it waiting for its own node
+            replica.status, replica.error = "failed", f"cannot load on {node}: {message}"
+            replica.attempts += 1
+            replica.next_try = time.monotonic() + retry_delay(replica.attempts)
+            log.warning("gswarm: replica %s: %s", replica.replica_id, replica.error)
+            return
+        finally:
+            self._restarts.pop(replica.replica_id, None)
+        replica.down_since, replica.attempts, replica.error = None, 0, None
+        if node != home:
+            self.store.place(service.service_id, [r.stored() for r in service.replicas])
+        log.info("gswarm: replica %s runs again on %s:%s", replica.replica_id, node, replica.device)
+        self._announce(service.model.name)
+
+    def hold(self, replica: Replica, reason: str) -> None:
+        """A down replica that cannot load anywhere now: `failed` with `reason`, still waiting."""
+        if replica.waiting:
+            replica.status, replica.error = "failed", reason
+
+    def check_lost(self, service: Service) -> None:
+        """Mark running replicas whose worker is gone as failed (found without waiting for a
+        request to reach them)."""
+        for replica in service.replicas:
+            if replica.live and self._lost(replica):
+                self._mark_failed(replica, f"node {replica.node} ({replica.address}) is gone")
 
     async def reload_model(self, model_name: str, version: int | None = None) -> list[str]:
         """Switch every live replica of the model's services to the weights its copy holds now
@@ -400,6 +537,13 @@ class ServiceManager:
             raise ModelNotFound(f"model {model_name!r} is not loaded", {"model_id": model_name})
         return [r for s in services for r in s.live_replicas]
 
+    def find_replica(self, replica_id: str) -> Replica | None:
+        for service in self.services.values():
+            for replica in service.replicas:
+                if replica.replica_id == replica_id:
+                    return replica
+        return None
+
     def service_of(self, replica: Replica) -> Service:
         for service in self.services.values():
             if replica in service.replicas:
@@ -449,10 +593,11 @@ class ServiceManager:
             finally:
                 replica.inflight -= 1
 
-    def _mark_failed(self, replica: Replica, exc: BaseException) -> None:
+    def _mark_failed(self, replica: Replica, exc: BaseException | str) -> None:
         if replica.status in ("running", "loading", "stopping"):
             log.warning("gswarm: replica %s on %s failed: %s", replica.replica_id, replica.node, exc)
             replica.status, replica.error = "failed", f"worker lost: {exc}"
+            replica.down_since, replica.attempts, replica.next_try = time.monotonic(), 0, 0.0
             with contextlib.suppress(NotFound):
                 self._announce(self.service_of(replica).model.name)
 
@@ -522,3 +667,11 @@ class ServiceManager:
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+def _release(replica: Replica) -> None:
+    """Let go of the replica's actor (a dead worker's, or a half-loaded one)."""
+    if replica.future is not None:
+        with contextlib.suppress(Exception):
+            replica.future.release()
+    replica.future = replica.actor = None

@@ -1,7 +1,9 @@
 """The serving component the server context owns: the weight source, the services and the
-compute plane over them, started and stopped together. It is a user of the model store
-(`model_users.ModelUser`): copies its replicas hold stay, a deleted model's services stop, and a
-new version of a model is reloaded into its replicas."""
+compute plane over them, started and stopped together. Starting brings back the services stored
+before the last shutdown (the keeper loads their replicas again); stopping frees their replicas
+but keeps them stored. It is a user of the model store (`model_users.ModelUser`): copies its
+replicas hold stay, a deleted model's services stop, and a new version of a model is reloaded
+into its replicas."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ from typing import Any
 
 from ..core.compute_store import RequestMap, SessionStore
 from ..core.db import Database
+from ..core.service_store import ServiceStore
 from ..core.serving_api import ServiceCreate
 from .compute import ComputePlane, Quantizer
 from .executor import TaskExecutor
 from .model_users import ModelUsers
 from .runtime import ClusterRuntime
+from .service_keeper import ServiceKeeper
 from .services import ServiceManager
 from .weights import WeightSource
 
@@ -31,7 +35,8 @@ class Serving:
         quantize: Quantizer | None = None,
     ) -> None:
         self.weights = weights
-        self.services = ServiceManager(runtime, weights, compute_url)
+        self.services = ServiceManager(runtime, weights, ServiceStore(db), compute_url)
+        self.keeper = ServiceKeeper(self.services, runtime.nodes)
         self.compute = ComputePlane(
             self.services, weights, SessionStore(db), RequestMap(db), tasks, runtime.nodes,
             quantize=quantize,
@@ -40,10 +45,14 @@ class Serving:
             users.join(self)
 
     async def start(self) -> None:
+        self.services.restore()
         await self.compute.start()
+        await self.keeper.start()
 
     async def stop(self) -> None:
+        await self.keeper.stop()
         await self.compute.stop()
+        await self.services.shutdown()
 
     def in_use(self, model_name: str, node: str, device: str) -> bool:
         """Whether a copy must stay: a replica loaded from it, or a live session pinning the model."""

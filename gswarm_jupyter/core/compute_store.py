@@ -1,5 +1,5 @@
-"""The compute plane's durable state: sessions (with their expiry) and the map from async
-inference request ids to their tasks. Migrations 60-61."""
+"""The compute plane's durable state: sessions (with their expiry and the replica they are pinned
+to) and the map from async inference request ids to their tasks. Migrations 60, 61 and 63."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ migration(
     )""",
 )
 
+migration(63, "ALTER TABLE compute_sessions ADD COLUMN replica_id TEXT")
+
 
 @dataclass(frozen=True, slots=True)
 class Session:
@@ -42,6 +44,7 @@ class Session:
     model_id: str
     created_at: float
     expires_at: float
+    replica_id: str | None = None  # the replica its requests stay on (None: not pinned yet)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -64,10 +67,17 @@ class SessionStore:
         now = self.clock()
         session = Session(f"sess_{secrets.token_hex(8)}", user_id, model_id, now, now + ttl_seconds)
         self.db.execute(
-            "INSERT INTO compute_sessions VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO compute_sessions (session_id, user_id, model_id, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
             (session.session_id, user_id, model_id, session.created_at, session.expires_at),
         )
         return session
+
+    def pin(self, session_id: str, replica_id: str) -> None:
+        """Requests of the session stay on `replica_id` from now on."""
+        self.db.execute(
+            "UPDATE compute_sessions SET replica_id = ? WHERE session_id = ?", (replica_id, session_id)
+        )
 
     def get(self, session_id: str) -> Session:
         """A live session, or `NotFound` (unknown or expired)."""

@@ -54,6 +54,7 @@ class ServiceRecord(BaseModel):
     node: str
     device: str
     status: Literal["loading", "running", "degraded", "stopping", "stopped", "failed"]
+    reason: str | None = Field(None, description="why replicas are down (null while none is)")
     url: str
     framework: Framework
     replicas: list[ReplicaRecord]

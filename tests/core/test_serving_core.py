@@ -8,6 +8,8 @@ from gswarm_jupyter.core.balancing import Balancer
 from gswarm_jupyter.core.compute_store import RequestMap, SessionStore
 from gswarm_jupyter.core.db import Database
 from gswarm_jupyter.core.errors import NotFound
+from gswarm_jupyter.core.recovery import restart_node, retry_delay
+from gswarm_jupyter.core.service_store import ServiceStore, StoredReplica, StoredService
 from gswarm_jupyter.core.stats import RequestLog, percentile
 
 
@@ -54,3 +56,49 @@ def test_sessions_expire_and_request_ids_map_to_tasks(tmp_path):
     assert requests.task_id(rid) == "inference-m-1"
     with pytest.raises(NotFound):
         requests.task_id("req_x")
+
+
+def test_session_pins_and_services_outlive_their_database_connection(tmp_path):
+    db = Database(tmp_path / "db.sqlite3")
+    db.migrate()
+    sessions = SessionStore(db)
+    s = sessions.create("ada", "m", ttl_seconds=60)
+    assert s.replica_id is None
+    sessions.pin(s.session_id, "m-node1-dram-3.1")
+    services = ServiceStore(db)
+    assert services.next_number() == 1
+    replicas = [StoredReplica("m-node1-dram-3", "node1", "dram"),
+                StoredReplica("m-node1-dram-3.1", "node2", "dram")]
+    services.add(StoredService(3, "m-node1-dram-3", {"name": "m"}, {"replicas": 2},
+                               ["node1", "node2"], replicas, created_at=100.0))
+    services.add(StoredService(4, "m-node1-dram-4", {"name": "m"}, {}, None, replicas[:1]))
+    services.remove("m-node1-dram-4")
+    db.close()
+
+    db = Database(tmp_path / "db.sqlite3")  # what a restarted server opens
+    db.migrate()
+    assert SessionStore(db).get(s.session_id).replica_id == "m-node1-dram-3.1"
+    services = ServiceStore(db)
+    [kept] = services.all()
+    assert (kept.service_id, kept.model, kept.config, kept.nodes, kept.replicas, kept.created_at) == (
+        "m-node1-dram-3", {"name": "m"}, {"replicas": 2}, ["node1", "node2"], replicas, 100.0)
+    assert services.next_number() == 5  # a stopped service's number is not given again
+    moved = [replicas[0], StoredReplica("m-node1-dram-3.1", "node1", "dram")]
+    services.place("m-node1-dram-3", moved)
+    assert services.all()[0].replicas == moved
+
+
+def test_a_down_replica_goes_home_first_and_elsewhere_only_after_the_grace_period():
+    online = {"node1": {"dram", "disk"}, "node3": {"dram", "gpu0"}, "node4": {"dram"}}
+    assert restart_node("node1", "dram", online, None, down_for=0, load={}) == "node1"
+    # its node is away: wait, then the eligible node with the fewest of the service's replicas
+    assert restart_node("node2", "dram", online, None, down_for=5, load={}) is None
+    assert restart_node("node2", "dram", online, None, down_for=31, load={"node1": 1}) == "node3"
+    assert restart_node("node2", "dram", online, None, 31, {"node1": 1, "node3": 1}) == "node4"
+    assert restart_node("node2", "gpu0", online, None, down_for=31, load={}) == "node3"
+    # only the nodes the service was placed on, and only those with the device
+    assert restart_node("node2", "dram", online, ["node2", "node4"], 31, {}) == "node4"
+    assert restart_node("node2", "dram", online, ["node2"], down_for=3600, load={}) is None
+    assert restart_node("node2", "gpu1", online, None, down_for=3600, load={}) is None
+    assert restart_node("node2", "dram", online, None, 2, {}, elsewhere_after=1) == "node1"
+    assert [retry_delay(n) for n in (1, 2, 3, 7, 50)] == [1, 2, 4, 60, 60]

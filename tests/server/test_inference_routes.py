@@ -80,7 +80,8 @@ async def test_torch_and_jax_answer_alike_on_the_same_weights(api):
     assert all(0 <= t < 32 for row in s1["data"]["output_data"] for t in row)
 
 
-async def test_services_on_two_nodes_round_robin_status_and_delete(api):
+async def test_services_on_two_nodes_round_robin_status_and_delete(api, gswarm_app):
+    stored = gswarm_app.context.services.services.store  # what a restarted server brings back
     await load(api, "s2")
     await api("DELETE", f"{C}/models/s2")  # the registry entry stays
     body = {"model_name": "s2", "nodes": ["node1", "node2"],
@@ -91,7 +92,10 @@ async def test_services_on_two_nodes_round_robin_status_and_delete(api):
     sid = service["service_id"]
     assert sid.startswith("s2-node1-dram-") and headers["Location"].endswith(f"/services/{sid}")
     assert [(r["node"], r["status"]) for r in service["replicas"]] == [("node1", "running"), ("node2", "running")]
-    assert service["url"].endswith("gswarm/compute/v1/inference")
+    assert service["url"].endswith("gswarm/compute/v1/inference") and service["reason"] is None
+    [row] = [r for r in stored.all() if r.service_id == sid]
+    assert [(r.node, r.device) for r in row.replicas] == [("node1", "dram"), ("node2", "dram")]
+    assert row.nodes == ["node1", "node2"] and row.config["max_batch_size"] == 4
 
     nodes = set()
     for _ in range(4):
@@ -111,6 +115,7 @@ async def test_services_on_two_nodes_round_robin_status_and_delete(api):
     assert status == 200 and env["data"]["status"] == "stopped" and env["data"]["memory_freed"] > 0
     status, env, _ = await api("GET", f"gswarm/api/v1/services/{sid}")
     assert (status, env["error"]["code"]) == (404, "NOT_FOUND")
+    assert sid not in {r.service_id for r in stored.all()}  # a stopped service stays stopped
     _, env, _ = await api("GET", f"{C}/models")
     assert env["data"]["models"] == []
 
@@ -279,3 +284,28 @@ async def test_metrics_count_real_requests(api):
     assert len(buckets) == 120 and sum(b["requests"] for b in buckets) == 4
     status, env, _ = await api("GET", f"{C}/metrics/history", params={"start_time": "yesterday"})
     assert (status, env["error"]["code"]) == (400, "INVALID_REQUEST")
+
+
+async def test_a_replica_whose_node_stays_away_loads_again_on_another_node(api, gswarm_app):
+    ctx = gswarm_app.context
+    ctx.services.keeper.elsewhere_after = 0.5  # instead of waiting out the default grace period
+    status, env, _ = await api("POST", "gswarm/api/v1/models", body={
+        "model_name": "mover", "source_url": MLP, "download_to": "node2:disk"})
+    assert status == 201, env
+    loaded = await load(api, "mover")  # no nodes named: the first online node, node1
+    sid = loaded["service_id"]
+    assert [r["node"] for r in loaded["replicas"]] == ["node1"]
+
+    await ctx.runtime.cluster.workers["node1"].close()  # gone, and nothing brings it back
+
+    for _ in range(300):
+        _, env, _ = await api("GET", f"gswarm/api/v1/services/{sid}")
+        if env["data"]["replicas"][0]["node"] == "node2" and env["data"]["status"] == "running":
+            break
+        await asyncio.sleep(0.2)
+    replica = env["data"]["replicas"][0]
+    assert (env["data"]["status"], replica["node"], replica["status"]) == ("running", "node2", "running")
+    status, env, _ = await infer(api, "mover", ROWS)
+    assert status == 200 and env["data"]["node"] == "node2", env
+    [row] = [r for r in ctx.services.services.store.all() if r.service_id == sid]
+    assert [(r.node, r.device) for r in row.replicas] == [("node2", "dram")]  # kept for a restart

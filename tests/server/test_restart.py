@@ -1,11 +1,16 @@
 """A real server process stopped and started again over the same data dir keeps what it knew:
-chunks and models with their disk copies, task history; memory copies died with their workers."""
+chunks and models with their disk copies, task history, services (loaded again) and sessions with
+their pins; memory copies died with their workers."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pytest
 
 from gswarm_jupyter.client import GswarmClient
+from gswarm_jupyter.core.errors import Conflict, ResourceUnavailable
 from gswarm_jupyter.testing import LiveServer
 
 
@@ -41,3 +46,55 @@ def test_state_survives_a_server_restart(tmp_path):
 
         history = client.tasks.history()
         assert task["task_id"] in {t["task_id"] for t in history}
+
+
+def wait_for_service(client: GswarmClient, service_id: str, status: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        service = client.services.get(service_id)
+        if service["status"] == status or time.monotonic() > deadline:
+            return service
+        time.sleep(0.3)
+
+
+def test_services_and_session_pins_survive_a_server_restart(tmp_path):
+    rows = np.linspace(-1, 1, 16, dtype=np.float32).reshape(2, 8).tolist()
+    with LiveServer(tmp_path, nodes=2) as server, GswarmClient(server.url, server.token) as client:
+        client.models.register("kept", "builtin://mlp?in=8&hidden=16&out=4&seed=1",
+                               download_to="node1:disk")
+        kept = client.compute.load("kept", nodes=["node1", "node2"])
+        before = client.compute.infer("kept", rows)  # round robin: replica 0, on node1
+        session = client.compute.session_start("ana", "kept", ttl_seconds=3600)
+        pinned = client.compute.infer("kept", rows, session_id=session["session_id"])
+        assert pinned["node"] == "node2"  # the next turn; a fresh balancer would start at node1
+        # A model whose only copy is in a worker's memory: gone with the workers.
+        client.models.register("fleeting", "builtin://mlp?in=8&hidden=8&out=2&seed=2",
+                               download_to="node1:dram")
+        fleeting = client.compute.load("fleeting", device="node1:dram")
+
+    with LiveServer(tmp_path, nodes=2) as server, GswarmClient(server.url, server.token) as client:
+        service = wait_for_service(client, kept["service_id"], "running")
+        assert service["status"] == "running", service
+        assert [(r["replica_id"], r["node"]) for r in service["replicas"]] == [
+            (r["replica_id"], r["node"]) for r in kept["replicas"]]
+
+        again = client.compute.infer("kept", rows, session_id=session["session_id"])
+        assert (again["replica_id"], again["node"]) == (pinned["replica_id"], "node2")
+        assert np.allclose(again["output_data"], before["output_data"])
+        with pytest.raises(Conflict):  # the session still pins the model
+            client.compute.unload("kept")
+
+        gone = wait_for_service(client, fleeting["service_id"], "failed")
+        assert gone["status"] == "failed", gone
+        assert "no copy" in gone["reason"] and gone["replicas"][0]["error"] in gone["reason"]
+        with pytest.raises(ResourceUnavailable):
+            client.compute.infer("fleeting", rows)
+        loaded = {m["model_id"]: m["status"] for m in client.compute.loaded()}
+        assert loaded == {"kept": "loaded", "fleeting": "failed"}
+
+        # Service numbers go on from the stored ones; a failed service stops like any other.
+        extra = client.services.start("kept", nodes=["node1"])
+        assert extra["service_id"] not in {kept["service_id"], fleeting["service_id"]}
+        assert client.services.stop(fleeting["service_id"])["status"] == "stopped"
+        assert {s["service_id"] for s in client.services.list()} == {
+            kept["service_id"], extra["service_id"]}

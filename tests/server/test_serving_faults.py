@@ -1,4 +1,4 @@
-"""Serving with real worker processes: a replica's worker killed mid-service."""
+"""Serving with real worker processes: a replica's worker killed mid-service, then back."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def gswarm_config(gswarm_config):
     return {**gswarm_config, "local_processes": True}
 
 
-async def test_a_killed_replica_is_marked_failed_and_requests_go_to_live_replicas(api, gswarm_app):
+async def test_a_killed_replica_fails_over_then_loads_again_when_its_worker_is_back(api, gswarm_app):
     body = {"model_id": "kill", "model_path": MLP, "nodes": ["node1", "node2"]}
     status, env, _ = await api("POST", "gswarm/compute/v1/models", body=body)
     assert status == 201, env
@@ -51,9 +51,23 @@ async def test_a_killed_replica_is_marked_failed_and_requests_go_to_live_replica
     assert replicas["node2"]["status"] == "failed" and "worker lost" in replicas["node2"]["error"]
     assert service["requests_served"] == 4  # the live replica's counters
 
-    for _ in range(100):  # the nanny brings node2 back under a new address; the replica stays failed
-        if nodes.get("node2").online and nodes.get("node2").address != old_address:
+    # The nanny brings node2 back under a new address: the replica loads there again.
+    for _ in range(600):
+        _, env, _ = await api("GET", f"gswarm/api/v1/services/{sid}")
+        if env["data"]["status"] == "running":
             break
         await asyncio.sleep(0.2)
+    service = env["data"]
+    assert service["status"] == "running" and service["reason"] is None, service
+    assert nodes.get("node2").address != old_address
+    replicas = {r["node"]: r for r in service["replicas"]}
+    assert replicas["node2"]["status"] == "running" and replicas["node2"]["error"] is None
+    answers = set()
+    for _ in range(4):
+        status, env, _ = await api("POST", "gswarm/compute/v1/inference",
+                                   body={"model_id": "kill", "input_data": ROWS})
+        assert status == 200, env
+        answers.add(env["data"]["node"])
+    assert answers == {"node1", "node2"}
     status, env, _ = await api("DELETE", "gswarm/compute/v1/models/kill")
     assert status == 200, env
