@@ -14,6 +14,7 @@ from typing import Any, Literal
 from .clock import iso, iso_or_none
 from .db import Database, dumps, loads, migration
 from .errors import Conflict, ModelNotFound
+from .redact import redact_url
 
 LocationStatus = Literal["ready", "copying", "lost"]
 ModelStatus = Literal["ready", "downloading", "copying", "failed", "lost", "unavailable"]
@@ -209,7 +210,7 @@ class ModelRegistry:
             "status": model_status(row, locations),
             "version": row["version"],
             "metadata": loads(row["metadata"]),
-            "source_url": row["source_url"],
+            "source_url": redact_url(row["source_url"]),  # rows from before redaction too
             "created_at": iso(row["created_at"]),
             "updated_at": iso(row["updated_at"]),
         }

@@ -43,7 +43,7 @@ def parse_source(url: str, roots: list[str], field: str = "source_url") -> Sourc
             "file://, http:// or https://",
             {"field": field, "allowed": sorted(SCHEMES)},
         )
-    if kind == "http" and not urlsplit(url).netloc:
+    if kind == "http" and not urlsplit(url).hostname:
         raise InvalidRequest(f"{field} {redact_url(url)!r} has no host", {"field": field})
     if kind == "file":
         return Source("file", url, str(resolve_under_roots(file_path(url, field), roots, field)))
