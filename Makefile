@@ -16,10 +16,13 @@ ifeq ($(strip $(TOKEN)),)
 TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')
 endif
 
+# Where clients reach the server: loopback when it listens on every interface.
+HOST := $(if $(filter 0.0.0.0 :: [::] *,$(IP)),127.0.0.1,$(IP))
+
 # Scratch of tests and Dask stays in the work tree, never in /tmp at large.
 TMP := $(CURDIR)/.tmp
 
-.PHONY: env run test bench proto clean
+.PHONY: env run test bench proto clean reset
 
 env: $(STAMP)
 
@@ -31,11 +34,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[all]'
 	@touch $(STAMP)
 
+# One Ctrl-C stops it, workers included (answer_yes: Jupyter would first ask to confirm).
 run: env
-	@echo "gswarm: starting Jupyter with $(NODES) nodes; open http://$(IP):$(PORT)/lab?token=$(TOKEN)"
+	@echo "gswarm: starting Jupyter with $(NODES) nodes; open http://$(HOST):$(PORT)/lab?token=$(TOKEN)"
+	@echo "gswarm: for curl and the SDK in another shell, paste:"
+	@echo "export GSWARM_URL=http://$(HOST):$(PORT)/"
+	@echo "export GSWARM_TOKEN=$(TOKEN)"
 	$(VENV)/bin/jupyter lab --no-browser --allow-root --ip=$(IP) --port=$(PORT) \
-		--ServerApp.port_retries=0 --IdentityProvider.token=$(TOKEN) \
-		--GswarmApp.local_nodes=$(NODES) $(foreach a,$(FETCH_ALLOW),--GswarmApp.fetch_allow=$(a))
+		--ServerApp.port_retries=0 --ServerApp.answer_yes=True \
+		--IdentityProvider.token=$(TOKEN) --GswarmApp.local_nodes=$(NODES) \
+		$(foreach a,$(FETCH_ALLOW),--GswarmApp.fetch_allow=$(a))
 
 test: env
 	@rm -rf $(TMP)/pytest && mkdir -p $(TMP)
@@ -54,3 +62,9 @@ proto: env
 
 clean:
 	rm -rf $(TMP) .pytest_cache
+	@echo "make clean keeps the server's state (models, data, tasks, services); make reset deletes it"
+
+# Deletes the state `make run` keeps for this checkout (its default GswarmApp.data_dir), unless a
+# server is running on it.
+reset: env
+	$(PY) -m gswarm_jupyter.server.statedir --reset $(CURDIR)

@@ -7,7 +7,6 @@ import contextlib
 from pathlib import Path
 
 import psutil
-from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 
@@ -32,6 +31,8 @@ from ..profiler.service import Profiler
 from .connection import write_connection_file
 from .context import GswarmContext
 from .handlers import tornado_handlers
+from .interrupt import stop_on_interrupt
+from .statedir import DataDirInUse, StateLock, default_data_dir
 
 
 class GswarmApp(ExtensionApp):
@@ -53,7 +54,9 @@ class GswarmApp(ExtensionApp):
         help="Memory limit of each embedded worker ('auto' shares the host's memory, or '4GiB').",
     )
     data_dir = Unicode(
-        "", config=True, help="Where state and node stores live (default: <jupyter data dir>/gswarm)."
+        "", config=True,
+        help="Where state and node stores live; one server's alone (default: a folder of the "
+        "server's root_dir, <jupyter data dir>/gswarm/<root name>-<hash>).",
     )
     model_roots = List(
         Unicode(),
@@ -102,7 +105,9 @@ class GswarmApp(ExtensionApp):
     )
 
     def resolved_data_dir(self) -> Path:
-        return Path(self.data_dir or Path(jupyter_data_dir()) / "gswarm").expanduser()
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        return default_data_dir(self.serverapp.root_dir)
 
     def resolved_model_roots(self) -> list[str]:
         return list(self.model_roots) or [str(self.serverapp.root_dir)]
@@ -113,7 +118,9 @@ class GswarmApp(ExtensionApp):
         return self.worker_memory_limit
 
     def initialize_settings(self) -> None:
+        stop_on_interrupt(self.serverapp)
         data_dir = self.resolved_data_dir()
+        self._state_lock = self._lock(data_dir)
         fetch_policy = FetchPolicy(self.fetch_allow, self.fetch_deny)
         data_dir.mkdir(parents=True, exist_ok=True)
         runtime = ClusterRuntime(
@@ -192,8 +199,20 @@ class GswarmApp(ExtensionApp):
         self.log.info("gswarm: extension started; data in %s", self.context.config["data_dir"])
 
     async def stop_extension(self) -> None:
-        await self.context.stop()
-        self._remove_connection_file()
+        try:
+            await self.context.stop()  # services, then tasks, then the cluster and its workers
+        finally:
+            self._remove_connection_file()
+            self._state_lock.release()
+        self.log.info("gswarm: extension stopped")
+
+    def _lock(self, data_dir: Path) -> StateLock:
+        """This server's hold on its data folder, for its whole life; a second server stops here."""
+        try:
+            return StateLock.acquire(data_dir, {"root_dir": str(self.serverapp.root_dir)})
+        except DataDirInUse as exc:
+            self.log.critical("%s", exc)
+            raise SystemExit(1) from None
 
     def _remove_connection_file(self) -> None:
         if self._connection_file is not None:
