@@ -203,6 +203,24 @@ async def test_a_body_within_the_limits_is_stored(api):
     assert reply["data"]["size"] == 96 * KIB
 
 
+async def test_a_chunked_body_over_the_limit_is_dropped_and_refused(jp_fetch, gswarm_app):
+    """Without a Content-Length the body is read, but no more than the limit is kept."""
+    from tornado.httpclient import HTTPClientError
+
+    async def produce(write):
+        await write(b'{"device": "dram", "data": "')
+        for _ in range(600):
+            await write(b"A" * KIB)
+        await write(b'"}')
+
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*f"{API}/data".split("/"), method="POST", body_producer=produce,
+                       headers={"Content-Type": "application/json"})
+    reply = json.loads(info.value.response.body)
+    assert info.value.code == 413 and reply["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert reply["error"]["details"] == {"limit": 512 * KIB, "size": 600 * KIB + 30}
+
+
 # -- finding 8: cross-site writes ---------------------------------------------------------
 
 
