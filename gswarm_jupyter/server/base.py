@@ -202,6 +202,8 @@ class GswarmHandler(APIHandler):
             code = CODE_BY_STATUS.get(status_code, "INTERNAL_ERROR")
             error = {"code": code, "message": responses.get(status_code, "error"), "details": {}}
         self.set_status(status_code)
+        if status_code == 405 and self.route is not None:
+            self.set_header("Allow", ", ".join(m.upper() for m in self.route.ops))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(envelope(error=error), default=str))
 

@@ -1,4 +1,8 @@
-"""A route table that serves both tornado (patterns) and the OpenAPI document (operations)."""
+"""A route table that serves both tornado (patterns) and the OpenAPI document (operations).
+
+Invariant: a route's path, its methods and what the document says of them live in one `Route`;
+tornado's pattern and the document's path parameters are both read from that same path.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,67 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..core.names import DEVICE, MODEL_NAME
+
 CONTROL = "/gswarm/api/v1"
 COMPUTE = "/gswarm/compute/v1"
 
 
 @dataclass(frozen=True)
 class Op:
-    """One method of a route, as the OpenAPI document describes it."""
+    """One method of a route, as the OpenAPI document describes it.
+
+    `status` is the success answer's status (None: the route has none, e.g. one answering
+    only `501`); `errors` the error statuses beyond those every route may answer;
+    `alt_content` other content types the success answer may take (e.g. `text/csv`).
+    """
 
     summary: str
     response: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
-    status: int = 200
+    status: int | None = 200
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
     enveloped: bool = True
+    alt_content: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PathParam:
+    """What the document says of one path parameter; `pattern` only where a name has a fixed
+    form (opaque ids have none)."""
+
+    description: str
+    pattern: str | None = None
+    example: str | None = None
+
+
+def _whole(pattern: re.Pattern[str]) -> str:
+    """A fullmatch pattern as a JSON-schema pattern (which searches unless anchored)."""
+    return rf"^(?:{pattern.pattern})$"
+
+
+MODEL = PathParam("model name", _whole(MODEL_NAME), "fuzz-mlp")
+
+# Path parameters by name: every route naming `{chunk_id}` means the same thing by it.
+PATH_PARAMS: dict[str, PathParam] = {
+    "name": MODEL,
+    "model_id": MODEL,
+    "node": PathParam("node (the Dask worker's name)", None, "node1"),
+    "device": PathParam(
+        "qualified (node1:dram) or bare (dram) device",
+        rf"^(?:[^:/]+:)?(?:{DEVICE.pattern})$",
+        "node1:disk",
+    ),
+    "chunk_id": PathParam("chunk id", r"^chunk-[0-9a-f]{12}$", "chunk-0123456789ab"),
+    "task_id": PathParam("task id (opaque)"),
+    "request_id": PathParam("request id (opaque)"),
+    "service_id": PathParam("service id (opaque)"),
+    "session_id": PathParam("session id (opaque)"),
+    "allocation_id": PathParam("allocation id (opaque)"),
+    "gpu_id": PathParam("virtual GPU id (opaque)"),
+}
 
 
 @dataclass(frozen=True)
@@ -32,10 +81,16 @@ class Route:
     handler: type
     ops: dict[str, Op] = field(default_factory=dict)
     tag: str = "system"
+    params: dict[str, PathParam] = field(default_factory=dict)  # overrides of PATH_PARAMS
 
     @property
     def pattern(self) -> str:
         return re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path)
+
+    def path_params(self) -> dict[str, PathParam]:
+        """Each `{name}` of the path, in order, with what the document says of it."""
+        names = re.findall(r"\{(\w+)\}", self.path)
+        return {n: self.params.get(n) or PATH_PARAMS.get(n) or PathParam(n) for n in names}
 
     def tornado(self) -> tuple[str, type, dict[str, Any]]:
         return (self.pattern, self.handler, {"route": self})

@@ -1,6 +1,7 @@
 """The base of gswarm's WebSocket streams: Jupyter's authentication as in `GswarmHandler`
 (`401` before the upgrade without credentials, `403` when the Authorizer refuses), JSON events
-`{"event", "data", "timestamp"}` out, JSON objects in."""
+`{"event", "data", "timestamp"}` out, JSON objects in. A request that is not a WebSocket
+handshake is `400 INVALID_REQUEST` in the envelope, like every other refusal."""
 
 from __future__ import annotations
 
@@ -18,7 +19,25 @@ from ..core.clock import iso
 from ..core.errors import CODE_BY_STATUS
 from .base import envelope
 from .context import GswarmContext
-from .routes import Route
+from .routes import Op, Route
+
+VERSIONS = ("7", "8", "13")  # what tornado's WebSocket protocol accepts
+
+
+def socket_op(summary: str) -> Op:
+    """A stream's GET in the OpenAPI document: 101 on a handshake, else an error envelope."""
+    return Op(summary, status=101, content_type="", enveloped=False, errors=(400,))
+
+
+def handshake_problem(headers: Any) -> str | None:
+    """Why a request is not a WebSocket handshake tornado can accept, or None."""
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return 'a WebSocket route: send "Upgrade: websocket"'
+    if "upgrade" not in (s.strip().lower() for s in headers.get("Connection", "").split(",")):
+        return 'a WebSocket handshake needs "Connection: Upgrade"'
+    if headers.get("Sec-WebSocket-Version") not in VERSIONS:
+        return f"unsupported Sec-WebSocket-Version: use {VERSIONS[-1]}"
+    return None
 
 
 class GswarmSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
@@ -48,6 +67,13 @@ class GswarmSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         if not allowed:
             raise web.HTTPError(403, "not authorized to read %s", self.auth_resource)
 
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        problem = handshake_problem(self.request.headers)
+        if problem is not None:
+            self.set_header("Sec-WebSocket-Version", VERSIONS[-1])
+            raise web.HTTPError(400, problem)
+        await super().get(*args, **kwargs)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = getattr(exc, "log_message", None) or "error"
@@ -58,6 +84,8 @@ class GswarmSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
             "message": message,
             "details": {},
         }
+        if status_code == 405 and self.route is not None:
+            self.set_header("Allow", ", ".join(m.upper() for m in self.route.ops))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(envelope(error=error)))
 

@@ -26,7 +26,7 @@ from ...core.models_api import (
 from ...core.tasks import Task
 from ..base import GswarmHandler
 from ..routes import CONTROL, Op, Route
-from ..websocket import GswarmSocket
+from ..websocket import GswarmSocket, socket_op
 
 
 class ModelHandlerBase(GswarmHandler):
@@ -199,8 +199,8 @@ routes = [
     Route(
         f"{CONTROL}/ws/models",
         ModelsSocket,
-        {"get": Op("WebSocket: {event: model, data: {model_name, change, ...}} on every registry "
-                   "or location change", enveloped=False)},
+        {"get": socket_op("WebSocket: {event: model, data: {model_name, change, ...}} on every "
+                          "registry or location change")},
         tag="models",
     ),
 ]

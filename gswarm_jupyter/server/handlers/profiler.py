@@ -29,8 +29,8 @@ from ...profiler.hub import Subscription
 from ...profiler.service import Profiler
 from ..base import GswarmHandler
 from ..context import GswarmContext
-from ..routes import CONTROL, Op, Route
-from ..websocket import GswarmSocket
+from ..routes import CONTROL, MODEL, Op, PathParam, Route
+from ..websocket import GswarmSocket, socket_op
 
 PROFILER = f"{CONTROL}/profiler"
 
@@ -256,9 +256,11 @@ routes = [
                 SessionDetail,
                 query=SessionQuery,
                 errors=(400, 404),
+                alt_content=("text/csv", "image/png"),
             )
         },
         tag="profiler",
+        params={"name": PathParam("profiling session name", MODEL.pattern, "fuzz-session")},
     ),
     Route(
         f"{PROFILER}/clients",
@@ -276,9 +278,8 @@ routes = [
         f"{CONTROL}/ws/profiling",
         ProfilingSocket,
         {
-            "get": Op(
-                "WebSocket: frames as they arrive (send {sessions, nodes} to filter)",
-                enveloped=False,
+            "get": socket_op(
+                "WebSocket: frames as they arrive (send {sessions, nodes} to filter)"
             )
         },
         tag="profiler",

@@ -9,7 +9,7 @@ from ...core.tasks import PRIORITIES, Task
 from ...core.taskstore import parse_since
 from ..base import GswarmHandler
 from ..routes import CONTROL, Op, Route
-from ..websocket import GswarmSocket
+from ..websocket import GswarmSocket, socket_op
 
 
 class QueueHandler(GswarmHandler):
@@ -120,8 +120,8 @@ routes = [
     Route(
         f"{CONTROL}/ws/tasks",
         TasksSocket,
-        {"get": Op("WebSocket: {event: task, data: <task record>, timestamp} on every change",
-                   enveloped=False)},
+        {"get": socket_op(
+            "WebSocket: {event: task, data: <task record>, timestamp} on every change")},
         tag="queue",
     ),
 ]

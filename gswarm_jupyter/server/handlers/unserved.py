@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tornado import web
+
 from ...core.errors import NotImplementedFeature
 from ..base import GswarmHandler
 from ..routes import COMPUTE, Op, Route
@@ -24,6 +26,9 @@ class UnservedHandler(GswarmHandler):
     feature = "resources"
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        method = (self.request.method or "").lower()
+        if self.route is None or method not in self.route.ops:
+            raise web.HTTPError(405)  # a method the route does not document at all
         raise NotImplementedFeature(WHY[self.feature], {"feature": self.feature})
 
     get = post = delete = _refuse  # type: ignore[assignment]
@@ -39,7 +44,8 @@ class VirtualGpusHandler(UnservedHandler):
 
 def _route(path: str, handler: type, methods: tuple[str, ...]) -> Route:
     summary = "Not served by this build: answers 501 NOT_IMPLEMENTED"
-    return Route(path, handler, {m: Op(summary, errors=(501,)) for m in methods}, tag="compute")
+    ops = {m: Op(summary, status=None, errors=(501,)) for m in methods}
+    return Route(path, handler, ops, tag="compute")
 
 
 routes = [

@@ -1,0 +1,103 @@
+"""gswarm's own schemathesis checks, loaded by `st run` through `SCHEMATHESIS_HOOKS`.
+
+Invariant: a response fails here when it is a 5xx the contract does not allow for its route, or
+an error outside the envelope or with a code API.md's table does not give its status. The table
+is copied here word for word rather than imported, so a drift in `core.errors` is caught too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import schemathesis
+
+# API.md section 2, "Error codes": code -> HTTP status.
+TABLE: dict[str, int] = {
+    "INVALID_REQUEST": 400,
+    "INVALID_INPUT_DATA": 400,
+    "UNAUTHORIZED": 401,
+    "FORBIDDEN": 403,
+    "MODEL_NOT_FOUND": 404,
+    "NOT_FOUND": 404,
+    "PAYLOAD_TOO_LARGE": 413,
+    "CONFLICT": 409,
+    "MODEL_ALREADY_LOADED": 409,
+    "RATE_LIMIT_EXCEEDED": 429,
+    "INTERNAL_ERROR": 500,
+    "NOT_IMPLEMENTED": 501,
+    "NETWORK_ERROR": 502,
+    "RESOURCE_UNAVAILABLE": 503,
+    "INSUFFICIENT_MEMORY": 507,
+    "REQUEST_TIMEOUT": 504,
+    "TASK_FAILED": 500,
+    "DEPENDENCY_FAILED": 424,
+}
+# 5xx a route may answer when its document says so: the server working as meant.
+DOCUMENTABLE_5XX = frozenset({501, 502, 503, 504, 507})
+# An undeclared method: 405 with INVALID_REQUEST (the table has no row of its own for it).
+EXTRA_PAIRS = frozenset({("INVALID_REQUEST", 405)})
+ENVELOPE_KEYS = {"success", "data", "error", "timestamp"}
+
+
+def _documented(case: Any) -> set[str]:
+    return set((case.operation.definition.raw or {}).get("responses", {}))
+
+
+@schemathesis.check
+def gswarm_no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
+    """No 5xx, except 501/502/503/504/507 on a route that documents it."""
+    status = response.status_code
+    if status < 500:
+        return None
+    if status in DOCUMENTABLE_5XX and str(status) in _documented(case):
+        return None
+    raise AssertionError(f"{status} is a server error this route does not document: "
+                         f"{response.text[:500]}")
+
+
+@schemathesis.check
+def gswarm_error_envelope(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Every error is `{success: false, data: null, error: {code, message, details}, timestamp}`
+    with a code from API.md's table that goes with the response's status."""
+    status = response.status_code
+    if status < 400:
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        raise AssertionError(f"a {status} outside the envelope (not JSON): "
+                             f"{response.content[:300]!r}") from None
+    problems = error_envelope_problems(body, status)
+    if problems:
+        raise AssertionError(f"a {status} whose envelope is wrong: {'; '.join(problems)}\n"
+                             f"{json.dumps(body)[:500]}")
+    return None
+
+
+def error_envelope_problems(body: Any, status: int) -> list[str]:
+    """What is wrong with `body` as the error envelope of a `status` answer (empty: nothing)."""
+    if not isinstance(body, dict):
+        return ["not a JSON object"]
+    problems = []
+    if set(body) != ENVELOPE_KEYS:
+        problems.append(f"keys {sorted(body)} are not {sorted(ENVELOPE_KEYS)}")
+    if body.get("success") is not False:
+        problems.append("success is not false")
+    if body.get("data") is not None:
+        problems.append("data is not null")
+    if not isinstance(body.get("timestamp"), str):
+        problems.append("no timestamp")
+    error = body.get("error")
+    if not isinstance(error, dict):
+        return [*problems, "error is not an object"]
+    code = error.get("code")
+    if code not in TABLE:
+        problems.append(f"code {code!r} is not in API.md's table")
+    elif TABLE[code] != status and (code, status) not in EXTRA_PAIRS:
+        problems.append(f"code {code} goes with {TABLE[code]}, not {status}")
+    if not isinstance(error.get("message"), str) or not error.get("message"):
+        problems.append("no message")
+    if not isinstance(error.get("details"), dict):
+        problems.append("details is not an object")
+    return problems

@@ -1,0 +1,120 @@
+"""The OpenAPI document says enough for a fuzzer to hold the server to it, and the server keeps
+the answers the document cannot vary: 405 with `Allow`, and a WebSocket route's refusals in the
+envelope."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gswarm_jupyter.server.handlers import all_routes
+from gswarm_jupyter.server.openapi import build
+from tests.fuzz.hooks import TABLE, error_envelope_problems
+
+DOC = build(all_routes())
+OPERATIONS = [
+    (path, method, op) for path, item in DOC["paths"].items() for method, op in item.items()
+]
+
+
+def _resolve(schema: dict) -> dict:
+    ref = schema.get("$ref")
+    return DOC["components"]["schemas"][ref.rsplit("/", 1)[-1]] if ref else schema
+
+
+def test_every_error_answer_is_the_envelope_with_the_codes_api_md_gives_its_status() -> None:
+    for path, method, op in OPERATIONS:
+        for status, answer in op["responses"].items():
+            if int(status) < 400:
+                continue
+            schema = _resolve(answer["content"]["application/json"]["schema"])
+            assert schema["properties"]["success"] == {"const": False}, (path, method, status)
+            assert schema["properties"]["data"] == {"type": "null"}
+            codes = schema["properties"]["error"]["properties"]["code"]["enum"]
+            assert sorted(codes) == sorted(c for c, s in TABLE.items() if s == int(status)), (
+                path, method, status)
+
+
+def test_every_success_answer_is_the_envelope_around_its_record() -> None:
+    for path, method, op in OPERATIONS:
+        for status, answer in op["responses"].items():
+            schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+            if int(status) >= 400 or "properties" not in schema:
+                continue
+            assert schema["properties"]["success"] == {"const": True}, (path, method)
+            assert schema["properties"]["error"] == {"type": "null"}
+            assert schema["additionalProperties"] is False
+
+
+def test_routes_with_a_body_or_query_document_400_and_bodies_413() -> None:
+    for path, method, op in OPERATIONS:
+        has_query = any(p["in"] == "query" for p in op["parameters"])
+        if has_query or "requestBody" in op:
+            assert "400" in op["responses"], (path, method)
+        if "requestBody" in op:
+            assert "413" in op["responses"], (path, method)
+
+
+def test_path_parameters_are_documented_and_names_carry_their_pattern() -> None:
+    for path, method, op in OPERATIONS:
+        named = {p["name"] for p in op["parameters"] if p["in"] == "path"}
+        assert named == set(re.findall(r"\{(\w+)\}", path)), (path, method)
+    params = DOC["paths"]["/gswarm/api/v1/models/{name}"]["get"]["parameters"]
+    pattern = re.compile(params[0]["schema"]["pattern"])
+    # JSON Schema patterns search: the document's must hold the whole name.
+    assert pattern.search("fuzz-mlp") and pattern.search("A.b_c-1")
+    for bad in ("-a", "a/b", "a b", "", "x" * 129):
+        assert not pattern.search(bad), bad
+
+
+def test_query_parameters_never_say_null() -> None:
+    """A query string cannot carry null: an absent parameter is its default."""
+    for path, method, op in OPERATIONS:
+        for param in op["parameters"]:
+            if param["in"] == "query":
+                assert '"null"' not in str(param["schema"]).replace("'", '"'), (path, param)
+                assert param["schema"].get("default", ...) is not None, (path, param)
+
+
+def test_a_route_answering_only_501_documents_no_success() -> None:
+    op = DOC["paths"]["/gswarm/compute/v1/resources"]["post"]
+    assert not [s for s in op["responses"] if s.startswith("2")]
+    assert "501" in op["responses"]
+
+
+def test_the_fuzz_check_refuses_errors_outside_the_table() -> None:
+    good = {"success": False, "data": None, "timestamp": "t",
+            "error": {"code": "NOT_FOUND", "message": "m", "details": {}}}
+    assert error_envelope_problems(good, 404) == []
+    assert error_envelope_problems(good, 400)  # the code goes with another status
+    assert error_envelope_problems({**good, "error": {**good["error"], "code": "OOPS"}}, 404)
+    assert error_envelope_problems({**good, "extra": 1}, 404)
+    assert error_envelope_problems({"detail": "Not Found"}, 404)
+    assert error_envelope_problems("Can Upgrade only to WebSocket", 400)
+
+
+@pytest.mark.parametrize("path", ["gswarm/api/v1/ws/tasks", "gswarm/api/v1/ws/models",
+                                  "gswarm/api/v1/ws/profiling"])
+async def test_a_plain_get_on_a_stream_is_400_in_the_envelope(api, path):
+    status, body, _ = await api("GET", path)
+    assert status == 400, body
+    assert error_envelope_problems(body, 400) == []
+    assert body["error"]["code"] == "INVALID_REQUEST"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PATCH", "gswarm/api/v1/models", "GET, POST"),
+        ("PUT", "gswarm/api/v1/health", "GET"),
+        ("DELETE", "gswarm/compute/v1/resources", "GET, POST"),  # documented 501 routes too
+        ("POST", "gswarm/compute/v1/resources/alloc_1", "GET, DELETE"),
+        ("PATCH", "gswarm/api/v1/ws/tasks", "GET"),
+    ],
+)
+async def test_an_undocumented_method_is_405_with_allow(api, method, path, allow):
+    status, body, headers = await api(method, path, body=None if method == "DELETE" else {})
+    assert status == 405, body
+    assert headers.get("Allow") == allow
+    assert body["success"] is False and body["error"]["code"] == "INVALID_REQUEST"
