@@ -218,6 +218,12 @@ class GswarmHandler(APIHandler):
         else:
             log.error("%s failed: %s: %s", where, typ.__name__, value, exc_info=(typ, value, tb))
 
+    @property
+    def log(self) -> logging.Logger:  # type: ignore[override]
+        """Jupyter's log, through which its access line of an answer that is no bug of the
+        server (501, 502, 503, 504, 507) goes out below ERROR."""
+        return _AnswerLog(super().log, self)  # type: ignore[return-value]
+
     def on_finish(self) -> None:
         self.gswarm.requests[self.get_status()] += 1
         super().on_finish()
@@ -226,6 +232,23 @@ class GswarmHandler(APIHandler):
 def _level(status: int) -> int:
     """INFO for refusals (4xx) and what the build cannot serve (501); WARNING for other 5xx."""
     return logging.INFO if status < 500 or status == 501 else logging.WARNING
+
+
+class _AnswerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A handler's log: an ERROR while the answer is an expected 5xx goes out at `_level`."""
+
+    def __init__(self, logger: logging.Logger, handler: GswarmHandler) -> None:
+        super().__init__(logger, {})
+        self.handler = handler
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        status = self.handler.get_status()
+        if level >= logging.ERROR and status in _EXPECTED_5XX:
+            level = _level(status)
+        super().log(level, msg, *args, **kwargs)
+
+
+_EXPECTED_5XX = {501, 502, 503, 504, 507}  # the contract's answers for what is not a bug
 
 
 class NotFoundHandler(GswarmHandler):

@@ -288,3 +288,5 @@ async def test_an_expected_refusal_logs_one_line_without_a_traceback(
     assert [(r.levelno, str(status) in r.getMessage()) for r in ours] == [(level, True)]
     tracebacks = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     assert tracebacks == [], [r.getMessage() for r in tracebacks]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]  # Jupyter's access line too
+    assert errors == [], [(r.name, r.getMessage()) for r in errors]
