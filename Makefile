@@ -22,7 +22,7 @@ HOST := $(if $(filter 0.0.0.0 :: [::] *,$(IP)),127.0.0.1,$(IP))
 # Scratch of tests and Dask stays in the work tree, never in /tmp at large.
 TMP := $(CURDIR)/.tmp
 
-.PHONY: env run test bench proto clean reset
+.PHONY: env run test bench proto docs clean reset
 
 env: $(STAMP)
 
@@ -59,6 +59,10 @@ bench: env
 
 proto: env
 	$(PY) -m gswarm_jupyter.profiler.gen
+
+# docs/api.md is generated from the route table; tests/test_docs.py checks it is up to date.
+docs: env
+	$(PY) -m gswarm_jupyter.server.apidoc > docs/api.md.new && mv docs/api.md.new docs/api.md
 
 clean:
 	rm -rf $(TMP) .pytest_cache

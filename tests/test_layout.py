@@ -1,4 +1,4 @@
-"""DESIGN.md's dependency rule, checked on every module: arrows point inward."""
+"""The dependency rule of docs/architecture.md, checked on every module: arrows point inward."""
 
 from __future__ import annotations
 
