@@ -1,5 +1,6 @@
-"""The Dask cluster behind the server: an embedded `LocalCluster` of `node1..nodeN`, or an existing
-scheduler, plus a watcher that keeps the node directory true from the scheduler's heartbeats."""
+"""The Dask cluster behind the server: an embedded `LocalCluster` of `node1..nodeN` (mutual TLS, no
+HTTP), or an existing scheduler, plus a watcher that keeps the node directory true from the
+scheduler's heartbeats. The server's client always uses the cluster's `security`."""
 
 from __future__ import annotations
 
@@ -12,21 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, LocalCluster
+import dask
+from dask.utils import parse_timedelta
+from distributed import Client
+from distributed.security import Security
 
 from ..core.aio import cancel_and_wait
 from ..core.errors import ResourceUnavailable
 from ..core.nodes import NodeChange, NodeDirectory, WorkerSeen
 from .agent import METRIC, NodeAgent
+from .embedded import NodeCluster
+from .security import SchedulerTls, cluster_security
 
 log = logging.getLogger(__name__)
-
-
-class NodeCluster(LocalCluster):
-    """A `LocalCluster` whose workers are named `node1`, `node2`, ..."""
-
-    def _new_worker_name(self, worker_number: int) -> str:
-        return f"node{worker_number + 1}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +38,7 @@ class ClusterConfig:
     data_dir: Path = Path(".")
     poll_interval: float = 0.5
     connect_timeout: float = 3.0
+    scheduler_tls: SchedulerTls = SchedulerTls()  # for an external scheduler only
 
     @property
     def embedded(self) -> bool:
@@ -46,11 +46,15 @@ class ClusterConfig:
 
 
 class ClusterRuntime:
-    """Owns the Dask client (and, embedded, the cluster); `nodes` is always the latest known truth."""
+    """Owns the Dask client (and, embedded, the cluster); `nodes` is always the latest known truth.
+
+    `security` is what a Dask peer needs to reach the cluster: made for this run when embedded."""
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
-        self.nodes = NodeDirectory(stale_after=max(5.0, 10 * config.poll_interval))
+        self.security = cluster_security(config.embedded, config.scheduler_tls)
+        stale_after = max(_unresponsive_after(), 10 * config.poll_interval)
+        self.nodes = NodeDirectory(stale_after=stale_after)
         self.client: Client | None = None
         self.cluster: NodeCluster | None = None
         self.reason: str | None = "starting"
@@ -128,13 +132,12 @@ class ClusterRuntime:
             scratch = cfg.data_dir / "dask-scratch"
             scratch.mkdir(parents=True, exist_ok=True)
             self.cluster = NodeCluster(
+                security=self.security,
                 n_workers=0,
                 processes=cfg.local_processes,
                 threads_per_worker=cfg.threads_per_node,
                 memory_limit=cfg.worker_memory_limit,
                 scheduler_port=0,
-                dashboard_address=None,
-                worker_dashboard_address=None,
                 local_directory=str(scratch),
                 asynchronous=True,
                 **_worker_env(cfg),
@@ -142,7 +145,7 @@ class ClusterRuntime:
             # assigned before it is awaited, so a stop during start-up still closes it
             await self.cluster
         address = self.scheduler_address
-        self.client = await Client(address, asynchronous=True, timeout=cfg.connect_timeout)
+        self.client = await _connected_client(address, cfg.connect_timeout, self.security)
         store_root = str(cfg.data_dir / "nodes") if cfg.embedded else None
         await self.client.register_plugin(NodeAgent(store_root=store_root))
         if self.cluster is not None and not self.cluster.worker_spec:
@@ -182,6 +185,25 @@ class ClusterRuntime:
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close(timeout=5)
+
+
+async def _connected_client(address: str, timeout: float, security: Security) -> Client:
+    """A client of the scheduler at `address`; one that cannot connect is closed, not leaked."""
+    client = Client(address, asynchronous=True, timeout=timeout, security=security)
+    try:
+        await client
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await client.close(timeout=timeout)
+        raise
+    return client
+
+
+def _unresponsive_after() -> float:
+    """Seconds without a heartbeat before a listed worker counts as offline: Dask's own limit for
+    an unresponsive connection. A worker reading a large message over TLS does not heartbeat
+    until it has read it all (seconds for hundreds of MB); one that dies is dropped at once."""
+    return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.tcp"), "s"))
 
 
 def _worker_env(cfg: ClusterConfig) -> dict[str, Any]:

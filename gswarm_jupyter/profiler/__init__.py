@@ -5,7 +5,8 @@
 - `node`: the sampler plugin on Dask workers; `collector`: the server's pull of their frames;
 - `hub`: deduplication, latest frames, subscriptions; `sessions`: index in SQLite, JSON Lines files;
 - `summary`, `plot`: a session's statistics and its PNG; `service.Profiler`: all of it together;
-- `grpc_server`, `convert`, `_proto`: the gRPC service; `agent`: the external node agent;
+- `grpc_server`, `convert`, `_proto`: the gRPC service; `transport`: its TLS and the rule that
+  keeps plaintext on loopback; `agent`: the external node agent;
 - `gen`: regenerates `_proto` from `proto/gswarm/v1/profiler.proto`.
 
 Importing this package imports nothing heavy; each module imports what it needs.

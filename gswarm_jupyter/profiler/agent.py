@@ -1,6 +1,10 @@
 """The external node agent, for machines outside Dask:
 
     python -m gswarm_jupyter.profiler.agent --server host:8090 --token T [--name NODE]
+        [--ca-file CA.pem | --tls | --insecure]
+
+The token goes over TLS whenever the server is not on loopback (or `--tls` / `--ca-file` is
+given); `--insecure` forces plaintext, for a server run with `grpc_insecure`.
 
 It samples the host (and its GPUs where NVML answers) on the plan the server gives, keeps every
 frame until the server acknowledges it, and streams them in short client streams. When the server
@@ -28,6 +32,7 @@ from ._proto import profiler_pb2_grpc as pb_grpc
 from .convert import frame_to_proto, gpu_info_to_proto
 from .loop import FrameBuffer, SamplingLoop
 from .samplers import NodeSampler
+from .transport import agent_uses_tls, channel_credentials
 
 log = logging.getLogger("gswarm_jupyter.profiler.agent")
 
@@ -46,8 +51,10 @@ class Agent:
         chunk_s: float = 0.5,
         retry_s: float = 0.5,
         capacity: int | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.server = server
+        self.credentials = credentials  # None: plaintext
         self.metadata = (("authorization", f"token {token}"),)
         self.name = name or socket.gethostname()
         self.chunk_s = chunk_s
@@ -86,7 +93,7 @@ class Agent:
         self._stop.set()
 
     async def _session(self) -> None:
-        async with grpc.aio.insecure_channel(self.server) as channel:
+        async with self._channel() as channel:
             stub = pb_grpc.ProfilerServiceStub(channel)
             info = self.loop.sampler.info()
             try:
@@ -110,6 +117,11 @@ class Agent:
             while not self._stop.is_set():
                 ack = await stub.StreamMetrics(self._chunk(), metadata=self.metadata, timeout=30)
                 self._acknowledge(ack.last_seq, ack.plan)
+
+    def _channel(self) -> grpc.aio.Channel:
+        if self.credentials is None:
+            return grpc.aio.insecure_channel(self.server)
+        return grpc.aio.secure_channel(self.server, self.credentials)
 
     def _acknowledge(self, last_seq: int, plan: pb.SamplingPlan) -> None:
         self.acked = max(self.acked, last_seq)
@@ -148,13 +160,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--name", default=None, help="node id to ask for (default: the hostname)")
     parser.add_argument("--chunk-seconds", type=float, default=0.5, help="length of each stream")
+    transport = parser.add_mutually_exclusive_group()
+    transport.add_argument(
+        "--tls", action="store_true",
+        help="use TLS even to a loopback server (the default for any other server)",
+    )
+    transport.add_argument(
+        "--insecure", action="store_true",
+        help="plaintext even to a remote server (one run with GswarmApp.grpc_insecure)",
+    )
+    parser.add_argument(
+        "--ca-file", default=None,
+        help="PEM file of the CA (or self-signed certificate) to trust; implies TLS",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.insecure and args.ca_file:
+        parser.error("--insecure and --ca-file contradict each other")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    agent = Agent(args.server, args.token, args.name, chunk_s=args.chunk_seconds)
+    credentials = None
+    if agent_uses_tls(args.server, args.tls, args.ca_file, args.insecure):
+        try:
+            credentials = channel_credentials(args.ca_file)
+        except OSError as exc:
+            print(f"gswarm agent: cannot read the CA file: {exc}", file=sys.stderr)
+            return 2
+    agent = Agent(
+        args.server, args.token, args.name, chunk_s=args.chunk_seconds, credentials=credentials
+    )
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()

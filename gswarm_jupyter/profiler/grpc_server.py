@@ -1,4 +1,5 @@
-"""`ProfilerService` on `grpc.aio`, in the Jupyter server's event loop, behind the Jupyter token."""
+"""`ProfilerService` on `grpc.aio`, in the Jupyter server's event loop, behind the Jupyter token,
+over TLS or on loopback (see `transport`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .convert import (
     session_to_proto,
     summary_to_proto,
 )
+from .transport import GrpcTls, PlaintextRefused, plaintext_refusal, server_credentials
 
 if TYPE_CHECKING:
     from .service import Profiler
@@ -197,26 +199,48 @@ async def _abort(context: Any, exc: GswarmError) -> None:
 
 
 class GrpcServer:
-    """Binds `host:port` (a free port when `port` is 0); `port` is the bound one once started."""
+    """Binds `host:port` (a free port when `port` is 0); `port` is the bound one once started.
 
-    def __init__(self, profiler: Profiler, host: str, port: int, token: Callable[[], str]) -> None:
+    With `tls` enabled it serves TLS only; without, it refuses to start off loopback unless
+    `tls.insecure` allows plaintext there."""
+
+    def __init__(
+        self,
+        profiler: Profiler,
+        host: str,
+        port: int,
+        token: Callable[[], str],
+        tls: GrpcTls = GrpcTls(),
+    ) -> None:
         self.profiler = profiler
         self.host = host
         self.requested_port = port
         self.token = token
+        self.tls = tls
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
 
     async def start(self, port: int | None = None) -> int:
+        refusal = plaintext_refusal(self.host, self.tls)
+        if refusal is not None:
+            raise PlaintextRefused(refusal)
+        credentials = server_credentials(self.tls)
         server = grpc.aio.server(interceptors=[TokenAuth(self.token)])
         pb_grpc.add_ProfilerServiceServicer_to_server(ProfilerServicer(self.profiler), server)
         wanted = self.requested_port if port is None else port
-        bound = server.add_insecure_port(f"{self.host}:{wanted}")
+        address = f"{self.host}:{wanted}"
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
         if not bound:
             raise OSError(f"gRPC could not bind {self.host}:{wanted}")
         await server.start()
         self._server, self.port = server, bound
-        log.info("gswarm: profiler gRPC service on %s:%d", self.host, bound)
+        log.info(
+            "gswarm: profiler gRPC service on %s:%d (%s)",
+            self.host, bound, "TLS" if credentials is not None else "plaintext",
+        )
         return bound
 
     async def stop(self, grace: float = 1.0) -> None:

@@ -24,6 +24,7 @@ from .hub import ClientState, FrameFilter, Hub, Subscription
 from .loop import IDLE_INTERVAL_MS
 from .node import SessionSpec, plan_for
 from .sessions import RUNNING, Session, SessionStore, read_frames
+from .transport import GrpcTls
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ AGENT_CATCH_UP_S = 3.0
 class Profiler:
     """Owns the session store, the Dask collector, the hub and (when `grpc_port` is not None)
     the gRPC server. `client` answers the runtime's current Dask client; `node_names` the Dask
-    nodes known now; `token` the Jupyter token the gRPC calls must carry."""
+    nodes known now; `token` the Jupyter token the gRPC calls must carry; `grpc_tls` how the
+    gRPC service is secured (a plaintext bind off loopback is refused at start)."""
 
     def __init__(
         self,
@@ -47,6 +49,7 @@ class Profiler:
         token: Callable[[], str] = lambda: "",
         grpc_host: str = "[::]",
         grpc_port: int | None = None,
+        grpc_tls: GrpcTls | None = None,
         sync_interval_s: float = 0.25,
         idle_interval_ms: int = IDLE_INTERVAL_MS,
     ) -> None:
@@ -60,7 +63,7 @@ class Profiler:
         if grpc_port is not None:
             from .grpc_server import GrpcServer
 
-            self.grpc = GrpcServer(self, grpc_host, grpc_port, token)
+            self.grpc = GrpcServer(self, grpc_host, grpc_port, token, grpc_tls or GrpcTls())
         self._flusher: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -74,7 +77,8 @@ class Profiler:
         if self.grpc is not None:
             try:
                 await self.grpc.start()
-            except (OSError, RuntimeError) as exc:  # the port is taken: serve everything else
+            # the port is taken, the certificate unreadable, or plaintext refused: serve the rest
+            except (OSError, RuntimeError) as exc:
                 log.error("gswarm: the profiler's gRPC service could not start: %s", exc)
                 self.grpc = None
 

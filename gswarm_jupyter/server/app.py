@@ -16,6 +16,7 @@ from ..cluster.executor import TaskExecutor
 from ..cluster.model_users import ModelUsers
 from ..cluster.modelstore import ModelStore
 from ..cluster.runtime import ClusterConfig, ClusterRuntime
+from ..cluster.security import SchedulerTls
 from ..cluster.serving import Serving
 from ..cluster.training import Trainer
 from ..core.chunks import ChunkRegistry
@@ -28,6 +29,7 @@ from ..core.retention import Retention
 from ..core.tasks import TaskQueue
 from ..core.taskstore import TaskStore
 from ..profiler.service import Profiler
+from ..profiler.transport import GrpcTls
 from .connection import write_connection_file
 from .context import GswarmContext
 from .handlers import tornado_handlers
@@ -43,6 +45,16 @@ class GswarmApp(ExtensionApp):
 
     scheduler_address = Unicode(
         "", config=True, help="Address of an existing Dask scheduler; empty starts a LocalCluster."
+    )
+    scheduler_tls_ca_file = Unicode(
+        "", config=True,
+        help="PEM file of the CA that signed the external scheduler's certificate (TLS).",
+    )
+    scheduler_tls_cert = Unicode(
+        "", config=True, help="PEM certificate the server presents to the external scheduler."
+    )
+    scheduler_tls_key = Unicode(
+        "", config=True, help="PEM key of scheduler_tls_cert (empty: the key is in that file)."
     )
     local_nodes = Int(2, config=True, help="Workers (node1..nodeN) of the embedded LocalCluster.")
     local_processes = Bool(
@@ -64,6 +76,11 @@ class GswarmApp(ExtensionApp):
         help="Folders file:// sources may come from (default: the server's root_dir).",
     )
     grpc_port = Int(8090, config=True, help="Port of the profiler's gRPC service.")
+    grpc_insecure = Bool(
+        False, config=True,
+        help="Serve gRPC in plaintext off loopback when Jupyter has no certfile (the token then "
+        "crosses the network in clear); otherwise such a gRPC service is not started.",
+    )
     rate_limit_per_minute = Int(1000, config=True, help="Requests per minute per identity; 0: off.")
     rate_limit_burst = Int(100, config=True, help="Requests per second per identity; 0: off.")
     max_concurrent_tasks = Int(4, config=True, help="Queued tasks that may run at once.")
@@ -130,6 +147,9 @@ class GswarmApp(ExtensionApp):
                 worker_memory_limit=self._memory_limit(),
                 local_processes=self.local_processes,
                 data_dir=data_dir,
+                scheduler_tls=SchedulerTls(
+                    self.scheduler_tls_ca_file, self.scheduler_tls_cert, self.scheduler_tls_key
+                ),
             )
         )
         self.context = GswarmContext(
@@ -151,6 +171,9 @@ class GswarmApp(ExtensionApp):
             token=lambda: str(self.serverapp.identity_provider.token or ""),
             grpc_host=_grpc_host(self.serverapp.ip),
             grpc_port=self.grpc_port,
+            grpc_tls=GrpcTls(
+                self.serverapp.certfile, self.serverapp.keyfile, insecure=self.grpc_insecure
+            ),
         )
         self.context.tasks = TaskExecutor(
             TaskQueue(max(1, self.max_concurrent_tasks)), runtime, TaskStore(self.context.db),

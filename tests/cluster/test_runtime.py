@@ -63,7 +63,10 @@ async def test_a_worker_that_joins_becomes_a_node_and_leaves_offline(tmp_path):
     await runtime.start()
     try:
         await runtime.wait_ready(60)
-        worker = await Worker(runtime.scheduler_address, name="node7", nthreads=1)
+        # a worker holding the cluster's credentials joins (the cluster speaks TLS only)
+        worker = await Worker(
+            runtime.scheduler_address, name="node7", nthreads=1, security=runtime.security
+        )
         await until(lambda: status(runtime, "node7") == "online")
         report = runtime.nodes.get("node7").report
         assert report["store"].endswith("node7") and report["devices"]["disk"]["total"] > 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,17 +13,19 @@ import grpc
 from gswarm_jupyter.core.db import Database
 from gswarm_jupyter.profiler._proto import profiler_pb2_grpc as pb_grpc
 from gswarm_jupyter.profiler.service import Profiler
+from gswarm_jupyter.profiler.transport import GrpcTls
 
 TOKEN = "secret-token"
 AUTH = (("authorization", f"token {TOKEN}"),)
 
 
 @contextlib.asynccontextmanager
-async def grpc_profiler(tmp_path: Path) -> AsyncIterator[Profiler]:
+async def grpc_profiler(tmp_path: Path, tls: GrpcTls | None = None) -> AsyncIterator[Profiler]:
     db = Database(tmp_path / "state.sqlite3")
     db.migrate()
     profiler = Profiler(
-        db, tmp_path / "profiler", token=lambda: TOKEN, grpc_host="127.0.0.1", grpc_port=0
+        db, tmp_path / "profiler", token=lambda: TOKEN, grpc_host="127.0.0.1", grpc_port=0,
+        grpc_tls=tls,
     )
     await profiler.start()
     try:
@@ -35,3 +39,42 @@ async def grpc_profiler(tmp_path: Path) -> AsyncIterator[Profiler]:
 async def stub_for(profiler: Profiler) -> AsyncIterator[pb_grpc.ProfilerServiceStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{profiler.grpc_port}") as channel:
         yield pb_grpc.ProfilerServiceStub(channel)
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1 and its key: (certfile, keyfile)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certfile, keyfile

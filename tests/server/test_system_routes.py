@@ -64,7 +64,7 @@ async def test_health_reports_the_embedded_cluster(api):
     assert health["status"] == "healthy" and health["reason"] is None
     assert health["nodes_online"] == health["nodes_total"] == 2
     assert health["scheduler"]["embedded"] is True
-    assert health["scheduler"]["address"].startswith(("tcp://", "inproc://"))
+    assert health["scheduler"]["address"].startswith("tls://127.0.0.1:")  # mutual TLS only
 
 
 async def test_nodes_carry_real_capacities(api):
