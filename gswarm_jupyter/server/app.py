@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 from pathlib import Path
@@ -138,6 +139,7 @@ class GswarmApp(ExtensionApp):
         stop_on_interrupt(self.serverapp)
         data_dir = self.resolved_data_dir()
         self._state_lock = self._lock(data_dir)
+        self._stopped: asyncio.Future[None] | None = None
         fetch_policy = FetchPolicy(self.fetch_allow, self.fetch_deny)
         data_dir.mkdir(parents=True, exist_ok=True)
         runtime = ClusterRuntime(
@@ -222,6 +224,12 @@ class GswarmApp(ExtensionApp):
         self.log.info("gswarm: extension started; data in %s", self.context.config["data_dir"])
 
     async def stop_extension(self) -> None:
+        # A second Ctrl-C or SIGTERM asks Jupyter to stop again: it waits for the same stop.
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopped)
+
+    async def _stop(self) -> None:
         try:
             await self.context.stop()  # services, then tasks, then the cluster and its workers
         finally:
