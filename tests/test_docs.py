@@ -116,3 +116,57 @@ def test_the_link_check_catches_what_it_should(tmp_path):
     assert links(text) == ["../shared/API.md", "#nowhere", "#a-heading"]
     assert anchors(text) == {"a-heading"}
     assert anchors("## `GET /x/{y}`\n## Same\n## Same") == {"get-xy", "same", "same-1"}
+
+
+def test_the_generator_reads_richer_documents_than_ours():
+    """Shared parameters, bodies and answers by `$ref`, oneOf/allOf, tuples, maps, examples."""
+    doc = {
+        "paths": {"/x/{id}": {
+            "parameters": [{"$ref": "#/components/parameters/Id"}],
+            "post": {
+                "summary": "Make an x", "description": "Longer words.", "tags": ["things"],
+                "requestBody": {"$ref": "#/components/requestBodies/Make"},
+                "responses": {
+                    "201": {"$ref": "#/components/responses/Made"},
+                    "418": {"description": "Error envelope: TEAPOT"},
+                },
+            },
+        }},
+        "components": {
+            "parameters": {"Id": {"name": "id", "in": "path", "required": True,
+                                  "schema": {"type": "string"}, "example": "x1"}},
+            "requestBodies": {"Make": {"content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Make"}}}}},
+            "responses": {"Made": {"description": "made", "content": {"application/json": {
+                "schema": {"properties": {"success": {}, "data": {
+                    "$ref": "#/components/schemas/Thing"}}}}}}},
+            "schemas": {
+                "Make": {"type": "object", "required": ["kind"], "examples": [{"kind": "a"}],
+                         "properties": {
+                             "kind": {"oneOf": [{"const": "a"}, {"const": "b"}]},
+                             "pair": {"type": "array", "prefixItems": [{"type": "integer"},
+                                                                       {"type": "string"}]},
+                             "tags": {"type": "object",
+                                      "additionalProperties": {"type": "string"}},
+                             "base": {"allOf": [{"$ref": "#/components/schemas/Thing"}]},
+                             "loop": {"$ref": "#/components/schemas/Missing"},
+                         }},
+                "Thing": {"type": "object", "description": "A thing.",
+                          "properties": {"id": {"type": "string", "pattern": "^x\\d+|y$"}}},
+                "Level": {"type": "string", "enum": ["low", "high"]},
+            },
+        },
+    }
+    text = apidoc.render("{{routes}}\n{{records}}\n{{unserved}}", doc, {}, {"/x/{id}": "r:x"})
+    assert "#### `POST /x/{id}`" in text and "Make an x Longer words." in text
+    assert "| `id` | path | string | yes |" in text and "Authorizer: `r:x`, `write`." in text
+    assert "one of" not in text.split("| `kind` |")[1].split("\n")[0]  # oneOf of consts
+    assert '`"a"` or `"b"`' in text and "array [integer, string]" in text
+    assert "object of string" in text and "`Missing`" in text
+    assert "Answers `201` with the envelope (`application/json`) whose `data` is" in text
+    assert "`418` `TEAPOT`" in text
+    assert "-d '{\"kind\": \"a\"}'" in text and '"${GSWARM_URL}x/x1"' in text
+    assert "matches `^x\\d+\\|y$`" in text  # a | in a table cell is escaped
+    assert "### Level" in text and '`"low"`' in text
+    with pytest.raises(KeyError, match="nothing"):
+        apidoc.render("{{nothing}}", doc, {})

@@ -353,8 +353,7 @@ class Reference:
         if resource:
             action = "read" if method in ("get", "head", "options") else "write"
             parts.append(f"Authorizer: `{resource}`, `{action}`.")
-        params = self.doc.get("paths", {}).get(path, {}).get("parameters", [])
-        table = self.parameters_table([*params, *(op.get("parameters") or [])])
+        table = self.parameters_table(self.parameters(path, op))
         if table:
             parts.append(table)
         body = self.body(op)
@@ -432,7 +431,8 @@ class Reference:
         body = self.example_body(path, method, op)
         if body is None:
             return ""
-        url = re.sub(r"\{(\w+)\}", lambda m: self.path_example(op, m.group(1)), path)
+        params = self.parameters(path, op)
+        url = re.sub(r"\{(\w+)\}", lambda m: self.path_example(params, m.group(1)), path)
         words = ["curl -fsS"]
         if method not in ("get", "post") or (method == "post" and body is ...):
             words.append(f"-X {method.upper()}")
@@ -461,8 +461,13 @@ class Reference:
                     return {}
         return None
 
-    def path_example(self, op: dict[str, Any], name: str) -> str:
-        for parameter in op.get("parameters") or []:
+    def parameters(self, path: str, op: dict[str, Any]) -> list[Any]:
+        """The operation's parameters, after those its path item gives every method."""
+        shared = self.doc.get("paths", {}).get(path, {}).get("parameters") or []
+        return [*shared, *(op.get("parameters") or [])]
+
+    def path_example(self, parameters: list[Any], name: str) -> str:
+        for parameter in parameters:
             p = self.resolve(parameter)
             if isinstance(p, dict) and p.get("name") == name and p.get("example") is not None:
                 return str(p["example"])
