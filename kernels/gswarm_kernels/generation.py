@@ -21,22 +21,28 @@ def generate_with(
     top_p: float,
     step: Step,
     width: Callable[[int], int] = lambda longest: longest,
+    stop: int | None = None,
 ) -> list[list[int]]:
     """Generated tokens only (not the prompt), each step seeing the last `context` tokens.
 
     `width(longest)` picks the padded width of a step's batch (JAX buckets it to limit recompiles).
+    A row that generates `stop` (an end-of-text id) ends there, `stop` included; the others go on.
     """
     rows = as_token_rows(config, prompts, field="prompts")
     check_sampling(max_tokens, temperature, top_p)
     context = config["context"]
     sequences = [list(map(int, row)) for row in rows]
     generated: list[list[int]] = [[] for _ in rows]
+    active = list(range(len(rows)))
     for _ in range(max_tokens):
-        windows = [np.asarray(seq[-context:], dtype=np.int64) for seq in sequences]
+        if not active:
+            break
+        windows = [np.asarray(sequences[i][-context:], dtype=np.int64) for i in active]
         longest = max(len(w) for w in windows)
         tokens, lengths = pad_right(windows, min(context, max(longest, width(longest))))
         next_tokens = step(tokens, lengths)
-        for seq, out, token in zip(sequences, generated, next_tokens.tolist(), strict=True):
-            seq.append(token)
-            out.append(token)
+        for i, token in zip(active, next_tokens.tolist(), strict=True):
+            sequences[i].append(token)
+            generated[i].append(token)
+        active = [i for i in active if stop is None or generated[i][-1] != stop]
     return generated

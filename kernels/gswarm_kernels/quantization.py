@@ -1,7 +1,7 @@
 """Post-training quantisation of a parameter dict: fp16 and bf16 casts, int8 per-row symmetric.
 
-A quantised dict is self-describing: int8 tensors keep their name and their float32 per-row scales
-sit beside them under `<name>.qscale`.
+A quantised dict is self-describing: int8 tensors keep their name and their float32 scales sit
+beside them under `<name>.qscale`, one per row (1-D) or shaped to broadcast over the tensor.
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ def quantize(params: Mapping[str, np.ndarray], precision: str) -> dict[str, np.n
     out: dict[str, np.ndarray] = {}
     for name, value in params.items():
         if value.ndim == 2:
-            out[name], out[name + SCALE_SUFFIX] = _int8_rows(value)
+            out[name], out[name + SCALE_SUFFIX] = int8_rows(value)
         else:
             out[name] = value.copy()
     return out
 
 
-def _int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per output row: `weight ~= q * scale[:, None]`."""
     peak = np.abs(weight).max(axis=1)
     scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
@@ -64,7 +64,10 @@ def dequantize(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             scale = params.get(name + SCALE_SUFFIX)
             if scale is None:
                 raise ValueError(f"params: int8 tensor {name!r} has no {name + SCALE_SUFFIX!r}")
-            out[name] = value.astype(np.float32) * np.asarray(scale, dtype=np.float32)[:, None]
+            scale = np.asarray(scale, dtype=np.float32)
+            # A 1-D scale is per row; a scale of the weight's rank broadcasts as it is shaped.
+            scale = scale if scale.ndim == value.ndim else scale[:, None]
+            out[name] = value.astype(np.float32) * scale
         else:
             out[name] = np.asarray(value, dtype=np.float32)
     return out

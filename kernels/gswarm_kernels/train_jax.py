@@ -93,7 +93,7 @@ def train(
     return TrainResult(_to_numpy(state), history, steps)
 
 
-def _transform(
+def make_transform(
     name: str, lr: float, weight_decay: float, clip: float | None
 ) -> optax.GradientTransformation:
     """The optax twin of the torch optimizer: clip first, then torch's coupled L2 for adam/sgd."""
@@ -121,10 +121,10 @@ def _compiled(
 ) -> tuple[optax.GradientTransformation, Callable[..., Any]]:
     """The optimizer and its jitted step, cached so repeated trainings compile once."""
     config = json.loads(config_json)
-    tx = _transform(optimizer, lr, weight_decay, clip)
+    tx = make_transform(optimizer, lr, weight_decay, clip)
 
     def loss_fn(params, x, y, mask):  # type: ignore[no-untyped-def]
-        return _loss(kind, forward(arch, config, params, x), y, mask)
+        return batch_loss_of(kind, forward(arch, config, params, x), y, mask)
 
     @jax.jit
     def step(params, opt_state, x, y, mask):  # type: ignore[no-untyped-def]
@@ -135,7 +135,10 @@ def _compiled(
     return tx, step
 
 
-def _loss(kind: str, out: jax.Array, target: jax.Array, mask: jax.Array | None) -> jax.Array:
+def batch_loss_of(
+    kind: str, out: jax.Array, target: jax.Array, mask: jax.Array | None
+) -> jax.Array:
+    """Mean loss of a batch whose targets are of `kind` (see `TrainingData`)."""
     if kind == "values":
         return jnp.mean(jnp.square(out - target))
     log_probs = jax.nn.log_softmax(out, axis=-1)

@@ -58,7 +58,7 @@ def train(
     config = normalize_config(arch, config)
     data = training_data(arch, config, inputs, labels, loss)
     module = build_module(arch, config, params, device=device).train()
-    opt = _optimizer(optimizer, module.parameters(), learning_rate, weight_decay)
+    opt = make_optimizer(optimizer, module.parameters(), learning_rate, weight_decay)
     x, y = torch.from_numpy(data.inputs).to(device), torch.from_numpy(data.targets).to(device)
     mask = None if data.mask is None else torch.from_numpy(data.mask).to(device)
     rng = np.random.default_rng(seed)
@@ -70,7 +70,7 @@ def train(
             if should_stop is not None and should_stop():
                 return TrainResult(module_params(module), history, steps)
             index = torch.from_numpy(rows).to(device)
-            batch_loss = _loss(
+            batch_loss = batch_loss_of(
                 data.kind, module(x[index]), y[index], None if mask is None else mask[index]
             )
             opt.zero_grad(set_to_none=True)
@@ -88,7 +88,10 @@ def train(
     return TrainResult(module_params(module), history, steps)
 
 
-def _optimizer(name: str, parameters: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, parameters: Any, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """The torch optimizer called `name` (one of `OPTIMIZERS`) over `parameters`."""
     if name == "adam":
         return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
     if name == "adamw":
@@ -96,9 +99,10 @@ def _optimizer(name: str, parameters: Any, lr: float, weight_decay: float) -> to
     return torch.optim.SGD(parameters, lr=lr, weight_decay=weight_decay)
 
 
-def _loss(
+def batch_loss_of(
     kind: str, out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
 ) -> torch.Tensor:
+    """Mean loss of a batch whose targets are of `kind` (see `TrainingData`)."""
     if kind == "values":
         return F.mse_loss(out, target)
     if kind == "index":

@@ -70,25 +70,31 @@ def training_data(
             raise ValueError(
                 f"loss_function: a language model trains with cross_entropy, got {loss!r}"
             )
-        return _gpt_data(config, inputs, labels)
+        return next_token_data(config, inputs, labels)
     x = as_vectors(config, inputs, field="training_data")
     if labels is None:
         raise ValueError("labels: required for mlp")
+    targets, kind = class_targets(labels, len(x), config["out"], loss)
+    return TrainingData(x, targets, kind)
+
+
+def class_targets(labels: Any, rows: int, width: int, loss: str) -> tuple[np.ndarray, str]:
+    """Labels of `rows` rows for outputs of `width`, and what they hold: "index" (class ids),
+    "probs" (probability rows) for cross_entropy, "values" (target rows) for mse."""
     try:
         y = np.asarray(labels)
     except ValueError:
         raise ValueError("labels: ragged rows") from None
-    if y.ndim == 0 or len(y) != len(x):
+    if y.ndim == 0 or len(y) != rows:
         raise ValueError(
-            f"labels: expected {len(x)} entries (one per row), got {len(y) if y.ndim else 0}"
+            f"labels: expected {rows} entries (one per row), got {len(y) if y.ndim else 0}"
         )
-    width = config["out"]
     if loss == "mse":
         if y.ndim == 1 and width == 1:
             y = y[:, None]
         if y.ndim != 2 or y.shape[1] != width or y.dtype.kind not in "iuf":
             raise ValueError(f"labels: expected target rows of width {width}, got shape {y.shape}")
-        return TrainingData(x, y.astype(np.float32), "values")
+        return y.astype(np.float32), "values"
     if y.ndim == 1:
         if y.dtype.kind == "f" and np.all(y == np.floor(y)):
             y = y.astype(np.int64)
@@ -97,16 +103,18 @@ def training_data(
         if y.min() < 0 or y.max() >= width:
             bad = int(y.min()) if y.min() < 0 else int(y.max())
             raise ValueError(f"labels: class indices must be in [0, {width}), got {bad}")
-        return TrainingData(x, y.astype(np.int64), "index")
+        return y.astype(np.int64), "index"
     if y.ndim != 2 or y.shape[1] != width or y.dtype.kind not in "iuf":
         raise ValueError(
             f"labels: expected class indices or probability rows of width {width}, "
             f"got shape {y.shape}"
         )
-    return TrainingData(x, y.astype(np.float32), "probs")
+    return y.astype(np.float32), "probs"
 
 
-def _gpt_data(config: dict[str, Any], inputs: Any, labels: Any) -> TrainingData:
+def next_token_data(config: dict[str, Any], inputs: Any, labels: Any) -> TrainingData:
+    """Token rows for next-token training (`config` gives `vocab` and `context`): each row is its
+    own target shifted by one, or `labels` holds a target row per row."""
     rows = as_token_rows(config, inputs, field="training_data")
     context = config["context"]
     if labels is None:  # next-token prediction: each row is its own target, shifted by one

@@ -31,3 +31,6 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+from .hf_models import bert_classifier_path, bert_path, gpt2_path, minilm_path  # noqa: E402,F401
