@@ -95,8 +95,8 @@ def _raw_read(path: Path) -> np.ndarray:
 
 def _store_loader(folder: Path, st: Path) -> Callable[[], object]:
     """The weight store's disk -> dram copy of `st`, then its tensors as views of that copy."""
-    from gswarm_jupyter.cluster.signals import TaskSignal
-    from gswarm_jupyter.cluster.weightstore import WeightStore
+    from gswarm_jupyter.cluster.runtime.signals import TaskSignal
+    from gswarm_jupyter.cluster.storage.weightstore import WeightStore
 
     store = WeightStore(folder / "store")
     disk = store.path("bench", 1, "safetensors")
@@ -179,7 +179,7 @@ def _load_benchmark() -> list[Result]:
 
 
 async def _copy_rounds(st: Path, size: int) -> tuple[list[float], list[float]]:
-    from gswarm_jupyter.cluster.modelstore import ModelStore
+    from gswarm_jupyter.cluster.storage.modelstore import ModelStore
     from gswarm_jupyter.core.modelregistry import ModelRegistry
     from gswarm_jupyter.core.models_api import CopyRequest, ModelCreate
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 from distributed import get_worker
 
-from gswarm_jupyter.cluster.chunkstore import ChunkStore, drop_chunk
+from gswarm_jupyter.cluster.storage.chunkstore import ChunkStore, drop_chunk
 from gswarm_jupyter.core.data_api import ChunkTransfer
 
 from .cluster import Swarm, swarm

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gswarm_jupyter.cluster.datapool import DataPool
-from gswarm_jupyter.cluster.executor import TaskExecutor
-from gswarm_jupyter.cluster.runtime import ClusterConfig, ClusterRuntime
+from gswarm_jupyter.cluster.storage.datapool import DataPool
+from gswarm_jupyter.cluster.runtime.executor import TaskExecutor
+from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from gswarm_jupyter.core.chunks import ChunkRegistry
 from gswarm_jupyter.core.db import Database
 from gswarm_jupyter.core.tasks import TaskQueue

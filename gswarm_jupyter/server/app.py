@@ -12,14 +12,14 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 
 from .. import __version__
-from ..cluster.datapool import DataPool
-from ..cluster.executor import TaskExecutor
-from ..cluster.model_users import ModelUsers
-from ..cluster.modelstore import ModelStore
-from ..cluster.runtime import ClusterConfig, ClusterRuntime
-from ..cluster.security import SchedulerTls
-from ..cluster.serving import Serving
-from ..cluster.training import Trainer
+from ..cluster.runtime.cluster import ClusterConfig, ClusterRuntime
+from ..cluster.runtime.executor import TaskExecutor
+from ..cluster.runtime.security import SchedulerTls
+from ..cluster.serving.component import Serving
+from ..cluster.storage.datapool import DataPool
+from ..cluster.storage.model_users import ModelUsers
+from ..cluster.storage.modelstore import ModelStore
+from ..cluster.training.trainer import Trainer
 from ..core.chunks import ChunkRegistry
 from ..core.compute_store import RequestMap
 from ..core.db import Database

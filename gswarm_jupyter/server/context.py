@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..cluster.datapool import DataPool
-from ..cluster.executor import TaskExecutor
-from ..cluster.modelstore import ModelStore
-from ..cluster.runtime import ClusterRuntime
-from ..cluster.serving import Serving
-from ..cluster.training import Trainer
+from ..cluster.runtime.cluster import ClusterRuntime
+from ..cluster.runtime.executor import TaskExecutor
+from ..cluster.serving.component import Serving
+from ..cluster.storage.datapool import DataPool
+from ..cluster.storage.modelstore import ModelStore
+from ..cluster.training.trainer import Trainer
 from ..core.db import Database
 from ..core.ratelimit import RateLimiter
 from ..profiler.service import Profiler

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gswarm_jupyter.cluster.chunkstore import ChunkStore, as_byte_array
-from gswarm_jupyter.cluster.signals import TaskCancelled, TaskSignal, flag_cancelled
+from gswarm_jupyter.cluster.storage.chunkstore import ChunkStore, as_byte_array
+from gswarm_jupyter.cluster.runtime.signals import TaskCancelled, TaskSignal, flag_cancelled
 
 
 def test_write_read_delete_on_dram_and_disk(tmp_path):
@@ -25,7 +25,7 @@ def test_write_read_delete_on_dram_and_disk(tmp_path):
 
 @pytest.mark.parametrize("device", ["dram", "disk"])
 def test_a_cancelled_write_leaves_nothing(tmp_path, device, monkeypatch):
-    import gswarm_jupyter.cluster.chunkstore as cs
+    import gswarm_jupyter.cluster.storage.chunkstore as cs
 
     monkeypatch.setattr(cs, "BLOCK", 1024)
     store = ChunkStore(tmp_path / "chunks")

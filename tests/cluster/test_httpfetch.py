@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from gswarm_jupyter.cluster.chunkstore import download_bytes
-from gswarm_jupyter.cluster.httpfetch import MAX_REDIRECTS, Room, connect, open_url
-from gswarm_jupyter.cluster.signals import TaskSignal
-from gswarm_jupyter.cluster.weightstore import WeightStore
+from gswarm_jupyter.cluster.storage.chunkstore import download_bytes
+from gswarm_jupyter.cluster.storage.httpfetch import MAX_REDIRECTS, Room, connect, open_url
+from gswarm_jupyter.cluster.runtime.signals import TaskSignal
+from gswarm_jupyter.cluster.storage.weightstore import WeightStore
 from gswarm_jupyter.core.errors import (
     Forbidden,
     InsufficientMemory,

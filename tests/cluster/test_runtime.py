@@ -11,7 +11,7 @@ from pathlib import Path
 
 from distributed import Scheduler, Worker
 
-from gswarm_jupyter.cluster.runtime import ClusterConfig, ClusterRuntime
+from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from gswarm_jupyter.testing import free_port
 
 

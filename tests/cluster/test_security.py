@@ -13,9 +13,9 @@ import pytest
 from distributed import Client, Worker
 from distributed.security import Security
 
-from gswarm_jupyter.cluster.embedded import HttpFreeScheduler
-from gswarm_jupyter.cluster.runtime import ClusterConfig, ClusterRuntime
-from gswarm_jupyter.cluster.security import SchedulerTls
+from gswarm_jupyter.cluster.runtime.embedded import HttpFreeScheduler
+from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
+from gswarm_jupyter.cluster.runtime.security import SchedulerTls
 
 
 def _listening_ports(pids: list[int]) -> set[int]:

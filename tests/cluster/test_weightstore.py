@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from gswarm_jupyter.cluster import signals
-from gswarm_jupyter.cluster.signals import TaskCancelled, TaskSignal
-from gswarm_jupyter.cluster.weightstore import WeightStore
+from gswarm_jupyter.cluster.runtime import signals
+from gswarm_jupyter.cluster.runtime.signals import TaskCancelled, TaskSignal
+from gswarm_jupyter.cluster.storage.weightstore import WeightStore
 from gswarm_jupyter.core.errors import InvalidRequest, NetworkError, NotFound, TaskFailed
 from gswarm_jupyter.core.fetchpolicy import FetchPolicy
 from gswarm_jupyter.testing import LOOPBACK_ONLY

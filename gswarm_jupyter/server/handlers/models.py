@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, unquote
 
-from ...cluster.modelstore import ModelStore
+from ...cluster.storage.modelstore import ModelStore
 from ...core.models_api import (
     CopyRequest,
     DownloadRequest,

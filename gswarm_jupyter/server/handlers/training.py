@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...cluster.training import Trainer
+from ...cluster.training.trainer import Trainer
 from ...core.errors import NotImplementedFeature
 from ...core.training_api import (
     OptimizeRequest,

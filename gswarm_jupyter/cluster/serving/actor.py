@@ -8,12 +8,12 @@ import contextvars
 import time
 from typing import Any
 
-from ..backends.base import GenerateOptions
-from ..backends.batcher import Batcher
-from ..backends.registry import load_runner
-from ..core.errors import GswarmError, ResourceUnavailable
-from .signals import WorkerOpError
-from .weights import Loader
+from ...backends.base import GenerateOptions
+from ...backends.batcher import Batcher
+from ...backends.registry import load_runner
+from ...core.errors import GswarmError, ResourceUnavailable
+from ..runtime.signals import WorkerOpError
+from ..storage.weights import Loader
 
 
 def _crossing(exc: GswarmError) -> WorkerOpError:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..core.errors import GswarmError
+from ...core.errors import GswarmError
 
 PROGRESS_TOPIC = "gswarm-task-progress"
 

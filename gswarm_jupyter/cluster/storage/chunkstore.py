@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 from distributed import get_worker
 
-from ..core.chunks import check_layout
-from ..core.errors import NetworkError, NotFound, NotImplementedFeature
-from ..core.fetchpolicy import FetchPolicy
-from ..core.redact import redact_url
+from ...core.chunks import check_layout
+from ...core.errors import NetworkError, NotFound, NotImplementedFeature
+from ...core.fetchpolicy import FetchPolicy
+from ...core.redact import redact_url
+from ..runtime.signals import TaskSignal, worker_op
 from .httpfetch import Response, Room, open_url, status_error
-from .signals import TaskSignal, worker_op
 from .workerstore import WorkerStore
 
 BLOCK = 8 * 1024 * 1024

@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 from distributed import get_worker
 
-from ..core.errors import InvalidRequest, NetworkError, NotFound, TaskFailed
-from ..core.fetchpolicy import FetchPolicy
-from ..core.redact import redact_url
+from ...core.errors import InvalidRequest, NetworkError, NotFound, TaskFailed
+from ...core.fetchpolicy import FetchPolicy
+from ...core.redact import redact_url
+from ..runtime.signals import TaskSignal, worker_op
 from . import weightfile
 from .chunkstore import as_byte_array, copy_blocks
 from .httpfetch import Room, open_url, status_error
-from .signals import TaskSignal, worker_op
 from .weightfile import SAFETENSORS, SUFFIX, TORCHSCRIPT, Described
 from .workerstore import WorkerStore
 

@@ -18,9 +18,9 @@ from dask.utils import parse_timedelta
 from distributed import Client
 from distributed.security import Security
 
-from ..core.aio import cancel_and_wait
-from ..core.errors import ResourceUnavailable
-from ..core.nodes import NodeChange, NodeDirectory, WorkerSeen
+from ...core.aio import cancel_and_wait
+from ...core.errors import ResourceUnavailable
+from ...core.nodes import NodeChange, NodeDirectory, WorkerSeen
 from .agent import METRIC, NodeAgent
 from .embedded import NodeCluster
 from .security import SchedulerTls, cluster_security

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..backends.weights import param_bytes
+from ...backends.weights import param_bytes
 
 Weights = tuple[str, dict[str, Any], dict[str, Any]]  # (arch, config, params)
 Loader = Callable[[], Weights]  # picklable; runs on the worker that will serve

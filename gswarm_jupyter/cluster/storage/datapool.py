@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..core.chunks import (
+from ...core.chunks import (
     ChunkRegistry,
     check_layout,
     is_memory_device,
     new_chunk_id,
 )
-from ..core.db import loads
-from ..core.data_api import ChunkCreate, ChunkMove, ChunkQuery, ChunkTransfer
-from ..core.errors import (
+from ...core.data_api import ChunkCreate, ChunkMove, ChunkQuery, ChunkTransfer
+from ...core.db import loads
+from ...core.errors import (
     Conflict,
     GswarmError,
     InsufficientMemory,
@@ -42,18 +42,18 @@ from ..core.errors import (
     PayloadTooLarge,
     error_from_dict,
 )
-from ..core.fetchpolicy import FetchPolicy
-from ..core.keylocks import KeyedLocks
-from ..core.names import DeviceRef, parse_device
-from ..core.nodes import Node
-from ..core.pagination import paginate
-from ..core.sources import file_path, resolve_under_roots
-from ..core.tasks import Task
+from ...core.fetchpolicy import FetchPolicy
+from ...core.keylocks import KeyedLocks
+from ...core.names import DeviceRef, parse_device
+from ...core.nodes import Node
+from ...core.pagination import paginate
+from ...core.sources import file_path, resolve_under_roots
+from ...core.tasks import Task
+from ..runtime.cluster import ClusterRuntime
+from ..runtime.executor import Job, TaskExecutor
+from ..runtime.signals import TaskSignal, WorkerOpError
 from .chunkstore import drop_chunk, fetch_chunk, get_chunk, put_chunk
-from .executor import Job, TaskExecutor
 from .httpfetch import Room, precheck
-from .runtime import ClusterRuntime
-from .signals import TaskSignal, WorkerOpError
 
 log = logging.getLogger(__name__)
 _URL = re.compile(r"^(https?|file)://", re.IGNORECASE)

@@ -40,7 +40,7 @@ class WorkerStore:
 
 def node_store(worker: Worker) -> Path:
     """The node agent's store folder (or, before the agent set up, where it would put it)."""
-    from .agent import PLUGIN_NAME, NodeAgent, default_store
+    from ..runtime.agent import PLUGIN_NAME, NodeAgent, default_store
 
     agent = worker.plugins.get(PLUGIN_NAME)
     if isinstance(agent, NodeAgent) and agent.store is not None:

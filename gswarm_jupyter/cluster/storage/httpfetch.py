@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from ..core.errors import Forbidden, InsufficientMemory, NetworkError, PayloadTooLarge
-from ..core.fetchpolicy import FetchPolicy, IPAddress, Resolver
-from ..core.redact import redact_text, redact_url
+from ...core.errors import Forbidden, InsufficientMemory, NetworkError, PayloadTooLarge
+from ...core.fetchpolicy import FetchPolicy, IPAddress, Resolver
+from ...core.redact import redact_text, redact_url
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

@@ -11,9 +11,9 @@ import logging
 import time
 from collections import Counter
 
-from ..core.aio import cancel_and_wait
-from ..core.nodes import NodeDirectory
-from ..core.recovery import RESTART_ELSEWHERE_AFTER, restart_node
+from ...core.aio import cancel_and_wait
+from ...core.nodes import NodeDirectory
+from ...core.recovery import RESTART_ELSEWHERE_AFTER, restart_node
 from .services import Service, ServiceManager
 
 log = logging.getLogger(__name__)

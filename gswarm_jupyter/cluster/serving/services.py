@@ -26,10 +26,10 @@ from typing import Any
 
 from distributed import Future
 
-from ..core.aio import cancel_and_wait
-from ..core.balancing import Balancer
-from ..core.clock import iso
-from ..core.errors import (
+from ...core.aio import cancel_and_wait
+from ...core.balancing import Balancer
+from ...core.clock import iso
+from ...core.errors import (
     GswarmError,
     InsufficientMemory,
     InternalError,
@@ -41,15 +41,15 @@ from ..core.errors import (
     ResourceUnavailable,
     error_from_dict,
 )
-from ..core.names import is_device
-from ..core.recovery import retry_delay
-from ..core.service_store import ServiceStore, StoredReplica, StoredService
-from ..core.serving_api import ServiceConfig
-from ..core.stats import percentile
-from .runtime import ClusterRuntime
-from .service_actor import ServiceActor
-from .signals import WorkerOpError
-from .weights import ModelSpec, WeightSource
+from ...core.names import is_device
+from ...core.recovery import retry_delay
+from ...core.service_store import ServiceStore, StoredReplica, StoredService
+from ...core.serving_api import ServiceConfig
+from ...core.stats import percentile
+from ..runtime.cluster import ClusterRuntime
+from ..runtime.signals import WorkerOpError
+from ..storage.weights import ModelSpec, WeightSource
+from .actor import ServiceActor
 
 log = logging.getLogger(__name__)
 

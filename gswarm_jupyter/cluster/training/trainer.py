@@ -20,10 +20,10 @@ from typing import Any
 
 from distributed import Client
 
-from ..backends.base import invalid_input
-from ..core.compute_store import RequestMap
-from ..core.db import loads
-from ..core.errors import (
+from ...backends.base import invalid_input
+from ...core.compute_store import RequestMap
+from ...core.db import loads
+from ...core.errors import (
     Conflict,
     GswarmError,
     InvalidInputData,
@@ -34,16 +34,16 @@ from ..core.errors import (
     ResourceUnavailable,
     error_from_dict,
 )
-from ..core.names import DeviceRef, check_model_name, is_device, parse_device
-from ..core.tasks import Task
-from ..core.training_api import OptimizeRequest, TrainingRequest, chunk_ids
-from .chunkstore import get_chunk
-from .datapool import DataPool
-from .executor import Job, TaskExecutor
-from .modelstore import ModelCopy, ModelStore
-from .runtime import ClusterRuntime
-from .training_ops import EPOCH_TOPIC, quantize_weights, train_weights
-from .weightstore import read_weights
+from ...core.names import DeviceRef, check_model_name, is_device, parse_device
+from ...core.tasks import Task
+from ...core.training_api import OptimizeRequest, TrainingRequest, chunk_ids
+from ..runtime.cluster import ClusterRuntime
+from ..runtime.executor import Job, TaskExecutor
+from ..storage.chunkstore import get_chunk
+from ..storage.datapool import DataPool
+from ..storage.modelstore import ModelCopy, ModelStore
+from ..storage.weightstore import read_weights
+from .ops import EPOCH_TOPIC, quantize_weights, train_weights
 
 TRAIN, OPTIMIZE = "training", "model_optimize"
 PRECISIONS = ("int8", "fp16", "bf16")

@@ -4,8 +4,8 @@ Bytes never pass through the server: the first copy is made on its node (`acquir
 copy between nodes hands the source worker's `read_weights` future to the target's
 `write_weights`, so Dask carries the bytes worker to worker.
 
-It is also the services' `WeightSource` (`cluster/weights.py`): `resolve`, `ensure_copy`,
-`loader`, `services_changed`; and it asks its `ModelUsers` (`cluster/model_users.py`) whether a
+It is also the services' `WeightSource` (`storage/weights.py`): `resolve`, `ensure_copy`,
+`loader`, `services_changed`; and it asks its `ModelUsers` (`storage/model_users.py`) whether a
 copy is in use, to stop a deleted model's services, and to reload a model's new version.
 
 The last ready copy of a model is never removed but with the model: checking, cancelling the
@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.db import loads
-from ..core.errors import (
+from ...core.db import loads
+from ...core.errors import (
     Conflict,
     GswarmError,
     InvalidRequest,
@@ -35,10 +35,10 @@ from ..core.errors import (
     ResourceUnavailable,
     error_from_dict,
 )
-from ..core.fetchpolicy import FetchPolicy
-from ..core.keylocks import KeyedLocks
-from ..core.modelregistry import ModelRegistry, is_memory_device, location_record
-from ..core.models_api import (
+from ...core.fetchpolicy import FetchPolicy
+from ...core.keylocks import KeyedLocks
+from ...core.modelregistry import ModelRegistry, is_memory_device, location_record
+from ...core.models_api import (
     CopyRequest,
     DownloadRequest,
     LocationCreate,
@@ -46,18 +46,18 @@ from ..core.models_api import (
     ModelQuery,
     MoveRequest,
 )
-from ..core.names import DeviceRef, check_model_name, parse_device
-from ..core.nodes import Node, NodeChange
-from ..core.pagination import paginate
-from ..core.placement import Resident, choose_source, free_bytes, plan_room, read_cost
-from ..core.redact import has_redacted_userinfo, redact_url
-from ..core.sources import Source, parse_source
-from ..core.tasks import Task
-from .executor import Job, TaskExecutor
+from ...core.names import DeviceRef, check_model_name, parse_device
+from ...core.nodes import Node, NodeChange
+from ...core.pagination import paginate
+from ...core.placement import Resident, choose_source, free_bytes, plan_room, read_cost
+from ...core.redact import has_redacted_userinfo, redact_url
+from ...core.sources import Source, parse_source
+from ...core.tasks import Task
+from ..runtime.cluster import ClusterRuntime
+from ..runtime.executor import Job, TaskExecutor
+from ..runtime.signals import TaskSignal, WorkerOpError
 from .httpfetch import Room, precheck
 from .model_users import ModelUsers
-from .runtime import ClusterRuntime
-from .signals import TaskSignal, WorkerOpError
 from .weights import Loader, ModelSpec
 from .weightstore import acquire_weights, drop_weights, load_weights, read_weights, write_weights
 

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from distributed import get_worker
 
-from ..core.errors import InvalidInputData, InvalidRequest, NotImplementedFeature, TaskFailed
-from .signals import TaskSignal, worker_op
-from .weightfile import TORCHSCRIPT_ARCH
-from .weightstore import WeightStore
+from ...core.errors import InvalidInputData, InvalidRequest, NotImplementedFeature, TaskFailed
+from ..runtime.signals import TaskSignal, worker_op
+from ..storage.weightfile import TORCHSCRIPT_ARCH
+from ..storage.weightstore import WeightStore
 
 EPOCH_TOPIC = "gswarm-training-epoch"
 
@@ -80,7 +80,7 @@ def _rows(value: Any, chunks: list[Any] | None, layouts: list[dict[str, Any]] | 
 
 
 def _as_api_error(exc: ValueError) -> Exception:
-    from ..backends.base import invalid_input
+    from ...backends.base import invalid_input
 
     field = str(exc).split(":", 1)[0]
     if field in _REQUEST_FIELDS:
@@ -136,7 +136,7 @@ def train_weights(
             else:
                 from gswarm_kernels import train_torch
 
-                from ..backends.devices import framework_device
+                from ...backends.devices import framework_device
 
                 result = train_torch.train(arch, config, params, inputs, labels,
                                            device=framework_device(spec["device"]), **common)
@@ -184,7 +184,7 @@ def _sample(arch: str, config: dict[str, Any], calibration: Any, seed: int,
                 return as_vectors(config, calibration, field="calibration_data")
             return as_token_matrix(config, calibration, field="calibration_data")
     except ValueError as exc:
-        from ..backends.base import invalid_input
+        from ...backends.base import invalid_input
 
         raise invalid_input(exc) from None
     rng = np.random.default_rng(seed)

@@ -9,10 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..core.aio import cancel_and_wait
-from ..core.clock import iso, iso_or_none
-from ..core.compute_store import RequestMap, Session, SessionStore
-from ..core.errors import (
+from ...core.aio import cancel_and_wait
+from ...core.clock import iso, iso_or_none
+from ...core.compute_store import RequestMap, Session, SessionStore
+from ...core.errors import (
     Conflict,
     GswarmError,
     InternalError,
@@ -21,8 +21,8 @@ from ..core.errors import (
     ModelNotFound,
     NotImplementedFeature,
 )
-from ..core.nodes import NodeDirectory
-from ..core.serving_api import (
+from ...core.nodes import NodeDirectory
+from ...core.serving_api import (
     AsyncInferenceRequest,
     HistoryQuery,
     InferenceRequest,
@@ -30,11 +30,11 @@ from ..core.serving_api import (
     ServiceConfig,
     SessionCreate,
 )
-from ..core.stats import RequestLog
-from ..core.validation import validate
-from .executor import Job, TaskExecutor
+from ...core.stats import RequestLog
+from ...core.validation import validate
+from ..runtime.executor import Job, TaskExecutor
+from ..storage.weights import WeightSource
 from .services import Replica, ServiceManager
-from .weights import WeightSource
 
 TASK_TYPE = "inference"
 METRICS_WINDOW = 60.0  # seconds of the sliding window behind /metrics

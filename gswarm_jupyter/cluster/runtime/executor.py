@@ -25,8 +25,8 @@ from typing import Any
 
 from distributed import Client, Future
 
-from ..core.aio import cancel_and_wait
-from ..core.errors import (
+from ...core.aio import cancel_and_wait
+from ...core.errors import (
     Conflict,
     GswarmError,
     NetworkError,
@@ -34,10 +34,10 @@ from ..core.errors import (
     TaskFailed,
     error_from_dict,
 )
-from ..core.retention import Retention, apply_retention
-from ..core.taskstore import TaskStore
-from ..core.tasks import DASK_PRIORITY, Task, TaskQueue
-from .runtime import ClusterRuntime
+from ...core.retention import Retention, apply_retention
+from ...core.tasks import DASK_PRIORITY, Task, TaskQueue
+from ...core.taskstore import TaskStore
+from .cluster import ClusterRuntime
 from .signals import PROGRESS_TOPIC, TaskCancelled, TaskSignal, WorkerOpError, flag_cancelled
 
 log = logging.getLogger(__name__)

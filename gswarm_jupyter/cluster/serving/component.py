@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.compute_store import RequestMap, SessionStore
-from ..core.db import Database
-from ..core.service_store import ServiceStore
-from ..core.serving_api import ServiceCreate
-from .compute import ComputePlane, Quantizer
-from .executor import TaskExecutor
-from .model_users import ModelUsers
-from .runtime import ClusterRuntime
-from .service_keeper import ServiceKeeper
+from ...core.compute_store import RequestMap, SessionStore
+from ...core.db import Database
+from ...core.service_store import ServiceStore
+from ...core.serving_api import ServiceCreate
+from ..runtime.cluster import ClusterRuntime
+from ..runtime.executor import TaskExecutor
+from ..storage.model_users import ModelUsers
+from ..storage.weights import WeightSource
+from .compute_plane import ComputePlane, Quantizer
+from .keeper import ServiceKeeper
 from .services import ServiceManager
-from .weights import WeightSource
 
 
 class Serving:

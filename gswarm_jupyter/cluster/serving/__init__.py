@@ -1,0 +1,2 @@
+"""Serving: services and their replicas, the worker-side actor, the gateway, and the compute plane
+over them."""

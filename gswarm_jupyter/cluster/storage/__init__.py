@@ -1,0 +1,2 @@
+"""One copy engine for the bytes on the nodes, with two kinds of payload: data-pool chunks and
+model weights."""

@@ -1,0 +1,1 @@
+"""Training and optimisation of registered models, as queued tasks, dispatched through backends/."""
