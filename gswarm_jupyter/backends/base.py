@@ -98,6 +98,10 @@ class Runner(ABC):
     def generate(self, prompts: list[np.ndarray], options: GenerateOptions) -> list[list[int]]:
         """gpt: generated tokens only, per prompt."""
 
+    def decode(self, rows: list[list[int]]) -> list[str] | None:
+        """Text of generated token rows, for models with a tokenizer (built-ins have none)."""
+        return None
+
     # -- memory -----------------------------------------------------------------------------
 
     @abstractmethod

@@ -4,8 +4,9 @@ Requests queue as pieces of at most `max_batch_size` rows (a longer request is s
 refused). The loop takes the oldest piece, waits at most `batch_timeout_ms` for compatible pieces
 to fill the batch up to `max_batch_size` rows, runs them in one forward pass on its own thread,
 and hands each piece its rows back. Pieces are compatible when one pass can serve them alike: any
-float rows; greedy generations of the same length. A sampled generation runs alone (its seed's
-tokens must not depend on whose rows shared its batch).
+float rows; any token rows of an encoder (the runner pads the batch to its longest row and masks
+the padding, so a row answers as it would alone); greedy generations of the same length. A
+sampled generation runs alone (its seed's tokens must not depend on whose rows shared its batch).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Served:
     rows: list[list[Any]]
     tokens_generated: int
     latency: float  # seconds from queueing to the last piece's answer
+    texts: list[str] | None = None  # generated rows decoded, for models with a tokenizer
 
 
 class Batcher:
@@ -108,7 +110,8 @@ class Batcher:
         self.rows_served += len(rows_out)
         self.latencies.append(latency)
         tokens = sum(len(r) for r in rows_out) if self.runner.generates else 0
-        return Served(rows_out, tokens, latency)
+        texts = self.runner.decode(rows_out) if self.runner.generates else None
+        return Served(rows_out, tokens, latency, texts)
 
     def _key(self, options: GenerateOptions) -> Hashable:
         if not self.runner.generates:

@@ -16,6 +16,12 @@ FRAMEWORKS: dict[str, tuple[str, str, str]] = {
     "torch": ("torch", "torch_runner", "TorchRunner"),
     "jax": ("jax", "jax_runner", "JaxRunner"),
 }
+# The arch of a Hugging Face model directory, and its runners: framework -> (module, class).
+HF_ARCH = "hf"
+HF_RUNNERS: dict[str, tuple[str, str]] = {
+    "torch": ("hf_torch_runner", "HFTorchRunner"),
+    "jax": ("hf_jax_runner", "HFJaxRunner"),
+}
 
 
 def installed(framework: str) -> bool:
@@ -24,8 +30,9 @@ def installed(framework: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
-def runner_class(framework: str) -> type[Runner]:
-    """The runner class of `framework`; `NotImplementedFeature` when it is not installed."""
+def runner_class(framework: str, arch: str = "") -> type[Runner]:
+    """The runner class of `framework` for `arch` (built-ins, or `HF_ARCH`); `NotImplementedFeature`
+    when the framework is not installed."""
     if framework not in FRAMEWORKS:
         raise InvalidRequest(
             f"unknown framework {framework!r}: expected one of {', '.join(FRAMEWORKS)}",
@@ -36,7 +43,7 @@ def runner_class(framework: str) -> type[Runner]:
             f"framework {framework!r} is not installed on this node",
             {"framework": framework, "package": FRAMEWORKS[framework][0]},
         )
-    _, module, cls = FRAMEWORKS[framework]
+    module, cls = HF_RUNNERS[framework] if arch == HF_ARCH else FRAMEWORKS[framework][1:]
     return getattr(importlib.import_module(f".{module}", __package__), cls)  # type: ignore[no-any-return]
 
 
@@ -46,10 +53,31 @@ def load_runner(
     """`framework`'s runner holding (arch, config, params) on `device` (an API or framework device).
 
     Quantised numpy weights (int8 with per-row scales, fp16, bf16) are dequantised to float32 on
-    load: the stored copy stays small, the runner computes in float32."""
+    load: the stored copy stays small, the runner computes in float32.
+
+    A Hugging Face model is `arch` `HF_ARCH` with `config` `{"model_dir", "model_type"?,
+    "num_labels"?, "seed"?}`; non-empty `params` replace the directory's weights (a trained or
+    quantised version, under the same names). Its int8 linear layers run as dynamic int8."""
+    if arch == HF_ARCH:
+        from .hf_ops import read_model
+
+        cls = runner_class(framework, HF_ARCH)  # a missing framework fails before any reading
+        model = read_model(
+            config["model_dir"],
+            config.get("model_type"),
+            num_labels=config.get("num_labels"),
+            seed=config.get("seed", 0),
+            params=params or None,
+        )
+        return cls(model, device)  # type: ignore[call-arg]
     if arch in ("mlp", "gpt") and params and all(isinstance(v, np.ndarray) for v in params.values()):
         from gswarm_kernels.quantization import dequantize, params_precision
 
         if params_precision(params) != "fp32":
             params = dequantize(params)
     return runner_class(framework)(arch, config, params, device)  # type: ignore[call-arg]
+
+
+def load_hf_runner(framework: str, model: Any, device: str) -> Runner:
+    """`framework`'s runner holding a read Hugging Face model (`hf_ops.read_model`) on `device`."""
+    return runner_class(framework, HF_ARCH)(model, device)  # type: ignore[call-arg]
