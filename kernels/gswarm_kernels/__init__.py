@@ -6,6 +6,8 @@ Framework code lives in its own modules, which import torch or JAX:
 
 - `torch_models`, `torch_infer`, `train_torch`
 - `jax_models`, `jax_infer`, `train_jax`
+
+Hugging Face checkpoints (BERT and GPT-2 families, read from a model directory) live in `hf`.
 """
 
 from __future__ import annotations
