@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from .pagination import PageQuery
 from .queue_api import TaskRecord, TaskStarting
@@ -129,6 +129,21 @@ class ModelDeleted(BaseModel):
     model_name: str
     deleted: bool
     locations_removed: list[str]
+
+
+class CopyDropped(BaseModel):
+    """One copy dropped (`?device=` or `/locations/{device}`): the copies that remain."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model_name: str
+    device: str
+    deleted: bool
+    locations: list[Location]
+
+
+class ModelOrCopyDeleted(RootModel[ModelDeleted | CopyDropped]):
+    """`DELETE /models/{name}`: the whole model without `device`, one copy with it."""
 
 
 class ModelTask(TaskRecord):

@@ -50,6 +50,7 @@ def build(routes: list[Route], base_url: str = "/") -> dict[str, Any]:
     # pydantic renames models that share a class name; take each model's ref from its own map
     ref_of = {model: refs[(model, "validation")]["$ref"] for model in ordered}
     codes = error_codes()
+    _check_links(routes)
     paths: dict[str, Any] = {}
     for route in routes:
         paths[route.path] = {
@@ -79,6 +80,21 @@ def build(routes: list[Route], base_url: str = "/") -> dict[str, Any]:
             },
         },
     }
+
+
+def operation_id(method: str, path: str) -> str:
+    return f"{method}_{re.sub(r'[^A-Za-z0-9]+', '_', path).strip('_')}"
+
+
+def _check_links(routes: list[Route]) -> None:
+    """Every link leads to an operation of the table, naming exactly its path parameters."""
+    ops = {(m, r.path): r for r in routes for m in r.ops}
+    for route in routes:
+        for op in route.ops.values():
+            for link in op.links:
+                target = ops.get((link.method, link.path))
+                if target is None or set(link.parameters) != set(target.path_params()):
+                    raise ValueError(f"link {link.name!r} of {route.path} leads nowhere: {link}")
 
 
 def _error_schemas(codes: dict[int, list[str]]) -> dict[str, Any]:
@@ -190,6 +206,17 @@ def _responses(
         answer: dict[str, Any] = {"description": reasons.get(op.status, "OK")}
         if content:
             answer["content"] = content
+        if op.links:
+            answer["links"] = {
+                link.name: {
+                    "operationId": operation_id(link.method, link.path),
+                    "parameters": {
+                        param: f"$response.body#/data/{field}"
+                        for param, field in link.parameters.items()
+                    },
+                }
+                for link in op.links
+            }
         responses[str(op.status)] = answer
     for status in error_statuses(route, op):
         responses[str(status)] = {
@@ -210,7 +237,7 @@ def _operation(
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": op.summary,
-        "operationId": f"{method}_{re.sub(r'[^A-Za-z0-9]+', '_', route.path).strip('_')}",
+        "operationId": operation_id(method, route.path),
         "tags": [route.tag],
         "parameters": _parameters(route, op),
         "responses": _responses(route, op, ref_of, codes),

@@ -19,12 +19,24 @@ COMPUTE = "/gswarm/compute/v1"
 
 
 @dataclass(frozen=True)
+class Link:
+    """A follow-up a success answer makes possible (an OpenAPI link): the operation `method`
+    `path`, its path parameters taken from fields of the answer's `data`."""
+
+    name: str
+    method: str
+    path: str
+    parameters: dict[str, str]  # path parameter -> field of the answer's data
+
+
+@dataclass(frozen=True)
 class Op:
     """One method of a route, as the OpenAPI document describes it.
 
     `status` is the success answer's status (None: the route has none, e.g. one answering
     only `501`); `errors` the error statuses beyond those every route may answer;
-    `alt_content` other content types the success answer may take (e.g. `text/csv`).
+    `alt_content` other content types the success answer may take (e.g. `text/csv`); `links`
+    the operations its answer leads to.
     """
 
     summary: str
@@ -36,6 +48,7 @@ class Op:
     content_type: str = "application/json"
     enveloped: bool = True
     alt_content: tuple[str, ...] = ()
+    links: tuple[Link, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,26 @@ PATH_PARAMS: dict[str, PathParam] = {
     "allocation_id": PathParam("allocation id (opaque)"),
     "gpu_id": PathParam("virtual GPU id (opaque)"),
 }
+
+
+def task_links() -> tuple[Link, ...]:
+    """What a task-starting answer (`data.task_id`) leads to."""
+    task = f"{CONTROL}/queue/tasks/{{task_id}}"
+    return (
+        Link("task", "get", task, {"task_id": "task_id"}),
+        Link("cancel", "post", f"{task}/cancel", {"task_id": "task_id"}),
+    )
+
+
+def resource_links(path: str, param: str, field: str, suffixes: tuple[str, ...] = (),
+                   delete: bool = True) -> tuple[Link, ...]:
+    """What a created resource (`data.<field>`) leads to: GET `path` (and `path/<suffix>`), and
+    DELETE `path` where the route has it."""
+    links = [Link("get", "get", path, {param: field})]
+    links += [Link(s, "get", f"{path}/{s}", {param: field}) for s in suffixes]
+    if delete:
+        links.append(Link("delete", "delete", path, {param: field}))
+    return tuple(links)
 
 
 @dataclass(frozen=True)

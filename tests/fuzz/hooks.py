@@ -1,16 +1,24 @@
-"""gswarm's own schemathesis checks, loaded by `st run` through `SCHEMATHESIS_HOOKS`.
+"""gswarm's own schemathesis checks and case hooks, loaded by `st run` through
+`SCHEMATHESIS_HOOKS`.
 
 Invariant: a response fails here when it is a 5xx the contract does not allow for its route, or
 an error outside the envelope or with a code API.md's table does not give its status. The table
 is copied here word for word rather than imported, so a drift in `core.errors` is caught too.
+
+A case hook leaves a generated case (fuzzing and stateful phases) as it is or, as often, puts a
+name that exists (the seeded model, a node, a device, the seeded chunk) in place of an identifier
+the case already has: random strings alone almost never name a resource, and the routes' real
+work would go untested.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import schemathesis
+from hypothesis import strategies as st
 
 # API.md section 2, "Error codes": code -> HTTP status.
 TABLE: dict[str, int] = {
@@ -101,3 +109,54 @@ def error_envelope_problems(body: Any, status: int) -> list[str]:
     if not isinstance(error.get("details"), dict):
         problems.append("details is not an object")
     return problems
+
+
+# Identifiers that exist on the fuzzed server (tests/fuzz/test_openapi_fuzz.py seeds them).
+MODEL = "fuzz-mlp"
+DEVICES = ["node1:disk", "node1:dram", "node2:dram", "node2:disk"]
+EXISTING: dict[str, list[Any]] = {
+    "name": [MODEL],
+    "model_name": [MODEL],
+    "model_id": [MODEL],
+    "node": ["node1", "node2"],
+    "target_node": ["node1", "node2"],
+    "nodes": [["node1"], ["node2"]],
+    "device": DEVICES,
+    "target_device": DEVICES,
+    "source_device": DEVICES,
+    "download_to": DEVICES,
+    "source_url": ["builtin://mlp?in=4&hidden=8&out=2&seed=1"],
+    "model_path": ["builtin://mlp?in=4&hidden=8&out=2&seed=1"],
+    "input_data": [[[0.1, 0.2, 0.3, 0.4]]],
+    "training_data": [[[0.1, 0.2, 0.3, 0.4]]],
+    "labels": [[0]],
+}
+if os.environ.get("GSWARM_FUZZ_CHUNK"):
+    EXISTING["chunk_id"] = [os.environ["GSWARM_FUZZ_CHUNK"]]
+
+
+def with_existing_names(values: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """`values`, each identifier it has kept or replaced by one that exists."""
+    keys = [k for k in values if k in EXISTING]
+    if not keys:
+        return st.just(values)
+    choices = {k: st.one_of(st.just(values[k]), st.sampled_from(EXISTING[k])) for k in keys}
+    return st.fixed_dictionaries(choices).map(lambda chosen: {**values, **chosen})
+
+
+@schemathesis.hook
+def flatmap_case(context: Any, case: Any) -> st.SearchStrategy[Any]:
+    """The case with existing names put in its body and path; schemathesis checks the changed
+    case against the schema again, so a negative case that became valid counts as positive."""
+    body = with_existing_names(case.body) if isinstance(case.body, dict) else st.just(case.body)
+    path = with_existing_names(case.path_parameters or {})
+    return st.tuples(body, path).map(lambda chosen: _with(case, *chosen))
+
+
+def _with(case: Any, body: Any, path_parameters: dict[str, Any]) -> Any:
+    # Assigning marks the container changed (only then: an unchanged case keeps its metadata).
+    if body != case.body:
+        case.body = body
+    if path_parameters != (case.path_parameters or {}):
+        case.path_parameters = path_parameters
+    return case

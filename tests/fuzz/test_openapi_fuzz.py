@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -63,8 +64,16 @@ CHECKS = (
 # node: 400 or 404 by the contract), max_response_time (speed is never a test assertion).
 
 
+@dataclass(frozen=True)
+class Target:
+    """The fuzzed server and the environment that tells the hooks what exists on it."""
+
+    server: LiveServer
+    hooks_env: dict[str, str]
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     root = tmp_path_factory.mktemp("fuzz")
     models = root / "models"
     models.mkdir()
@@ -77,8 +86,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with LiveServer(root, nodes=2, extra_args=args, extra_env=env) as live:
         _require_loopback_only(live)
         _require_made_up_urls_refused(live)
-        _seed_resources(live)
-        yield live
+        yield Target(live, _seed_resources(live))
 
 
 def _require_loopback_only(live: LiveServer) -> None:
@@ -104,15 +112,22 @@ def _require_made_up_urls_refused(live: LiveServer) -> None:
         assert r.json()["error"]["code"] == "FORBIDDEN"
 
 
-def _seed_resources(live: LiveServer) -> None:
-    """A real model under the name the document's examples use, so some cases find it."""
-    r = httpx.post(
-        live.url + "gswarm/api/v1/models",
-        headers=live.headers,
-        json={"model_name": "fuzz-mlp", "source_url": "builtin://mlp?in=4&hidden=8&out=2&seed=0"},
-        timeout=120,
-    )
-    assert r.status_code == 201, r.text
+def _seed_resources(live: LiveServer) -> dict[str, str]:
+    """What the cases find (hooks.EXISTING): a model under the name the document's examples use,
+    served on node1, and a chunk. Answers the environment that tells the hooks the chunk's id."""
+    api = httpx.Client(base_url=live.url, headers=live.headers, timeout=120)
+    with api:
+        for path, body in (
+            ("gswarm/api/v1/models",
+             {"model_name": "fuzz-mlp", "source_url": "builtin://mlp?in=4&hidden=8&out=2&seed=0"}),
+            ("gswarm/api/v1/services", {"model_name": "fuzz-mlp", "device": "node1:dram"}),
+            ("gswarm/api/v1/data", {"data": "AACAPwAAAEA=", "format": "tensor",
+                                    "device": "node1:dram",
+                                    "metadata": {"shape": [2], "dtype": "float32"}}),
+        ):
+            r = api.post(path, json=body)
+            assert r.status_code == 201, r.text
+    return {"GSWARM_FUZZ_CHUNK": r.json()["data"]["chunk_id"]}
 
 
 def test_the_fuzzed_server_fetches_from_loopback_only() -> None:
@@ -128,22 +143,25 @@ def test_the_fuzzed_server_fetches_from_loopback_only() -> None:
     assert policy.decide_address("::1").allowed
 
 
-def test_fuzz_with_the_fixed_seed(server: LiveServer, tmp_path: Path) -> None:
-    report = _fuzz(server, tmp_path, FIXED_SEED, **RUNS["fixed"])
+def test_fuzz_with_the_fixed_seed(target: Target, tmp_path: Path) -> None:
+    report = _fuzz(target, tmp_path, FIXED_SEED, **RUNS["fixed"])
     assert report["test_cases"]["generated"] >= MIN_CASES, report["test_cases"]
 
 
-def test_fuzz_with_a_random_seed(server: LiveServer, tmp_path: Path) -> None:
+def test_fuzz_with_a_random_seed(target: Target, tmp_path: Path) -> None:
     seed = int(os.environ.get("GSWARM_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
     print(f"fuzz seed: {seed} (replay: GSWARM_FUZZ_SEED={seed})")
-    _fuzz(server, tmp_path, seed, **RUNS["random"])
+    _fuzz(target, tmp_path, seed, **RUNS["random"])
 
 
-def _fuzz(server: LiveServer, workdir: Path, seed: int, phases: str, examples: int) -> dict:
+def _fuzz(target: Target, workdir: Path, seed: int, phases: str, examples: int) -> dict:
     """Run `st run` once; fail with its failures, seed and reproduction lines."""
+    server = target.server
     report_path = workdir / "report.json"
     args = [
-        sys.executable, "-m", "schemathesis.cli", "run",
+        sys.executable, "-m", "schemathesis.cli",
+        "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+        "run",
         server.url + "gswarm/api/v1/openapi.json",
         "--header", f"Authorization: token {server.token}",
         "--seed", str(seed),
@@ -160,6 +178,7 @@ def _fuzz(server: LiveServer, workdir: Path, seed: int, phases: str, examples: i
     ]
     env = {
         **os.environ,
+        **target.hooks_env,
         "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks",
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
@@ -181,9 +200,9 @@ def _fuzz(server: LiveServer, workdir: Path, seed: int, phases: str, examples: i
 
 
 def _failures(output: str) -> str:
-    """The FAILURES section and the summary of schemathesis' output (reproduction curl lines)."""
-    start = output.find("=== FAILURES")
-    start = output.rfind("\n", 0, start) + 1 if start >= 0 else max(0, len(output) - 20000)
-    text = output[start:]
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    return text[-40000:]
+    """The FAILURES and SUMMARY sections of schemathesis' output (each failure with its
+    reproduction curl line), without its WARNINGS section."""
+    sections = re.split(r"\n(?==+ [A-Z]+ =+\n)", output)
+    kept = [s for s in sections if re.match(r"=+ (FAILURES|SUMMARY) =+", s)]
+    text = "\n".join(kept) if kept else output[-20000:]
+    return re.sub(r"\n{3,}", "\n\n", text)[-40000:]

@@ -70,6 +70,9 @@ async def test_register_builtin_get_list_and_bad_input(api, gswarm_app):
         ({"model_name": "c", "source_url": MLP.format(seed=0), "colour": "red"}, 400,
          "INVALID_REQUEST"),
         ({"source_url": MLP.format(seed=0)}, 400, "INVALID_REQUEST"),
+        # found by tests/fuzz: a checksum the bytes do not match was a 500 TASK_FAILED
+        ({"model_name": "c", "source_url": MLP.format(seed=0), "checksum": "0" * 64}, 400,
+         "INVALID_REQUEST"),
     ]
     for body, code, error in bad:
         status, env, _ = await api("POST", f"{API}/models", body=body)

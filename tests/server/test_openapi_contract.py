@@ -5,12 +5,18 @@ envelope."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import jsonschema
 import pytest
 
 from gswarm_jupyter.server.handlers import all_routes
 from gswarm_jupyter.server.openapi import build
+from gswarm_jupyter.server.routes import Link, Op, Route
 from tests.fuzz.hooks import TABLE, error_envelope_problems
+
+from .data_helpers import finished
+from .model_helpers import API, register
 
 DOC = build(all_routes())
 OPERATIONS = [
@@ -21,6 +27,14 @@ OPERATIONS = [
 def _resolve(schema: dict) -> dict:
     ref = schema.get("$ref")
     return DOC["components"]["schemas"][ref.rsplit("/", 1)[-1]] if ref else schema
+
+
+def assert_documented(body: Any, method: str, path: str, status: int) -> None:
+    """`body` is what the document says `method path` answers with `status`."""
+    answer = DOC["paths"][path][method]["responses"][str(status)]
+    schema = answer["content"]["application/json"]["schema"]
+    # `#/components/...` references resolve against the root: give it the document's components
+    jsonschema.validate(body, {**schema, "components": DOC["components"]})
 
 
 def test_every_error_answer_is_the_envelope_with_the_codes_api_md_gives_its_status() -> None:
@@ -77,6 +91,27 @@ def test_query_parameters_never_say_null() -> None:
                 assert param["schema"].get("default", ...) is not None, (path, param)
 
 
+def test_async_answers_link_to_their_status_and_task() -> None:
+    links = DOC["paths"]["/gswarm/compute/v1/inference/async"]["post"]["responses"]["202"]["links"]
+    assert links["get"] == {
+        "operationId": "get_gswarm_compute_v1_inference_request_id",
+        "parameters": {"request_id": "$response.body#/data/request_id"},
+    }
+    assert links["cancel"]["operationId"] == "post_gswarm_api_v1_queue_tasks_task_id_cancel"
+    ids = {op["operationId"] for _, _, op in OPERATIONS}
+    for path, method, op in OPERATIONS:
+        for answer in op["responses"].values():
+            for link in answer.get("links", {}).values():
+                assert link["operationId"] in ids, (path, method, link)
+
+
+def test_a_link_that_leads_nowhere_is_refused() -> None:
+    lost = Link("get", "get", "/gswarm/api/v1/nowhere/{x}", {"x": "x"})
+    route = Route("/gswarm/api/v1/things", object, {"post": Op("make", links=(lost,))})
+    with pytest.raises(ValueError, match="leads nowhere"):
+        build([route])
+
+
 def test_a_route_answering_only_501_documents_no_success() -> None:
     op = DOC["paths"]["/gswarm/compute/v1/resources"]["post"]
     assert not [s for s in op["responses"] if s.startswith("2")]
@@ -118,3 +153,21 @@ async def test_an_undocumented_method_is_405_with_allow(api, method, path, allow
     assert status == 405, body
     assert headers.get("Allow") == allow
     assert body["success"] is False and body["error"]["code"] == "INVALID_REQUEST"
+
+
+async def test_dropping_one_copy_answers_what_the_document_says(api):
+    """Found by tests/fuzz: a dropped copy answers the copies that remain, not ModelDeleted."""
+    await register(api, "m")
+    for device in ("node2:dram", "node2:disk"):
+        status, env, _ = await api("POST", f"{API}/models/m/locations", body={"device": device})
+        assert status == 202, env
+        assert (await finished(api, env["data"]["task_id"]))["status"] == "completed"
+    status, env, _ = await api("DELETE", f"{API}/models/m", params={"device": "node2:dram"})
+    assert status == 200, env
+    assert_documented(env, "delete", "/gswarm/api/v1/models/{name}", 200)
+    status, env, _ = await api("DELETE", f"{API}/models/m/locations/node2:disk")
+    assert status == 200, env
+    assert_documented(env, "delete", "/gswarm/api/v1/models/{name}/locations/{device}", 200)
+    status, env, _ = await api("DELETE", f"{API}/models/m")
+    assert status == 200, env
+    assert_documented(env, "delete", "/gswarm/api/v1/models/{name}", 200)

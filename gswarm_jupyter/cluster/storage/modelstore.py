@@ -277,6 +277,9 @@ class ModelStore:
         try:
             return await future
         except WorkerOpError as exc:
+            if exc.details.get("field") == "checksum":
+                # The caller's checksum does not match the source's bytes: its request is wrong.
+                raise InvalidRequest(exc.message, exc.details) from None
             raise error_from_dict({"code": exc.code, "message": exc.message,
                                    "details": exc.details}) from None
         finally:

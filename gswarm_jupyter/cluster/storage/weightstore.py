@@ -130,7 +130,8 @@ class WeightStore(WorkerStore):
             if expect_checksum and checksum != expect_checksum.lower():
                 raise TaskFailed(
                     f"checksum mismatch for {name}: expected {expect_checksum}, got {checksum}",
-                    {"expected": expect_checksum, "got": checksum, "model_name": name},
+                    {"field": "checksum", "expected": expect_checksum, "got": checksum,
+                     "model_name": name},
                 )
             return checksum
 
@@ -322,7 +323,8 @@ class WeightStore(WorkerStore):
             if expect_checksum and checksum != expect_checksum.lower():
                 raise TaskFailed(
                     f"checksum mismatch for {shown}: expected {expect_checksum}, got {checksum}",
-                    {"expected": expect_checksum, "got": checksum, "url": shown},
+                    {"field": "checksum", "expected": expect_checksum, "got": checksum,
+                     "url": shown},
                 )
             try:
                 described = weightfile.describe_file(str(part))

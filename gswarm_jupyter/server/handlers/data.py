@@ -14,7 +14,7 @@ from ...core.data_api import (
 )
 from ...core.queue_api import TaskRecord
 from ..base import GswarmHandler
-from ..routes import CONTROL, Op, Route
+from ..routes import CONTROL, Op, Route, resource_links, task_links
 
 
 class ChunksHandler(GswarmHandler):
@@ -77,7 +77,9 @@ routes = [
             "get": Op("Chunks, filtered by device, type, node", ChunkList, query=ChunkQuery,
                       errors=(400,)),
             "post": Op("Store a chunk (base64 data, or a url fetched by a task)", ChunkRecord,
-                       body=ChunkCreate, status=201, errors=(400, 403, 404, 503, 507)),
+                       body=ChunkCreate, status=201, errors=(400, 403, 404, 503, 507),
+                       links=resource_links(f"{CONTROL}/data/{{chunk_id}}", "chunk_id",
+                                            "chunk_id", ("content",))),
         },
         tag="data",
     ),
@@ -102,14 +104,16 @@ routes = [
         f"{CONTROL}/data/{{chunk_id}}/move",
         MoveHandler,
         {"post": Op("Move to another device of the same node (a task)", TaskRecord,
-                    body=ChunkMove, status=202, errors=(400, 404, 409, 507))},
+                    body=ChunkMove, status=202, errors=(400, 404, 409, 507),
+                    links=task_links())},
         tag="data",
     ),
     Route(
         f"{CONTROL}/data/{{chunk_id}}/transfer",
         TransferHandler,
         {"post": Op("Copy to another node, worker to worker (a task)", TaskRecord,
-                    body=ChunkTransfer, status=202, errors=(400, 404, 409, 507))},
+                    body=ChunkTransfer, status=202, errors=(400, 404, 409, 507),
+                    links=task_links())},
         tag="data",
     ),
 ]

@@ -22,7 +22,7 @@ from ...core.serving_api import (
     SessionRecord,
 )
 from ..base import GswarmHandler
-from ..routes import COMPUTE, Op, Route
+from ..routes import COMPUTE, CONTROL, Link, Op, Route, resource_links, task_links
 
 
 class _Compute(GswarmHandler):
@@ -94,7 +94,14 @@ routes = [
     _route("/models", ModelsHandler, {
         "get": Op("Loaded models", LoadedModels),
         "post": Op("Load: register if needed, start a service (201 once it answers)", ModelLoaded,
-                   body=ModelLoad, status=201, errors=(400, 403, 404, 409, 501, 502, 503, 507)),
+                   body=ModelLoad, status=201, errors=(400, 403, 404, 409, 501, 502, 503, 507),
+                   links=(
+                       Link("unload", "delete", f"{COMPUTE}/models/{{model_id}}",
+                            {"model_id": "model_id"}),
+                       Link("model", "get", f"{CONTROL}/models/{{name}}", {"name": "model_id"}),
+                       Link("service", "get", f"{CONTROL}/services/{{service_id}}",
+                            {"service_id": "service_id"}),
+                   )),
     }),
     _route("/models/{model_id}", ModelHandler, {
         "delete": Op("Unload: stop its services (the registry entry stays)", ModelUnloaded,
@@ -106,7 +113,9 @@ routes = [
     }),
     _route("/inference/async", AsyncInferenceHandler, {
         "post": Op("Queue an inference (a task)", AsyncAccepted, body=AsyncInferenceRequest,
-                   status=202, errors=(400, 404)),
+                   status=202, errors=(400, 404),
+                   links=(*resource_links(f"{COMPUTE}/inference/{{request_id}}", "request_id",
+                                          "request_id", delete=False), *task_links())),
     }),
     _route("/inference/batch", BatchInferenceHandler, {
         "post": Op("Several inferences; each succeeds or fails on its own", BatchResults,
@@ -117,7 +126,9 @@ routes = [
     }),
     _route("/sessions", SessionsHandler, {
         "post": Op("Open a session: pins the model, stays on one replica, expires after "
-                   "ttl_seconds", SessionRecord, body=SessionCreate, status=201, errors=(400, 404)),
+                   "ttl_seconds", SessionRecord, body=SessionCreate, status=201, errors=(400, 404),
+                   links=(Link("end", "delete", f"{COMPUTE}/sessions/{{session_id}}",
+                               {"session_id": "session_id"}),)),
     }),
     _route("/sessions/{session_id}", SessionHandler, {
         "delete": Op("End a session", SessionRecord, errors=(404,)),

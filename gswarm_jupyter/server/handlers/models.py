@@ -8,15 +8,16 @@ from urllib.parse import quote, unquote
 
 from ...cluster.storage.modelstore import ModelStore
 from ...core.models_api import (
+    CopyDropped,
     CopyRequest,
     DownloadRequest,
     ForceQuery,
     LocationCreate,
     LocationList,
     ModelCreate,
-    ModelDeleted,
     ModelDeleteQuery,
     ModelList,
+    ModelOrCopyDeleted,
     ModelQuery,
     ModelRecord,
     ModelTask,
@@ -25,7 +26,7 @@ from ...core.models_api import (
 )
 from ...core.tasks import Task
 from ..base import GswarmHandler
-from ..routes import CONTROL, Op, Route
+from ..routes import CONTROL, Op, Route, resource_links, task_links
 from ..websocket import GswarmSocket, socket_op
 
 
@@ -125,6 +126,7 @@ class ModelsSocket(GswarmSocket):
 
 
 _TASK_ERRORS = (400, 404, 409, 503, 507)
+MODEL_LINKS = resource_links(f"{CONTROL}/models/{{name}}", "name", "model_name", ("locations",))
 
 routes = [
     Route(
@@ -135,7 +137,7 @@ routes = [
                       query=ModelQuery, errors=(400,)),
             "post": Op("Register a model (builtin://, file:// under the model roots, http(s)://)",
                        ModelRecord, body=ModelCreate, status=201,
-                       errors=(400, 403, 404, 409, 503, 507)),
+                       errors=(400, 403, 404, 409, 503, 507), links=MODEL_LINKS),
         },
         tag="models",
     ),
@@ -145,7 +147,7 @@ routes = [
         {
             "get": Op("One model with its locations and services", ModelRecord, errors=(404,)),
             "delete": Op("Remove the model and every copy, or with ?device= one copy "
-                         "(409 while in use unless force; the last copy never)", ModelDeleted,
+                         "(409 while in use unless force; the last copy never)", ModelOrCopyDeleted,
                          query=ModelDeleteQuery, errors=(400, 404, 409)),
         },
         tag="models",
@@ -156,14 +158,15 @@ routes = [
         {
             "get": Op("Where the model's copies are", LocationList, errors=(404,)),
             "post": Op("Make a copy on a device from the best existing copy (a task)", ModelTask,
-                       body=LocationCreate, status=202, errors=_TASK_ERRORS),
+                       body=LocationCreate, status=202, errors=_TASK_ERRORS,
+                       links=task_links()),
         },
         tag="models",
     ),
     Route(
         f"{CONTROL}/models/{{name}}/locations/{{device}}",
         LocationHandler,
-        {"delete": Op("Drop one copy (never the last; in use only with force)", ModelDeleted,
+        {"delete": Op("Drop one copy (never the last; in use only with force)", CopyDropped,
                       query=ForceQuery, errors=(400, 404, 409))},
         tag="models",
     ),
@@ -171,7 +174,8 @@ routes = [
         f"{CONTROL}/models/{{name}}/download",
         DownloadHandler,
         {"post": Op("Download the model's source to a device (a task)", ModelTask,
-                    body=DownloadRequest, status=202, errors=(*_TASK_ERRORS, 403))},
+                    body=DownloadRequest, status=202, errors=(*_TASK_ERRORS, 403),
+                    links=task_links())},
         tag="models",
     ),
     Route(
@@ -179,14 +183,14 @@ routes = [
         MoveHandler,
         {"post": Op("Move a copy to another device or node (a task; the source goes once the "
                     "target is complete)", ModelTask, body=MoveRequest, status=202,
-                    errors=_TASK_ERRORS)},
+                    errors=_TASK_ERRORS, links=task_links())},
         tag="models",
     ),
     Route(
         f"{CONTROL}/models/{{name}}/copy",
         CopyHandler,
         {"post": Op("Copy to another device or node, worker to worker (a task)", ModelTask,
-                    body=CopyRequest, status=202, errors=_TASK_ERRORS)},
+                    body=CopyRequest, status=202, errors=_TASK_ERRORS, links=task_links())},
         tag="models",
     ),
     Route(

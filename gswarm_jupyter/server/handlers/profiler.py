@@ -29,7 +29,7 @@ from ...profiler.hub import Subscription
 from ...profiler.service import Profiler
 from ..base import GswarmHandler
 from ..context import GswarmContext
-from ..routes import CONTROL, MODEL, Op, PathParam, Route
+from ..routes import CONTROL, MODEL, Op, PathParam, Route, resource_links
 from ..websocket import GswarmSocket, socket_op
 
 PROFILER = f"{CONTROL}/profiler"
@@ -218,6 +218,8 @@ routes = [
                 SessionRecord,
                 body=StartProfiling,
                 status=201,
+                links=resource_links(f"{PROFILER}/profiling/sessions/{{name}}", "name", "name",
+                                     delete=False),
                 errors=(400, 404, 409),
             )
         },

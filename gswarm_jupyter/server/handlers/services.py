@@ -12,7 +12,7 @@ from ...core.serving_api import (
     ServiceStopped,
 )
 from ..base import GswarmHandler
-from ..routes import CONTROL, Op, Route
+from ..routes import CONTROL, Op, Route, resource_links
 
 
 class _Services(GswarmHandler):
@@ -62,6 +62,8 @@ routes = [
                       errors=(400,)),
             "post": Op("Start a service: the model on devices of nodes, batched (201 once it "
                        "answers)", ServiceRecord, body=ServiceCreate, status=201,
+                       links=resource_links(f"{CONTROL}/services/{{service_id}}", "service_id",
+                                            "service_id", ("status",)),
                        errors=(400, 404, 501, 502, 503, 507)),
         },
         tag="services",

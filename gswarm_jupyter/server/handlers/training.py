@@ -13,7 +13,7 @@ from ...core.training_api import (
     TrainingStatus,
 )
 from ..base import GswarmHandler
-from ..routes import COMPUTE, Op, Route
+from ..routes import COMPUTE, Op, Route, resource_links, task_links
 
 
 class _Training(GswarmHandler):
@@ -56,11 +56,13 @@ routes = [
     _route("/training", TrainingHandler, {
         "post": Op("Train a model on its node and wait; with update_model (default) the result "
                    "is the model's next version", TrainingResult, body=TrainingRequest,
-                   errors=(400, 404, 409, 500, 501, 503, 504)),
+                   errors=(400, 404, 409, 500, 501, 502, 503, 504)),
     }),
     _route("/training/async", AsyncTrainingHandler, {
         "post": Op("Queue a training (a task with epoch progress; cancel leaves the model "
                    "unchanged)", TrainingAccepted, body=TrainingRequest, status=202,
+                   links=(*resource_links(f"{COMPUTE}/training/{{request_id}}", "request_id",
+                                          "request_id", delete=False), *task_links()),
                    errors=(400, 404, 501, 503)),
     }),
     _route("/training/{request_id}", TrainingStatusHandler, {
@@ -70,6 +72,6 @@ routes = [
     _route("/models/{model_id}/optimize", OptimizeHandler, {
         "post": Op("Quantise (int8, fp16, bf16) into a new registry model; sizes and error "
                    "measured", OptimizeResult, body=OptimizeRequest,
-                   errors=(400, 404, 409, 500, 501)),
+                   errors=(400, 404, 409, 500, 501, 502, 503)),
     }),
 ]
