@@ -53,8 +53,13 @@ test: env
 		--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks; \
 	status=$$?; $(PY) .ci/summary.py $(TMP)/junit.xml; exit $$status
 
+# The soak (benchmarks/bench_soak.py) loads the server with wrk, installed here when missing
+# (Debian package, as root); without it the soak is skipped. GSWARM_SOAK_SECONDS shortens it.
 bench: env
 	@mkdir -p $(TMP)
+	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+		{ apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; }; } || \
+		echo "gswarm: wrk is not installed (as root: apt-get install -y wrk); the soak is skipped"
 	DASK_TEMPORARY_DIRECTORY=$(TMP)/dask $(PY) -m benchmarks
 
 proto: env
