@@ -135,9 +135,17 @@ if os.environ.get("GSWARM_FUZZ_CHUNK"):
     EXISTING["chunk_id"] = [os.environ["GSWARM_FUZZ_CHUNK"]]
 
 
+# A training the schema allows can run for many minutes (epochs up to 100000); it gets real
+# rows only when it is short, so that a run stays bounded (the route's work is the same).
+MAX_EPOCHS_WITH_ROWS = 20
+
+
 def with_existing_names(values: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """`values`, each identifier it has kept or replaced by one that exists."""
     keys = [k for k in values if k in EXISTING]
+    epochs = values.get("epochs", 1)
+    if not isinstance(epochs, int) or epochs > MAX_EPOCHS_WITH_ROWS:
+        keys = [k for k in keys if k not in ("training_data", "labels")]
     if not keys:
         return st.just(values)
     choices = {k: st.one_of(st.just(values[k]), st.sampled_from(EXISTING[k])) for k in keys}

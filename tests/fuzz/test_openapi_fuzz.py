@@ -144,17 +144,20 @@ def test_the_fuzzed_server_fetches_from_loopback_only() -> None:
 
 
 def test_fuzz_with_the_fixed_seed(target: Target, tmp_path: Path) -> None:
-    report = _fuzz(target, tmp_path, FIXED_SEED, **RUNS["fixed"])
+    report = _fuzz(target, tmp_path, FIXED_SEED, **RUNS["fixed"],
+                   replay="test_fuzz_with_the_fixed_seed")
     assert report["test_cases"]["generated"] >= MIN_CASES, report["test_cases"]
 
 
 def test_fuzz_with_a_random_seed(target: Target, tmp_path: Path) -> None:
     seed = int(os.environ.get("GSWARM_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
     print(f"fuzz seed: {seed} (replay: GSWARM_FUZZ_SEED={seed})")
-    _fuzz(target, tmp_path, seed, **RUNS["random"])
+    _fuzz(target, tmp_path, seed, **RUNS["random"],
+          replay=f"test_fuzz_with_a_random_seed with GSWARM_FUZZ_SEED={seed}")
 
 
-def _fuzz(target: Target, workdir: Path, seed: int, phases: str, examples: int) -> dict:
+def _fuzz(target: Target, workdir: Path, seed: int, phases: str, examples: int,
+          replay: str) -> dict:
     """Run `st run` once; fail with its failures, seed and reproduction lines."""
     server = target.server
     report_path = workdir / "report.json"
@@ -191,8 +194,9 @@ def _fuzz(target: Target, workdir: Path, seed: int, phases: str, examples: int) 
     print(f"schemathesis seed {seed}: {cases.get('generated')} cases in {elapsed:.0f} s")
     if proc.returncode != 0:
         pytest.fail(
-            f"schemathesis found failures with seed {seed} (replay: GSWARM_FUZZ_SEED={seed} "
-            f"pytest {Path(__file__).relative_to(REPO)}::test_fuzz_with_a_random_seed)\n\n"
+            f"schemathesis found failures with seed {seed}. The same cases again, on a fresh "
+            f"server: pytest {Path(__file__).relative_to(REPO)}::{replay}; one case again: "
+            f"`st replay <Test Case ID>` in {workdir}, or its curl line below.\n\n"
             + _failures(proc.stdout) + "\n" + proc.stderr[-3000:],
             pytrace=False,
         )
