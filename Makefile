@@ -22,7 +22,7 @@ HOST := $(if $(filter 0.0.0.0 :: [::] *,$(IP)),127.0.0.1,$(IP))
 # Scratch of tests and Dask stays in the work tree, never in /tmp at large.
 TMP := $(CURDIR)/.tmp
 
-.PHONY: env run test bench proto docs clean reset
+.PHONY: env run test browser bench proto docs clean reset
 
 env: $(STAMP)
 
@@ -45,7 +45,14 @@ run: env
 		--IdentityProvider.token=$(TOKEN) --GswarmApp.local_nodes=$(NODES) \
 		$(foreach a,$(FETCH_ALLOW),--GswarmApp.fetch_allow=$(a))
 
-test: env
+# The browser suite (tests/browser) drives JupyterLab in Debian's chromium, installed here when
+# missing (as root, apt-get); without it that suite is skipped and the summary says why.
+browser:
+	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+		{ apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; }; } || \
+		echo "gswarm: chromium is not installed (as root: apt-get install -y chromium); the browser tests are skipped"
+
+test: env browser
 	@rm -rf $(TMP)/pytest && mkdir -p $(TMP)
 	@# Dask may print leftovers at interpreter exit: the last line is always the plain count.
 	DASK_TEMPORARY_DIRECTORY=$(TMP)/dask $(PY) -m pytest -q --basetemp=$(TMP)/pytest \

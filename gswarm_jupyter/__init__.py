@@ -20,7 +20,14 @@ def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext gswarm_jupyter`: registers `%gswarm` and `%%gswarm`."""
     from .magics.gswarm import GswarmMagics
 
-    ipython.register_magics(GswarmMagics)
+    ipython.register_magics(GswarmMagics(ipython, open_dashboard=_open_dashboard))
+
+
+def _open_dashboard(*args: Any, **kwargs: Any) -> Any:
+    """`%gswarm dashboard`'s panels, imported on first use (ipywidgets, bqplot, sidecar)."""
+    from .widgets.dashboard import open_dashboard
+
+    return open_dashboard(*args, **kwargs)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

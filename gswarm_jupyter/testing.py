@@ -47,15 +47,16 @@ class LiveServer:
     Its state is in `data_dir` (default `root/data`; `default_data_dir=True` leaves the server's
     own default). `own_session=True` runs it in a process group of its own (`signal_group`);
     `terminal=True` also gives it a terminal of its own, as `make run` in a shell has
-    (`type_ctrl_c`).
+    (`type_ctrl_c`). `app="jupyterlab"` serves JupyterLab too, as `make run` does.
     """
 
     def __init__(self, root: Path, nodes: int = 2, extra_args: list[str] | None = None,
                  base_url: str = "/", timeout: float = 120.0,
                  extra_env: dict[str, str] | None = None, data_dir: Path | None = None,
                  default_data_dir: bool = False, own_session: bool = False,
-                 terminal: bool = False) -> None:
+                 terminal: bool = False, app: str = "jupyter_server") -> None:
         self.root = Path(root)
+        self.app = app  # the module run with `python -m`: "jupyter_server", or "jupyterlab"
         self.data_dir = None if default_data_dir else Path(data_dir or self.root / "data")
         self.own_session = own_session or terminal
         self.terminal = terminal
@@ -78,7 +79,7 @@ class LiveServer:
     def start(self) -> LiveServer:
         self.root.mkdir(parents=True, exist_ok=True)
         args = [
-            sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+            sys.executable, "-m", self.app, "--no-browser", "--allow-root",
             f"--port={self.port}", "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}", f"--ServerApp.base_url={self.base_url}",
             f"--ServerApp.root_dir={self.root}",

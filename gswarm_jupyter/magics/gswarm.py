@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -11,15 +12,20 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from ..client import GswarmClient
 from ..core.errors import GswarmError
 # Each command module registers its commands when imported.
-from . import data, models, profile, serving, system, tasks, training  # noqa: F401
+from . import dashboard, data, models, profile, serving, system, tasks, training  # noqa: F401
 from .commands import COMMANDS, parse
 
 
 @magics_class
 class GswarmMagics(Magics):
-    def __init__(self, shell: Any) -> None:
+    """`open_dashboard(client, panels, anchor)` opens the live panels beside the notebook
+    (`%gswarm dashboard`); the extension passes it in, so the magics never import the widgets."""
+
+    def __init__(self, shell: Any, open_dashboard: Callable[..., Any] | None = None) -> None:
         super().__init__(shell)
         self._client: GswarmClient | None = None
+        self.open_dashboard = open_dashboard
+        self.dashboard: Any = None  # the open one, if any
 
     @property
     def client(self) -> GswarmClient:

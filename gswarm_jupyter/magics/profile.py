@@ -1,4 +1,9 @@
-"""`%%gswarm profile NAME` (profile one cell) and `%gswarm profile start|stop|show|list`."""
+"""`%%gswarm profile NAME` (profile one cell) and `%gswarm profile start|stop|show|list`.
+
+A profiled cell without `--interval` is sampled often enough for its length: about
+`TARGET_SAMPLES` samples over the length of the session's previous run of the same name (a first
+run: every `FIRST_RUN_MS`), never faster than the sampler's minimum period. A run with fewer than
+`MIN_SAMPLES` samples per node is reported as too short to chart: its table, and no plot."""
 
 from __future__ import annotations
 
@@ -18,6 +23,39 @@ USAGE = (
     "       %gswarm profile list [-o VAR]"
 )
 LINE_ACTIONS = ("start", "stop", "show", "list")
+MIN_INTERVAL_MS = 10  # the sampler's minimum period (the API refuses less)
+FIRST_RUN_MS = 25  # a cell not seen before: 20 samples in half a second
+MAX_AUTO_MS = 1000  # the samplers' idle period: a long cell needs no coarser one
+TARGET_SAMPLES = 40  # aimed at, so a run somewhat shorter than the last still has enough
+MIN_SAMPLES = 20  # per node: fewer do not make a chart
+
+
+def auto_interval(expected_s: float | None) -> int:
+    """The sampling period in ms for a cell expected to run `expected_s` seconds (None: unknown)."""
+    if expected_s is None or expected_s <= 0:
+        return FIRST_RUN_MS
+    ms = int(expected_s * 1000 / TARGET_SAMPLES)
+    return max(MIN_INTERVAL_MS, min(MAX_AUTO_MS, ms))
+
+
+def samples_per_node(summary: dict[str, Any]) -> int:
+    """The fewest samples any node took (0 when none did)."""
+    counts = [max((int(stats.get("count", 0)) for metrics in devices.values()
+                   for stats in metrics.values()), default=0)
+              for devices in summary.values()]
+    return min(counts, default=0)
+
+
+def too_short(session: dict[str, Any]) -> str | None:
+    """Why the session's run is too short to chart, or None when it is long enough."""
+    samples = samples_per_node(session.get("summary") or {})
+    if samples >= MIN_SAMPLES:
+        return None
+    period = session["sampling_frequency_ms"]
+    hint = ("even at the sampler's minimum period" if period <= MIN_INTERVAL_MS
+            else f"a shorter --interval (at least {MIN_INTERVAL_MS} ms) or a longer cell charts it")
+    return (f"too short to chart: {samples} samples per node over {session['duration_s']:.2f} s "
+            f"every {period} ms (a chart needs {MIN_SAMPLES}); {hint}")
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -51,21 +89,24 @@ def summary_table(summary: dict[str, Any], title: str = "") -> Table:
 
 
 class Report:
-    """A session's summary table and its plot; a notebook shows both."""
+    """A session's summary table and its plot (or why there is none); a notebook shows both."""
 
-    def __init__(self, table: Table, plot: Any = None) -> None:
+    def __init__(self, table: Table, plot: Any = None, notice: str | None = None) -> None:
         self.table = table
         self.plot = plot  # an IPython.display.Image, or None
+        self.notice = notice
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
+        if self.notice:
+            print(self.notice)
         display(self.table)
         if self.plot is not None:
             display(self.plot)
 
     def __repr__(self) -> str:
-        return repr(self.table)
+        return "\n".join(filter(None, [self.notice, repr(self.table)]))
 
 
 def _title(session: dict[str, Any]) -> str:
@@ -77,11 +118,15 @@ def _title(session: dict[str, Any]) -> str:
 
 def report(client: Any, session: dict[str, Any], metrics: list[str] | None = None,
            note: str = "") -> Report:
-    """The summary table of a stopped session (its record with `summary`) and its plot."""
+    """The summary table of a stopped session (its record with `summary`) and its plot, unless
+    the run is too short to chart."""
     from IPython.display import Image
 
-    png = client.profiler.plot_png(session["name"], metrics)
     table = summary_table(session["summary"], _title(session) + note)
+    notice = too_short(session)
+    if notice is not None:
+        return Report(table, None, notice)
+    png = client.profiler.plot_png(session["name"], metrics)
     return Report(table, Image(data=png, format="png"))
 
 
@@ -98,11 +143,20 @@ def cell_number(shell: Any) -> int:
     return int(shell.execution_count)
 
 
+def last_duration(client: Any, name: str) -> float | None:
+    """How long the last finished run of session `name` lasted (None: never run)."""
+    runs = [s for s in client.profiler.sessions() if s["name"] == name and s["status"] != "running"]
+    return float(runs[-1]["duration_s"]) if runs else None
+
+
 def profile_cell(magics: Any, args: argparse.Namespace, cell: str) -> Report:
     """Record a session while the cell runs; stop it even if the cell raised; show its report."""
     if args.name is not None:
         raise _usage(f"a cell takes one NAME, got {args.what!r} {args.name!r}")
-    magics.client.profiler.start(args.what, args.interval, args.nodes, args.metrics,
+    interval = args.interval
+    if interval is None:
+        interval = auto_interval(last_duration(magics.client, args.what))
+    magics.client.profiler.start(args.what, interval, args.nodes, args.metrics,
                                  {"execution_count": cell_number(magics.shell)})
     result = None
     hook = magics.shell.displayhook
@@ -136,7 +190,8 @@ def sessions_table(sessions: list[dict[str, Any]]) -> Table:
     arg("what", metavar="ACTION|NAME",
         help="start, stop, show or list; in a cell: the session name"),
     arg("name", nargs="?", metavar="NAME", help="the session (start, stop, show)"),
-    arg("--interval", type=int, default=None, metavar="MS", help="sampling period in ms (>= 10)"),
+    arg("--interval", type=int, default=None, metavar="MS",
+        help="sampling period in ms (>= 10); a cell's default fits its last run's length"),
     arg("--nodes", nargs="+", default=None, metavar="NODE", help="only these nodes"),
     arg("--metrics", nargs="+", default=None, metavar="M", help="only these metrics"),
     OUT,

@@ -1,5 +1,6 @@
 """`ModelPanel`: the tier map (nodes as columns; disk, dram, gpuN, vgpuN as rows; each model a chip
-where it has a copy, coloured by the copy's status), move/copy/delete actions, and a progress bar per
+where it has a copy, coloured by the copy's status), move/copy/delete actions picked from dropdowns
+(the model's copies as sources, the cluster's real devices as targets), and a progress bar per
 running model task. It polls the registry with a `Refresher` while displayed and stops when closed;
 errors are shown in the panel, never raised."""
 
@@ -19,6 +20,7 @@ from .panel import LivePanel
 _CHIP = {"ready": "#2e9e44", "copying": "#2f7fc1", "failed": "#c0392b", "lost": "#888"}
 _ACTIVE = ("pending", "running")
 Cell = tuple[str, str]  # (device, node)
+WHOLE_MODEL = ("every copy (the model)", "")  # the source option Delete reads as the whole model
 
 
 def device_order(device: str) -> tuple[int, int, str]:
@@ -30,11 +32,30 @@ def device_order(device: str) -> tuple[int, int, str]:
     return (rank, int(match.group(2) or 0), device)
 
 
+def qualified_order(device: str) -> tuple[str, tuple[int, int, str]]:
+    """`node1:disk` < `node1:dram` < `node1:gpu0` < `node2:disk`."""
+    node, _, name = device.rpartition(":")
+    return (node, device_order(name))
+
+
+def _offer(dropdown: w.Dropdown, options: list[tuple[str, str]]) -> None:
+    """New options for `dropdown`, keeping its value when it is still offered (never keeping the
+    whole-model choice: a source defaults to a real copy)."""
+    if list(dropdown.options) == options:
+        return
+    keep = dropdown.value
+    dropdown.options = options
+    values = [v for _, v in options]
+    kept = keep in values and keep != WHOLE_MODEL[1]
+    dropdown.value = keep if kept else (values[0] if values else None)
+
+
 def chip(name: str, status: str) -> str:
     """One model's badge: its name, and its status unless ready."""
     color = _CHIP.get(status, "#888")
     label = html.escape(name) + ("" if status == "ready" else f" · {html.escape(status)}")
-    return (f"<span title='{html.escape(name)}: {html.escape(status)}' style='display:inline-block;"
+    return (f"<span class='gswarm-chip' title='{html.escape(name)}: {html.escape(status)}' "
+            "style='display:inline-block;"
             f"margin:1px;padding:0 6px;border-radius:8px;color:white;background:{color};"
             f"font-size:90%'>{label}</span>")
 
@@ -54,34 +75,42 @@ class TaskBar(w.HBox):
 
 
 class ModelPanel(LivePanel):
+    css_class = "gswarm-model-panel"
+
     def __init__(self, client: GswarmClient | None = None, interval: float = 2.0) -> None:
         self.client = client or GswarmClient()
         self.header = w.HTML()
         self.grid = w.HTML()
         self.model = w.Dropdown(description="model", options=[])
-        self.source = w.Text(description="source", placeholder="node1:disk")
-        self.target = w.Text(description="target", placeholder="node2:dram")
-        self.move_button = w.Button(description="Move", tooltip="move the copy on source to target")
-        self.copy_button = w.Button(description="Copy", tooltip="copy source to target")
-        self.delete_button = w.Button(description="Delete", button_style="danger",
-                                      tooltip="drop the copy on source (the model if source is empty)")
+        self.source = w.Dropdown(description="source", options=[WHOLE_MODEL])
+        self.target = w.Dropdown(description="target", options=[])
+        self.move_button = w.Button(description="Move", icon="arrow-right",
+                                    tooltip="move the copy on source to target")
+        self.copy_button = w.Button(description="Copy", icon="copy",
+                                    tooltip="copy source to target")
+        self.delete_button = w.Button(description="Delete", button_style="danger", icon="trash",
+                                      tooltip="drop the copy on source (every copy: the model)")
         self.move_button.on_click(lambda _: self.move(self.model.value, self.source.value,
                                                       self.target.value))
         self.copy_button.on_click(lambda _: self.copy(self.model.value, self.source.value,
                                                       self.target.value))
         self.delete_button.on_click(lambda _: self.delete(self.model.value, self.source.value))
+        self._updating = False  # the panel itself is changing the dropdowns
+        self.model.observe(self._on_pick, names="value")
+        self.source.observe(self._on_pick, names="value")
+        self.target.observe(self._on_pick, names="value")
         actions = w.VBox([
-            w.HBox([self.model, self.source, self.target]),
+            w.HBox([self.model, self.source, self.target], layout=w.Layout(flex_flow="row wrap")),
             w.HBox([self.move_button, self.copy_button, self.delete_button]),
         ])
         self.progress = w.VBox()
-        self.error = w.HTML()
         self.cells: dict[Cell, dict[str, str]] = {}  # (device, node) -> {model: status}
+        self.copies: dict[str, list[str]] = {}  # model -> its copies' qualified devices
         self.nodes: list[str] = []
         self.devices: list[str] = []
         self.task_bars: dict[str, TaskBar] = {}
         self._lock = threading.RLock()
-        super().__init__([self.header, self.grid, actions, self.progress, self.error], interval)
+        super().__init__([self.header, self.grid, actions, self.progress], interval)
         self.refresh()
 
     # -- reading and drawing ------------------------------------------------------------------
@@ -94,18 +123,42 @@ class ModelPanel(LivePanel):
                 models = self.client.models.list()
                 tasks = self._running_tasks(models)
             except GswarmError as exc:
-                self.show_error(exc)
+                self.refresh_failed(exc)
                 return
+            self.refreshed()
             self._draw_map(nodes, models)
             self._draw_tasks(tasks)
-            names = [m["model_name"] for m in models]
-            if list(self.model.options) != names:
-                keep = self.model.value if self.model.value in names else None
-                self.model.options = names
-                self.model.value = keep if keep is not None else (names[0] if names else None)
-            self.error.value = ""
+            self.copies = {m["model_name"]: [loc["device"] for loc in m["locations"]]
+                           for m in models}
+            self._set_choices(nodes)
             self.header.value = (f"<b>gswarm models</b> · {len(models)} models · "
                                  f"{len(self.task_bars)} model tasks running")
+
+    def _set_choices(self, nodes: list[dict[str, Any]]) -> None:
+        """The dropdowns: the models, the picked model's copies, every device of every node."""
+        self._updating = True
+        try:
+            names = sorted(self.copies)
+            _offer(self.model, [(n, n) for n in names])
+            copies = sorted(self.copies.get(self.model.value or "", []), key=qualified_order)
+            _offer(self.source, [(c, c) for c in copies] + [WHOLE_MODEL])
+            targets = sorted((f"{n['node_id']}:{d}" for n in nodes
+                              for d in n["capabilities"]["storage"]), key=qualified_order)
+            _offer(self.target, [(t, t) for t in targets])
+        finally:
+            self._updating = False
+
+    def _on_pick(self, change: dict[str, Any]) -> None:
+        if self._updating:
+            return
+        self.clear_error()  # picking is the user's next action
+        if change["owner"] is self.model:
+            self._updating = True
+            try:
+                copies = sorted(self.copies.get(change["new"] or "", []), key=qualified_order)
+                _offer(self.source, [(c, c) for c in copies] + [WHOLE_MODEL])
+            finally:
+                self._updating = False
 
     def _running_tasks(self, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ids = {loc["task_id"] for m in models for loc in m["locations"]
@@ -162,6 +215,11 @@ class ModelPanel(LivePanel):
         self.task_bars = bars
         self.progress.children = list(bars.values())
 
+    @property
+    def model_names(self) -> list[str]:
+        """The models offered in the model dropdown."""
+        return [value for _, value in self.model.options]
+
     def chips(self, node: str, device: str) -> dict[str, str]:
         """The models drawn in one cell of the map, with their copies' status."""
         return dict(self.cells.get((device, node), {}))
@@ -170,28 +228,27 @@ class ModelPanel(LivePanel):
 
     def copy(self, name: str | None, source: str, target: str) -> dict[str, Any] | None:
         """Start a copy task (as the Copy button does); answer the task, or None if refused."""
-        return self._act(lambda: self.client.models.copy(name, source.strip(), target.strip()))
+        return self._act(name, lambda: self.client.models.copy(name, source.strip(),
+                                                               target.strip()))
 
     def move(self, name: str | None, source: str, target: str) -> dict[str, Any] | None:
-        return self._act(lambda: self.client.models.move(name, source.strip(), target.strip()))
+        return self._act(name, lambda: self.client.models.move(name, source.strip(),
+                                                               target.strip()))
 
     def delete(self, name: str | None, source: str = "") -> dict[str, Any] | None:
         """Drop the copy on `source`, or the whole model when `source` is empty."""
         device = source.strip() or None
-        return self._act(lambda: self.client.models.delete(name, device=device))
+        return self._act(name, lambda: self.client.models.delete(name, device=device))
 
-    def _act(self, call: Any) -> dict[str, Any] | None:
-        if not self.model.options:
+    def _act(self, name: str | None, call: Any) -> dict[str, Any] | None:
+        if not name:
+            self.clear_error()
             self.show_error("no model to act on")
             return None
-        try:
-            answer = call()
-        except GswarmError as exc:
-            self.show_error(exc)
-            return None
-        self.refresh()
+        answer = self.act(call)
+        if answer is not None:
+            self.refresh()
         return answer  # type: ignore[no-any-return]
-
 
     # -- life cycle ---------------------------------------------------------------------------
 

@@ -64,3 +64,34 @@ def test_api_failures_are_usage_errors_not_tracebacks(ip, capsys):
 def test_connect_switches_servers(ip, live_server, capsys):
     ip.run_line_magic("gswarm", f"connect {live_server.url} --token {live_server.token}")
     assert "connected to" in capsys.readouterr().out
+
+
+def test_the_dashboard_opens_the_panels_in_a_side_area_and_closes_them(ip, capsys):
+    from sidecar import Sidecar
+
+    from gswarm_jupyter.widgets.cluster import ClusterPanel
+    from gswarm_jupyter.widgets.profiler import ProfilerPanel
+
+    ip.run_line_magic("gswarm", "dashboard cluster profiler --anchor right -o dash")
+    dash = ip.user_ns["dash"]
+    try:
+        assert "cluster, profiler beside the notebook" in capsys.readouterr().out
+        assert isinstance(dash.sidecar, Sidecar) and dash.sidecar.anchor == "right"
+        assert [type(p) for p in dash.panels.values()] == [ClusterPanel, ProfilerPanel]
+        assert list(dash.box.children) == list(dash.panels.values())
+        assert dash.running  # refreshing from the start
+
+        ip.run_line_magic("gswarm", "dashboard -o again")  # another closes the one before
+        assert not dash.running and dash.sidecar.comm is None
+        again = ip.user_ns["again"]
+        assert list(again.panels) == ["cluster", "tasks", "models", "profiler"]
+        assert again.sidecar.anchor == "split-right" and again.running
+        ip.run_line_magic("gswarm", "dashboard --close")
+        assert not again.running and "dashboard closed" in capsys.readouterr().out
+    finally:
+        dash.close()
+
+
+def test_the_dashboard_refuses_unknown_panels(ip):
+    with pytest.raises(UsageError, match="unknown panels"):
+        ip.run_line_magic("gswarm", "dashboard cluster gauges")

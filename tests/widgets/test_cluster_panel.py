@@ -1,13 +1,19 @@
-"""`ClusterPanel`: its state follows the cluster, and errors are shown, not raised."""
+"""`ClusterPanel`: a card per node with sparklines, storage bars, running tasks and services;
+errors are shown, not raised."""
 
 from __future__ import annotations
+
+import time
+
+import bqplot as bq
 
 from gswarm_jupyter.client import GswarmClient
 from gswarm_jupyter.testing import free_port
 from gswarm_jupyter.widgets import ClusterPanel
+from gswarm_jupyter.widgets.cluster import gpu_reading, task_nodes
 
 
-def test_the_panel_draws_a_memory_bar_per_node_and_device(live_env):
+def test_a_card_per_node_with_sparklines_and_storage_bars(live_env):
     panel = ClusterPanel(interval=60)
     try:
         assert panel.node_names == ["node1", "node2"]
@@ -15,13 +21,48 @@ def test_the_panel_draws_a_memory_bar_per_node_and_device(live_env):
         dram = panel.bars[("node1", "dram")]
         assert 0.0 < dram.value < 1.0 and dram.description == "dram"
         assert "2 of 2 nodes online" in panel.header.value
-        assert panel.error.value == ""
+        card = panel.cards["node1"]
+        assert isinstance(card.cpu.figure, bq.Figure)
+        assert len(card.cpu.line.y) == 1 and card.cpu.reading.value.endswith("%")
+        assert len(card.memory.line.y) == 1 and "GiB" in card.memory.reading.value
+        assert card.gpus == {}  # no GPU here
+        deadline = time.monotonic() + 15
+        while len(card.cpu.line.y) < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            panel.refresh()
+        assert len(card.cpu.line.y) == 2  # a new frame: one more point
+        assert panel.error.value == "" and panel.problem.value == ""
     finally:
         panel.close()
 
 
+def test_running_tasks_and_services_are_shown_on_their_nodes(live_env):
+    with GswarmClient() as client:
+        chunk = client.data.put("node1:dram", data=b"c" * 2_000_000)
+        task = client.data.transfer(chunk["chunk_id"], "node2", "dram", bandwidth_limit=100_000)
+        panel = ClusterPanel(client, interval=60)
+        try:
+            assert task["task_id"] in panel.cards["node1"].work.value
+            assert task["task_id"] in panel.cards["node2"].work.value
+            assert "1 tasks running" in panel.header.value
+            client.tasks.cancel(task["task_id"])
+            panel.refresh()
+            assert task["task_id"] not in panel.cards["node1"].work.value
+        finally:
+            panel.close()
+            client.data.delete(chunk["chunk_id"], force=True)
+
+
+def test_a_task_is_on_the_nodes_of_its_devices_and_a_gpu_reads_in_units():
+    assert task_nodes({"resources": {"devices": ["node1:dram", "node2:disk"]}}) == {"node1", "node2"}
+    assert task_nodes({"resources": None}) == set()
+    assert gpu_reading({"utilization_ratio": 0.25, "memory_used_bytes": 1 << 30,
+                        "memory_total_bytes": 4 << 30}) == (25.0, "25% · 1.0/4.0 GiB")
+    assert gpu_reading({}) == (None, "n/a")
+
+
 def test_an_unreachable_server_is_shown_not_raised():
     panel = ClusterPanel(GswarmClient(f"http://127.0.0.1:{free_port()}/", "t"), interval=60)
-    assert "NETWORK_ERROR" in panel.error.value
+    assert "NETWORK_ERROR" in panel.problem.value
     assert panel.bars == {}
     panel.close()

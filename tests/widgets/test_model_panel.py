@@ -1,4 +1,5 @@
-"""`ModelPanel`: the tier map follows the registry, the actions start tasks, errors are shown."""
+"""`ModelPanel`: the tier map follows the registry, the actions (picked from dropdowns of real
+devices) start tasks, errors are shown until the user's next action."""
 
 from __future__ import annotations
 
@@ -33,10 +34,15 @@ def test_the_tier_map_cells_reflect_the_registry(client):
                     assert (cell, status) in [(("disk", "node1"), "ready"),
                                               (("dram", "node2"), "ready")]
         assert "mp-a" in panel.grid.value and "mp-b" in panel.grid.value
-        assert {"mp-a", "mp-b"} <= set(panel.model.options) and panel.error.value == ""
+        assert {"mp-a", "mp-b"} <= set(panel.model_names) and panel.error.value == ""
+        targets = [value for _, value in panel.target.options]
+        assert targets[:4] == ["node1:disk", "node1:dram", "node2:disk", "node2:dram"]
+        panel.model.value = "mp-a"  # the sources are the picked model's copies
+        assert [v for _, v in panel.source.options] == ["node1:disk", ""]
+        assert panel.source.value == "node1:disk"  # never the whole model by default
 
         panel.delete("mp-b")  # no source: the whole model
-        assert "mp-b" not in panel.model.options
+        assert "mp-b" not in panel.model_names
         assert all("mp-b" not in models for models in panel.cells.values())
     finally:
         panel.close()
@@ -95,6 +101,12 @@ def test_refused_actions_are_shown_not_raised(client):
     try:
         assert panel.copy("mp-err", "node2:disk", "node1:dram") is None
         assert "NOT_FOUND" in panel.error.value
+        panel.refresh()
+        assert "NOT_FOUND" in panel.error.value  # a refresh does not wipe it
+        panel.target.value = "node2:disk"  # the user's next action does
+        assert panel.error.value == ""
+        assert panel.copy("mp-err", "node1:disk", "node9:dram") is None
+        assert "NOT_FOUND" in panel.error.value and "node9" in panel.error.value
         assert panel.delete("mp-err", "node1:disk") is None  # the last copy
         assert "CONFLICT" in panel.error.value
         assert panel.move("mp-err", "nowhere", "node1:dram") is None
@@ -107,8 +119,9 @@ def test_refused_actions_are_shown_not_raised(client):
 
 def test_an_unreachable_server_is_shown_not_raised():
     panel = ModelPanel(GswarmClient(f"http://127.0.0.1:{free_port()}/", "t"), interval=60)
-    assert "NETWORK_ERROR" in panel.error.value
+    assert "NETWORK_ERROR" in panel.problem.value
     assert panel.cells == {} and panel.copy("m", "a", "b") is None
+    assert "NETWORK_ERROR" in panel.error.value
     panel.close()
 
 
