@@ -30,6 +30,13 @@ class ChunkCreate(TaskStarting):
     device: str
     metadata: ChunkMetadataIn = Field(default_factory=ChunkMetadataIn)
 
+    def placed_bytes(self) -> int | None:
+        """The bytes this request places when it carries them (base64 `data`); None for a url."""
+        if self.data is None:
+            return None
+        text = "".join(self.data.split())
+        return len(text) * 3 // 4 - text[-2:].count("=")
+
 
 class ChunkMove(TaskStarting):
     model_config = ConfigDict(extra="forbid")

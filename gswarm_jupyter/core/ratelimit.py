@@ -52,8 +52,10 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.per_minute > 0 or self.burst > 0
 
-    def hit(self, identity: str) -> Decision:
-        """Count one request of `identity` and say whether it may proceed."""
+    def hit(self, identity: str, per_minute: int | None = None) -> Decision:
+        """Count one request of `identity` and say whether it may proceed; `per_minute` replaces
+        the limiter's own rate for this identity (an API key's quota)."""
+        per_minute = self.per_minute if per_minute is None else per_minute
         now = self._clock()
         w = self._windows.get(identity)
         if w is None:
@@ -67,15 +69,21 @@ class RateLimiter:
         if w.second_start != second:
             w.second_start, w.second_count = second, 0
 
-        limit = self.per_minute if self.per_minute > 0 else self.burst * 60
+        limit = per_minute if per_minute > 0 else self.burst * 60
         reset = int(minute + 60)
-        if self.per_minute > 0 and w.minute_count >= self.per_minute:
+        if per_minute > 0 and w.minute_count >= per_minute:
             return Decision(False, limit, 0, reset, max(1, math.ceil(minute + 60 - now)))
         if self.burst > 0 and w.second_count >= self.burst:
             return Decision(False, limit, max(0, limit - w.minute_count), reset, 1)
         w.minute_count += 1
         w.second_count += 1
         return Decision(True, limit, max(0, limit - w.minute_count), reset)
+
+    def count(self, identity: str) -> int:
+        """Requests of `identity` counted in the current minute window."""
+        w = self._windows.get(identity)
+        now = self._clock()
+        return w.minute_count if w is not None and w.minute_start == math.floor(now / 60) * 60 else 0
 
     def _forget_idle(self, now: float) -> None:
         for identity in [k for k, w in self._windows.items() if now - w.minute_start > 120]:
