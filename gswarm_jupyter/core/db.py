@@ -2,7 +2,7 @@
 only writer), numbered migrations applied once each, in order.
 
 Each feature owns a block of migration numbers: 1-19 tasks and the data pool, 20-39 the model
-registry, 40-59 the profiler, 60-79 the compute plane.
+registry, 40-59 the profiler, 60-79 the compute plane, 80-99 API keys and the audit log.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""`ProfilerService` on `grpc.aio`, in the Jupyter server's event loop, behind the Jupyter token,
-over TLS or on loopback (see `transport`)."""
+"""`ProfilerService` on `grpc.aio`, in the Jupyter server's event loop, behind the Jupyter token
+or an API key with a `gswarm:profiler` scope, over TLS or on loopback (see `transport`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from ..core.access import Access, Caller
 from ..core.errors import GswarmError
+from ..core.keys import is_key_secret
 from ._proto import profiler_pb2 as pb
 from ._proto import profiler_pb2_grpc as pb_grpc
+from .grpc_revoke import closing_on_revoke
 from .convert import (
     frame_from_proto,
     frame_to_proto,
@@ -34,6 +37,7 @@ STATUS_BY_HTTP = {
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     409: grpc.StatusCode.ALREADY_EXISTS,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -49,10 +53,13 @@ def token_of(metadata: Any) -> str | None:
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):
-    """Refuses every call whose metadata lacks the server's token with UNAUTHENTICATED."""
+    """Refuses every call whose metadata lacks the server's token or a live API key holding the
+    call's `gswarm:profiler` scope (UNAUTHENTICATED, PERMISSION_DENIED); a key's streams end when
+    it is revoked. Writes and denials go to the audit log when `access` is given."""
 
-    def __init__(self, token: Callable[[], str]) -> None:
+    def __init__(self, token: Callable[[], str], access: Access | None = None) -> None:
         self.token = token
+        self.access = access
 
     async def intercept_service(
         self,
@@ -60,22 +67,59 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        expected = self.token()
+        if handler is None:
+            return handler
         given = token_of(details.invocation_metadata)
+        if given is not None and is_key_secret(given) and self.access is not None:
+            return self._with_key(handler, details.method, given)
+        expected = self.token()
         # Without a token to compare against (password login, a custom IdentityProvider) nobody
         # can prove who they are: refuse rather than serve everyone.
-        if handler is None or (
-            not expected or given is None or not hmac.compare_digest(given, expected)
-        ):
-            return _refusal(handler) if handler is not None else handler
+        if not expected or given is None or not hmac.compare_digest(given, expected):
+            self._audit(Caller("grpc:unknown", None, False), details.method, 401)
+            return _refusal(handler)
+        self._audit(Caller("token:grpc", None, True), details.method, 200)
         return handler
 
+    def _with_key(self, handler: grpc.RpcMethodHandler, method: str,
+                  secret: str) -> grpc.RpcMethodHandler:
+        assert self.access is not None
+        verb = "GET" if method.rsplit("/", 1)[-1] in READ_CALLS else "POST"
+        try:
+            caller = self.access.authenticate(secret)
+        except GswarmError as exc:
+            self._audit(Caller("grpc:unknown", None, False), method, exc.status)
+            return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        rate = self.access.rate(caller)
+        try:
+            if rate is not None and not rate.allowed:
+                raise self.access.refuse_rate(rate)
+            self.access.allow(caller, ("profiler",), verb)
+        except GswarmError as exc:
+            self._audit(caller, method, exc.status)
+            return _refusal(handler, STATUS_BY_HTTP.get(exc.status, grpc.StatusCode.INTERNAL),
+                            exc.message)
+        self._audit(caller, method, 200)
+        assert caller.key is not None
+        return closing_on_revoke(handler, self.access.keys.watch, caller.key.key_id)
 
-def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    message = "a valid Jupyter token is required in the 'authorization' metadata"
+    def _audit(self, caller: Caller, method: str, status: int) -> None:
+        if self.access is None:
+            return
+        action = "read" if method.rsplit("/", 1)[-1] in READ_CALLS else "write"
+        self.access.record(caller, "GRPC", method, ("profiler",), status, action)
 
+
+READ_CALLS = frozenset({"Subscribe", "GetStatus", "ListSessions"})
+
+
+def _refusal(
+    handler: grpc.RpcMethodHandler,
+    code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED,
+    message: str = "a valid Jupyter token or API key is required in the 'authorization' metadata",
+) -> grpc.RpcMethodHandler:
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(code, message)
 
     kinds = {
         (False, False): grpc.unary_unary_rpc_method_handler,
@@ -211,12 +255,14 @@ class GrpcServer:
         port: int,
         token: Callable[[], str],
         tls: GrpcTls = GrpcTls(),
+        access: Access | None = None,
     ) -> None:
         self.profiler = profiler
         self.host = host
         self.requested_port = port
         self.token = token
         self.tls = tls
+        self.access = access
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
 
@@ -225,7 +271,7 @@ class GrpcServer:
         if refusal is not None:
             raise PlaintextRefused(refusal)
         credentials = server_credentials(self.tls)
-        server = grpc.aio.server(interceptors=[TokenAuth(self.token)])
+        server = grpc.aio.server(interceptors=[TokenAuth(self.token, self.access)])
         pb_grpc.add_ProfilerServiceServicer_to_server(ProfilerServicer(self.profiler), server)
         wanted = self.requested_port if port is None else port
         address = f"{self.host}:{wanted}"

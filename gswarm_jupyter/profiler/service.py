@@ -14,6 +14,7 @@ from typing import Any
 
 from distributed import Client
 
+from ..core.access import Access
 from ..core.aio import cancel_and_wait
 from ..core.db import Database
 from ..core.errors import Conflict, InvalidRequest, NotFound
@@ -37,7 +38,8 @@ AGENT_CATCH_UP_S = 3.0
 class Profiler:
     """Owns the session store, the Dask collector, the hub and (when `grpc_port` is not None)
     the gRPC server. `client` answers the runtime's current Dask client; `node_names` the Dask
-    nodes known now; `token` the Jupyter token the gRPC calls must carry; `grpc_tls` how the
+    nodes known now; `token` the Jupyter token the gRPC calls must carry (or an API key that
+    `access` accepts); `grpc_tls` how the
     gRPC service is secured (a plaintext bind off loopback is refused at start)."""
 
     def __init__(
@@ -50,6 +52,7 @@ class Profiler:
         grpc_host: str = "[::]",
         grpc_port: int | None = None,
         grpc_tls: GrpcTls | None = None,
+        access: Access | None = None,
         sync_interval_s: float = 0.25,
         idle_interval_ms: int = IDLE_INTERVAL_MS,
     ) -> None:
@@ -63,7 +66,8 @@ class Profiler:
         if grpc_port is not None:
             from .grpc_server import GrpcServer
 
-            self.grpc = GrpcServer(self, grpc_host, grpc_port, token, grpc_tls or GrpcTls())
+            self.grpc = GrpcServer(self, grpc_host, grpc_port, token, grpc_tls or GrpcTls(),
+                                   access)
         self._flusher: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
