@@ -8,6 +8,7 @@ boundary where HTTP failures become the `core` exceptions the server raised.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..core.errors import GswarmError, InternalError, NetworkError, error_from_d
 from .compute import ComputeApi, ServicesApi
 from .data import DataApi
 from .discovery import discover
+from .keys import KeysApi
 from .models import AsyncModelsApi, ModelsApi
 from .parts import COMPUTE, CONTROL, MAX_PAGE
 from .profiler import AsyncProfilerApi, ProfilerApi
@@ -32,6 +34,7 @@ class _Api:
         self.models = ModelsApi(self)
         self.services = ServicesApi(self)
         self.compute = ComputeApi(self)
+        self.keys = KeysApi(self)
 
     def _call(
         self,
@@ -72,12 +75,21 @@ class _Api:
 
 
 class _Connection:
-    def __init__(self, url: str | None, token: str | None, timeout: float) -> None:
+    """Where the server is and which credential to send: an API key (`api_key`, else
+    `GSWARM_API_KEY` unless a token is given) as `Bearer gsk_...`, else the Jupyter token."""
+
+    def __init__(self, url: str | None, token: str | None, timeout: float,
+                 api_key: str | None = None) -> None:
         self.url, self.token = discover(url, token)
+        if api_key is None and token is None:
+            api_key = os.environ.get("GSWARM_API_KEY") or None
+        self.api_key = api_key
         self.base_url = self.url.split("?", 1)[0].rstrip("/") + "/"
         self.timeout = timeout
 
     def _headers(self) -> dict[str, str]:
+        if self.api_key:
+            return {"Authorization": f"Bearer {self.api_key}"}
         return {"Authorization": f"token {self.token}"} if self.token else {}
 
     def __repr__(self) -> str:
@@ -130,14 +142,16 @@ def _network_error(base_url: str, exc: httpx.HTTPError) -> GswarmError:
 
 
 class GswarmClient(_Api, _Connection):
-    """Blocking client. `GswarmClient()` finds the server by itself (see `discover`)."""
+    """Blocking client. `GswarmClient()` finds the server by itself (see `discover`);
+    `api_key="gsk_..."` (or `GSWARM_API_KEY`) talks with an API key instead of the token."""
 
     def __init__(
-        self, url: str | None = None, token: str | None = None, timeout: float = 60.0
+        self, url: str | None = None, token: str | None = None, timeout: float = 60.0,
+        api_key: str | None = None,
     ) -> None:
         _Api.__init__(self)
         self.tasks = SyncTasksApi(self)
-        _Connection.__init__(self, url, token, timeout)
+        _Connection.__init__(self, url, token, timeout, api_key)
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers(), timeout=timeout)
 
     def _call(self, method: str, path: str, *, params=None, json=None, key=None) -> Any:  # type: ignore[no-untyped-def]
@@ -168,13 +182,14 @@ class AsyncGswarmClient(_Api, _Connection):
     """The same API as `GswarmClient`; every method answers an awaitable."""
 
     def __init__(
-        self, url: str | None = None, token: str | None = None, timeout: float = 60.0
+        self, url: str | None = None, token: str | None = None, timeout: float = 60.0,
+        api_key: str | None = None,
     ) -> None:
         _Api.__init__(self)
         self.tasks = AsyncTasksApi(self)
         self.profiler = AsyncProfilerApi(self)
         self.models = AsyncModelsApi(self)
-        _Connection.__init__(self, url, token, timeout)
+        _Connection.__init__(self, url, token, timeout, api_key)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=self._headers(), timeout=timeout
         )
