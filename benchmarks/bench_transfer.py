@@ -40,7 +40,7 @@ async def _transfer(s: Swarm) -> float:
     elapsed = time.perf_counter() - start
     assert done.status == "completed", done.error
     assert done.result["size"] == SIZE
-    s.pool.registry.remove_location(CHUNK, "node2", "dram")
+    s.pool.registry.copies.remove(CHUNK, "node2", "dram")
     client = s.runtime.client
     assert client is not None
     await client.submit(drop_chunk, CHUNK, "dram", workers=[s.runtime.nodes.get("node2").address],
@@ -84,7 +84,7 @@ async def _measure() -> tuple[float, float]:
                                       workers=[s.runtime.nodes.get("node1").address], pure=False)
         s.pool.registry.create(CHUNK, chunk_type="input", fmt="bytes", size=SIZE, shape=None,
                                dtype=None, created_by="bench")
-        s.pool.registry.put_location(CHUNK, "node1", "dram", "available", address)
+        s.pool.registry.copies.put(CHUNK, "node1", "dram", "available", worker=address)
         pool, raw = [], []
         for _ in range(ROUNDS):
             pool.append(await _transfer(s))

@@ -16,12 +16,12 @@ from typing import Any, Literal
 from .clock import iso
 from .db import Database, dumps, loads, migration
 from .errors import InvalidRequest, NotFound
+from .locations import LocationTable
 
 ChunkType = Literal["input", "output", "intermediate"]
 ChunkFormat = Literal["tensor", "bytes", "json"]
 LocationStatus = Literal["available", "copying", "downloading", "lost"]
 
-MEMORY_DEVICES = ("dram", "gpu", "vgpu")  # prefixes of devices whose copies die with the worker
 MAX_DIMS = 32  # numpy's own limit (NPY_MAXDIMS of numpy 1.x)
 UNBOUNDED = 2**62  # the byte count a tensor may have when no limit is configured
 
@@ -76,10 +76,6 @@ CREATE TABLE chunk_locations (
 
 def new_chunk_id() -> str:
     return f"chunk-{secrets.token_hex(6)}"
-
-
-def is_memory_device(device: str) -> bool:
-    return device.startswith(MEMORY_DEVICES)
 
 
 def check_layout(
@@ -146,6 +142,7 @@ class ChunkRegistry:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.copies = LocationTable(db, "chunk_locations", "chunk_id", sized=False)
 
     def create(
         self,
@@ -179,14 +176,6 @@ class ChunkRegistry:
         rows = self.db.all("SELECT chunk_id FROM chunks ORDER BY created_at, chunk_id")
         return [r[0] for r in rows]
 
-    def locations(self, chunk_id: str) -> list[sqlite3.Row]:
-        return self.db.all(
-            "SELECT * FROM chunk_locations WHERE chunk_id = ? ORDER BY node, device", (chunk_id,)
-        )
-
-    def all_locations(self) -> list[sqlite3.Row]:
-        return self.db.all("SELECT * FROM chunk_locations")
-
     def set_size(self, chunk_id: str, size: int) -> None:
         self.db.execute("UPDATE chunks SET size = ? WHERE chunk_id = ?", (size, chunk_id))
 
@@ -195,34 +184,6 @@ class ChunkRegistry:
 
     def set_error(self, chunk_id: str, error: dict[str, Any] | None) -> None:
         self.db.execute("UPDATE chunks SET error = ? WHERE chunk_id = ?", (dumps(error), chunk_id))
-
-    def put_location(
-        self,
-        chunk_id: str,
-        node: str,
-        device: str,
-        status: str,
-        worker: str | None = None,
-        task_id: str | None = None,
-    ) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO chunk_locations (chunk_id, node, device, status, worker, "
-            "task_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (chunk_id, node, device, status, worker, task_id, time.time()),
-        )
-
-    def set_location_status(self, chunk_id: str, node: str, device: str, status: str) -> None:
-        self.db.execute(
-            "UPDATE chunk_locations SET status = ?, updated_at = ? "
-            "WHERE chunk_id = ? AND node = ? AND device = ?",
-            (status, time.time(), chunk_id, node, device),
-        )
-
-    def remove_location(self, chunk_id: str, node: str, device: str) -> None:
-        self.db.execute(
-            "DELETE FROM chunk_locations WHERE chunk_id = ? AND node = ? AND device = ?",
-            (chunk_id, node, device),
-        )
 
     def count_access(self, chunk_id: str) -> None:
         self.db.execute(
@@ -235,7 +196,7 @@ class ChunkRegistry:
     def record(self, chunk_id: str, references: int = 0) -> dict[str, Any]:
         """The API's chunk record."""
         row = self.row(chunk_id)
-        locations = self.locations(chunk_id)
+        locations = self.copies.of(chunk_id)
         record: dict[str, Any] = {
             "chunk_id": row["chunk_id"],
             "chunk_type": row["chunk_type"],

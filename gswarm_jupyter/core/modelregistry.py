@@ -14,12 +14,11 @@ from typing import Any, Literal
 from .clock import iso, iso_or_none
 from .db import Database, dumps, loads, migration
 from .errors import Conflict, ModelNotFound
+from .locations import LocationTable
 from .redact import redact_url
 
 LocationStatus = Literal["ready", "copying", "lost"]
 ModelStatus = Literal["ready", "downloading", "copying", "failed", "lost", "unavailable"]
-
-MEMORY_DEVICES = ("dram", "gpu", "vgpu")  # prefixes of devices whose copies die with the worker
 
 migration(
     20,
@@ -59,10 +58,6 @@ _UPDATABLE = frozenset(
 _JSON = frozenset({"metadata", "error"})
 
 
-def is_memory_device(device: str) -> bool:
-    return device.startswith(MEMORY_DEVICES)
-
-
 def model_status(row: sqlite3.Row, locations: list[sqlite3.Row]) -> ModelStatus:
     """Derived: a ready copy makes the model ready, whatever else is going on."""
     statuses = {loc["status"] for loc in locations}
@@ -82,6 +77,7 @@ class ModelRegistry:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.copies = LocationTable(db, "model_locations", "name", sized=True)
 
     # -- models -------------------------------------------------------------------------------
 
@@ -131,74 +127,12 @@ class ModelRegistry:
     def delete(self, name: str) -> None:
         self.db.execute("DELETE FROM models WHERE name = ?", (name,))
 
-    # -- locations ----------------------------------------------------------------------------
-
-    def locations(self, name: str) -> list[sqlite3.Row]:
-        return self.db.all(
-            "SELECT * FROM model_locations WHERE name = ? ORDER BY node, device", (name,)
-        )
-
-    def location(self, name: str, node: str, device: str) -> sqlite3.Row | None:
-        return self.db.one(
-            "SELECT * FROM model_locations WHERE name = ? AND node = ? AND device = ?",
-            (name, node, device),
-        )
-
-    def all_locations(self) -> list[sqlite3.Row]:
-        return self.db.all("SELECT * FROM model_locations ORDER BY name, node, device")
-
-    def on_device(self, node: str, device: str) -> list[sqlite3.Row]:
-        """Every copy on one device, least recently used first."""
-        return self.db.all(
-            "SELECT * FROM model_locations WHERE node = ? AND device = ? ORDER BY last_used, name",
-            (node, device),
-        )
-
-    def put_location(
-        self,
-        name: str,
-        node: str,
-        device: str,
-        status: LocationStatus,
-        *,
-        size: int | None = None,
-        worker: str | None = None,
-        task_id: str | None = None,
-    ) -> None:
-        now = time.time()
-        self.db.execute(
-            "INSERT OR REPLACE INTO model_locations (name, node, device, status, size, worker, "
-            "task_id, updated_at, last_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, node, device, status, size, worker, task_id, now, now),
-        )
-
-    def set_location_status(self, name: str, node: str, device: str, status: str) -> None:
-        self.db.execute(
-            "UPDATE model_locations SET status = ?, updated_at = ? "
-            "WHERE name = ? AND node = ? AND device = ?",
-            (status, time.time(), name, node, device),
-        )
-
-    def touch(self, name: str, node: str, device: str) -> None:
-        """Mark a copy used now (for least-recently-used eviction)."""
-        self.db.execute(
-            "UPDATE model_locations SET last_used = ? WHERE name = ? AND node = ? AND device = ?",
-            (time.time(), name, node, device),
-        )
-
-    def remove_location(self, name: str, node: str, device: str) -> bool:
-        cur = self.db.execute(
-            "DELETE FROM model_locations WHERE name = ? AND node = ? AND device = ?",
-            (name, node, device),
-        )
-        return cur.rowcount > 0
-
     # -- records ------------------------------------------------------------------------------
 
     def record(self, name: str, services: dict[str, str] | None = None) -> dict[str, Any]:
         """The API's model record."""
         row = self.row(name)
-        locations = self.locations(name)
+        locations = self.copies.of(name)
         record: dict[str, Any] = {
             "model_name": row["name"],
             "model_type": row["model_type"],

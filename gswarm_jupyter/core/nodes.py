@@ -32,6 +32,9 @@ class Node:
     last_seen: float
     online: bool = True
     report: dict[str, Any] = field(default_factory=dict)
+    # The scheduler no longer lists the worker at `address`: that process, and whatever it held
+    # in memory, is gone (offline for a late heartbeat alone, it may still be there).
+    gone: bool = False
 
     @property
     def devices(self) -> dict[str, dict[str, int | None]]:
@@ -46,6 +49,11 @@ class Node:
             if name:
                 names.add(str(name))
         return names
+
+    def may_hold_memory_of(self, worker: str) -> bool:
+        """Whether what the worker at address `worker` put in memory may still be here: not once
+        the scheduler dropped that worker, nor once another process serves this node."""
+        return not self.gone and (not self.online or self.address == worker)
 
     def summary(self) -> dict[str, Any]:
         """The `GET /nodes` row."""
@@ -104,20 +112,28 @@ class NodeDirectory:
                     worker.name, worker.address, worker.host, worker.last_seen, online=not online
                 )
             node.address, node.host, node.last_seen = worker.address, worker.host, worker.last_seen
+            node.gone = False
             if worker.report is not None:
                 node.report = worker.report
             if node.online != online:
                 node.online = online
                 changes.append(NodeChange(worker.name, "online" if online else "offline"))
         for name, node in self._nodes.items():
-            if name not in present and node.online:
-                node.online = False
-                changes.append(NodeChange(name, "offline"))
+            if name not in present:
+                node.gone = True
+                if node.online:
+                    node.online = False
+                    changes.append(NodeChange(name, "offline"))
         return changes
 
     def mark_all_offline(self) -> list[NodeChange]:
-        """The scheduler itself is gone: nothing can be known to be online."""
-        return self.observe([], now=0.0)
+        """The scheduler itself is gone: nothing can be known to be online (nor to be gone)."""
+        changes = []
+        for node in self._nodes.values():
+            if node.online:
+                node.online = False
+                changes.append(NodeChange(node.name, "offline"))
+        return changes
 
     def all(self) -> list[Node]:
         return sorted(self._nodes.values(), key=lambda n: _natural_key(n.name))

@@ -34,11 +34,12 @@ def plan_room(
     available: int | None,
     residents: Sequence[Resident],
     *,
-    evict: bool,
+    evict: bool | None,
     device: str,
 ) -> list[Resident]:
     """The copies to evict (least recently used first) so that `required` bytes fit;
-    `InsufficientMemory` if they cannot (or may not) be made to fit."""
+    `InsufficientMemory` if they cannot (or may not) be made to fit. `evict` None: eviction is
+    not offered (the error suggests none)."""
     if available is None or required <= available:
         return []
     chosen: list[Resident] = []
@@ -51,7 +52,7 @@ def plan_room(
             room += resident.size
             if required <= room:
                 return chosen
-    hint = "" if evict else "; ask with evict: true to evict copies kept elsewhere"
+    hint = "; ask with evict: true to evict copies kept elsewhere" if evict is False else ""
     raise InsufficientMemory(
         f"{device} has {available} bytes available; {required} are needed{hint}",
         required=required,

@@ -19,6 +19,8 @@ from ..cluster.serving.component import Serving
 from ..cluster.storage.datapool import DataPool
 from ..cluster.storage.model_users import ModelUsers
 from ..cluster.storage.modelstore import ModelStore
+from ..cluster.storage.versions import ModelVersions
+from ..cluster.storage.weight_source import StoreWeights
 from ..cluster.training.trainer import Trainer
 from ..core.chunks import ChunkRegistry
 from ..core.compute_store import RequestMap
@@ -196,12 +198,12 @@ class GswarmApp(ExtensionApp):
             fetch_policy=fetch_policy, users=users,
         )
         self.context.training = Trainer(
-            self.context.models, self.context.tasks, runtime, RequestMap(self.context.db),
-            self.context.data,
+            self.context.models, ModelVersions(self.context.models, users), self.context.tasks,
+            runtime, RequestMap(self.context.db), self.context.data,
         )
         self.context.services = Serving(
             runtime,
-            self.context.models,  # the services' WeightSource
+            StoreWeights(self.context.models),  # the services' WeightSource
             self.context.db,
             self.context.tasks,
             compute_url=f"{self.serverapp.base_url.rstrip('/')}/gswarm/compute/v1/inference",

@@ -72,8 +72,8 @@ def test_registry_records_and_locations(tmp_path):
     cid = new_chunk_id()
     reg.create(cid, chunk_type="input", fmt="tensor", size=24, shape=[2, 3], dtype="float32",
                created_by="alice")
-    reg.put_location(cid, "node1", "dram", "available", worker="tcp://a")
-    reg.put_location(cid, "node2", "disk", "copying", task_id="transfer-x-1")
+    reg.copies.put(cid, "node1", "dram", "available", worker="tcp://a")
+    reg.copies.put(cid, "node2", "disk", "copying", task_id="transfer-x-1")
     reg.count_access(cid)
     rec = reg.record(cid, references=1)
     assert rec["chunk_id"] == cid and rec["size"] == 24 and rec["format"] == "tensor"
@@ -83,9 +83,9 @@ def test_registry_records_and_locations(tmp_path):
     ]
     assert rec["metadata"]["shape"] == [2, 3] and rec["metadata"]["access_count"] == 1
     assert rec["metadata"]["created_by"] == "alice" and rec["references"] == 1
-    reg.remove_location(cid, "node2", "disk")
+    reg.copies.remove(cid, "node2", "disk")
     assert len(reg.record(cid)["locations"]) == 1
     reg.delete(cid)
-    assert reg.all_locations() == []  # cascades
+    assert reg.copies.all() == []  # cascades
     with pytest.raises(NotFound):
         reg.record(cid)

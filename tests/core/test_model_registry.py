@@ -33,8 +33,8 @@ def test_create_record_and_durability(registry, tmp_path):
     with pytest.raises(Conflict):
         registry.create("m1", source_url="builtin://mlp", model_type=None, metadata={})
     registry.update("m1", size=10, checksum="ab", format="safetensors")
-    registry.put_location("m1", "node1", "disk", "ready", size=10, worker="tcp://w1")
-    registry.put_location("m1", "node2", "dram", "copying", size=10, task_id="model_copy-m1-1")
+    registry.copies.put("m1", "node1", "disk", "ready", size=10, worker="tcp://w1")
+    registry.copies.put("m1", "node2", "dram", "copying", size=10, task_id="model_copy-m1-1")
     rec = registry.record("m1", {"node1": "http://x"})
     assert rec["status"] == "ready" and rec["model_size"] == 10 and rec["version"] == 1
     assert [(loc["device"], loc["status"]) for loc in rec["locations"]] == [
@@ -46,18 +46,18 @@ def test_create_record_and_durability(registry, tmp_path):
     again = ModelRegistry(Database(tmp_path / "state.sqlite3"))
     assert again.record("m1")["checksum"] == "ab"
     registry.delete("m1")
-    assert registry.locations("m1") == [] and not registry.exists("m1")
+    assert registry.copies.of("m1") == [] and not registry.exists("m1")
 
 
 def test_status_is_derived_from_locations(registry):
     registry.create("m", source_url="http://h/m", model_type=None, metadata={})
     assert registry.record("m")["status"] == "unavailable"
-    registry.put_location("m", "node1", "disk", "copying", task_id="t")
+    registry.copies.put("m", "node1", "disk", "copying", task_id="t")
     assert registry.record("m")["status"] == "downloading"
-    registry.remove_location("m", "node1", "disk")
+    registry.copies.remove("m", "node1", "disk")
     registry.update("m", error={"code": "TASK_FAILED", "message": "x"})
     assert registry.record("m")["status"] == "failed"
-    registry.put_location("m", "node1", "dram", "lost")
+    registry.copies.put("m", "node1", "dram", "lost")
     registry.update("m", error=None)
     assert registry.record("m")["status"] == "lost"
 

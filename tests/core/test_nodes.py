@@ -70,3 +70,25 @@ def test_losing_the_scheduler_takes_every_node_offline():
     nodes.observe([seen("node1", 1), seen("node2", 1)], now=1)
     assert len(nodes.mark_all_offline()) == 2
     assert nodes.online() == []
+
+
+def test_memory_of_a_worker_the_scheduler_dropped_is_gone_even_while_its_node_is_down():
+    nodes = NodeDirectory(stale_after=5)
+    nodes.observe([seen("node1", 100)], now=100)
+    node = nodes.get("node1")
+    assert node.may_hold_memory_of("tcp://node1:1")
+    nodes.observe([], now=101)  # dropped (killed): whatever it held in memory went with it
+    assert not node.online and not node.may_hold_memory_of("tcp://node1:1")
+    back = WorkerSeen("node1", "tcp://node1:2", "10.0.0.1", 102, 1 << 30, REPORT)
+    nodes.observe([back], now=102)  # a new process under the same name
+    assert node.may_hold_memory_of("tcp://node1:2")
+    assert not node.may_hold_memory_of("tcp://node1:1")
+
+
+def test_a_late_heartbeat_or_a_lost_scheduler_does_not_say_memory_is_gone():
+    nodes = NodeDirectory(stale_after=5)
+    nodes.observe([seen("node1", 100), seen("node2", 100)], now=100)
+    nodes.observe([seen("node1", 100), seen("node2", 106)], now=106)  # node1 stale, still listed
+    assert not nodes.get("node1").online and nodes.get("node1").may_hold_memory_of("tcp://node1:1")
+    nodes.mark_all_offline()  # cannot see the workers: cannot say they died
+    assert nodes.get("node2").may_hold_memory_of("tcp://node2:1")

@@ -16,6 +16,7 @@ async def restart(ext) -> None:
     """Stop every gswarm component (cluster included) and start fresh ones over the same data
     dir, as a server restart would."""
     await ext.context.stop()
+    ext._state_lock.release()  # as the extension's own stop does; the new settings take it again
     ext.initialize_settings()
     ext.serverapp.web_app.settings["gswarm"] = ext.context
     await ext.context.start()

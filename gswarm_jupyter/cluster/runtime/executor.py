@@ -32,13 +32,19 @@ from ...core.errors import (
     NetworkError,
     ResourceUnavailable,
     TaskFailed,
-    error_from_dict,
 )
 from ...core.retention import Retention, apply_retention
 from ...core.tasks import DASK_PRIORITY, Task, TaskQueue
 from ...core.taskstore import TaskStore
 from .cluster import ClusterRuntime
-from .signals import PROGRESS_TOPIC, TaskCancelled, TaskSignal, WorkerOpError, flag_cancelled
+from .signals import (
+    PROGRESS_TOPIC,
+    TaskCancelled,
+    TaskSignal,
+    WorkerOpError,
+    api_error,
+    flag_cancelled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +129,7 @@ class Job:
         except TaskCancelled:
             raise Cancelled(self.task.task_id) from None
         except WorkerOpError as exc:
-            raise error_from_dict(
-                {"code": exc.code, "message": exc.message, "details": exc.details}
-            ) from None
+            raise api_error(exc) from None
         except GswarmError:
             raise
         except OSError as exc:

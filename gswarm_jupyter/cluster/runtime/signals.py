@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ...core.errors import GswarmError
+from ...core.errors import GswarmError, error_from_dict
 
 PROGRESS_TOPIC = "gswarm-task-progress"
 
@@ -41,6 +41,11 @@ class WorkerOpError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+def api_error(exc: WorkerOpError) -> GswarmError:
+    """The API error a worker op raised, rebuilt on the server (the one place this is done)."""
+    return error_from_dict({"code": exc.code, "message": exc.message, "details": exc.details})
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,6 @@ from ...core.errors import (
     NotFound,
     RequestTimeout,
     ResourceUnavailable,
-    error_from_dict,
 )
 from ...core.names import is_device
 from ...core.recovery import retry_delay
@@ -47,7 +46,7 @@ from ...core.service_store import ServiceStore, StoredReplica, StoredService
 from ...core.serving_api import ServiceConfig
 from ...core.stats import percentile
 from ..runtime.cluster import ClusterRuntime
-from ..runtime.signals import WorkerOpError
+from ..runtime.signals import WorkerOpError, api_error
 from ..storage.weights import ModelSpec, WeightSource
 from .actor import ServiceActor
 
@@ -563,15 +562,17 @@ class ServiceManager:
         """Answer from a live replica (`prefer` when it is live); a lost replica is marked failed
         and the request retried on another one."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        tried: set[str] = set()
+        lost: dict[str, str] = {}  # replica id -> where it was and why it was lost
         while True:
             candidates = [
-                r for r in self.live_replicas(model_name, service_id) if r.replica_id not in tried
+                r for r in self.live_replicas(model_name, service_id) if r.replica_id not in lost
             ]
             if not candidates:
-                reason = "every replica failed" if not tried else "its replicas were lost"
+                reason = "every replica failed" if not lost else (
+                    "its replicas were lost: " + "; ".join(lost.values()))
                 raise ResourceUnavailable(
-                    f"model {model_name!r} has no live replica: {reason}", {"model_id": model_name}
+                    f"model {model_name!r} has no live replica: {reason}",
+                    {"model_id": model_name, **({"lost": lost} if lost else {})},
                 )
             if prefer is not None and prefer in candidates:
                 replica = prefer
@@ -588,7 +589,7 @@ class ServiceManager:
                 return result, replica
             except ReplicaLost as exc:
                 self._mark_failed(replica, exc)
-                tried.add(replica.replica_id)
+                lost[replica.replica_id] = f"{replica.replica_id} on {replica.node}: {exc}"
                 prefer = None
             finally:
                 replica.inflight -= 1
@@ -639,7 +640,7 @@ class ServiceManager:
         try:
             return waiter.result()
         except WorkerOpError as exc:
-            raise error_from_dict({"code": exc.code, "message": exc.message, "details": exc.details}) from None
+            raise api_error(exc) from None
         except GswarmError:
             raise
         except (OSError, KeyError) as exc:  # no route to the worker, or the actor is gone from it

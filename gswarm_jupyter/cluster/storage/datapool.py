@@ -4,9 +4,12 @@ Bytes never pass through the server on a move or transfer: the target worker's `
 the source worker's `get_chunk` future, so Dask carries the bytes worker to worker. They pass
 through the server only where it is their end (an upload in `POST /data`, a `content` read).
 
-A copy leaves only with its chunk (`delete`, under the chunk's lock, so two deletes at once delete
-it once) or as the source of a move or `delete_source` transfer, in the same step (no await between)
-that records its target available: a chunk never loses its last copy otherwise.
+An uploaded chunk is recorded with its first copy, in one transaction, once the bytes are stored:
+an upload cut short leaves no chunk without bytes.
+
+The rules of copies (the last one never removed but with its chunk, copies being written
+forgotten with their task, memory copies of gone workers lost) are the copy engine's
+(`storage/engine.py`); this face adds what is a chunk's own: uploads, URLs, reads, references.
 """
 
 from __future__ import annotations
@@ -25,41 +28,36 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ...core.chunks import (
-    ChunkRegistry,
-    check_layout,
-    is_memory_device,
-    new_chunk_id,
-)
+from ...core.chunks import ChunkRegistry, check_layout, new_chunk_id
 from ...core.data_api import ChunkCreate, ChunkMove, ChunkQuery, ChunkTransfer
 from ...core.db import loads
 from ...core.errors import (
     Conflict,
     GswarmError,
-    InsufficientMemory,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
-    error_from_dict,
 )
 from ...core.fetchpolicy import FetchPolicy
-from ...core.keylocks import KeyedLocks
-from ...core.names import DeviceRef, parse_device
-from ...core.nodes import Node
+from ...core.locations import is_memory_device
+from ...core.names import DeviceRef
+from ...core.nodes import NodeChange
 from ...core.pagination import paginate
+from ...core.placement import read_cost
 from ...core.sources import file_path, resolve_under_roots
 from ...core.tasks import Task
 from ..runtime.cluster import ClusterRuntime
 from ..runtime.executor import Job, TaskExecutor
-from ..runtime.signals import TaskSignal, WorkerOpError
+from ..runtime.signals import TaskSignal, WorkerOpError, api_error
 from .chunkstore import drop_chunk, fetch_chunk, get_chunk, put_chunk
+from .engine import CopyEngine, Payload
 from .httpfetch import Room, precheck
 
 log = logging.getLogger(__name__)
+TASK_TYPES = ("download", "move", "transfer")
+CHUNKS = Payload("chunk", "chunk_id", "available", frozenset({"copying", "downloading"}),
+                 TASK_TYPES, "chunks", get_chunk, drop_chunk)
 _URL = re.compile(r"^(https?|file)://", re.IGNORECASE)
-
-# Which copy to read from when there is a choice: the cheapest to read first.
-_SOURCE_PREFERENCE = {"dram": 0, "disk": 2}
 
 
 class DataPool:
@@ -79,40 +77,35 @@ class DataPool:
         self.max_chunk_bytes = max_chunk_bytes
         self.fetch_policy = fetch_policy or FetchPolicy()  # where http(s) urls may be fetched
         self._held: Counter[str] = Counter()
-        self._locks = KeyedLocks()  # one per chunk id
+        self.engine = CopyEngine(CHUNKS, registry.copies, registry.exists, runtime, executor)
+        self.copies = registry.copies
         executor.register("download", self._run_download)
         executor.register("move", self._run_copy)
         executor.register("transfer", self._run_copy)
         executor.queue.listeners.append(self._on_task)
 
     def start(self) -> None:
-        """After the queue restored its tasks: drop copies in progress of tasks no longer running."""
-        for loc in self.registry.all_locations():
-            if loc["status"] not in ("copying", "downloading"):
-                continue
-            task_id = loc["task_id"]
-            task = self.executor.queue.get(task_id) if task_id in self.executor.queue else None
-            if task is None or task.finished:
-                self.registry.remove_location(loc["chunk_id"], loc["node"], loc["device"])
-                if loc["status"] == "downloading":
-                    self.registry.set_error(
-                        loc["chunk_id"],
-                        task.error if task is not None else {"code": "TASK_FAILED",
-                                                             "message": "interrupted"},
-                    )
+        """After the queue restored its tasks: drop copies in progress of tasks no longer running
+        (a download's chunk keeps the reason)."""
+        for loc, task in self.engine.recover():
+            if loc["status"] == "downloading":
+                self.registry.set_error(
+                    loc["chunk_id"],
+                    task.error if task is not None else {"code": "TASK_FAILED",
+                                                         "message": "interrupted"},
+                )
+        self.runtime.listeners.append(self._on_node)
+
+    def _on_node(self, change: NodeChange) -> None:
+        """Memory copies are checked at every node change, not at the next read only: a worker
+        dropped and back under its old address would otherwise pass for the one that held them."""
+        self.reconcile()
 
     def _on_task(self, task: Task) -> None:
         """A data task that ended without completing leaves no copy-in-progress behind
         (also for tasks that never ran: cancelled while pending, failed dependency)."""
-        if not task.finished or task.status == "completed":
-            return
-        chunk_id = task.params.get("chunk_id")
-        if task.task_type not in ("download", "move", "transfer") or not chunk_id:
-            return
-        for loc in self.registry.locations(chunk_id):
-            if loc["task_id"] == task.task_id and loc["status"] in ("copying", "downloading"):
-                self.registry.remove_location(chunk_id, loc["node"], loc["device"])
-        if task.task_type == "download" and self.registry.exists(chunk_id):
+        chunk_id = self.engine.forget_unfinished(task)
+        if chunk_id is not None and task.task_type == "download":
             self.registry.set_error(
                 chunk_id, task.error
                 or {"code": "TASK_FAILED", "message": "the download was cancelled",
@@ -184,7 +177,7 @@ class DataPool:
                 array = await future
             except WorkerOpError as exc:
                 if exc.code == "NOT_FOUND" and is_memory_device(device):
-                    self.registry.set_location_status(chunk_id, node, device, "lost")
+                    self.copies.set_status(chunk_id, node, device, "lost")
                 last = NotFound(exc.message)
                 continue
             finally:
@@ -233,31 +226,35 @@ class DataPool:
             encoded = req.data or ""
             self._check_chunk_size(decoded_size(encoded), "data")
             data = await asyncio.to_thread(self._decode, encoded, req)
-        self._check_room(node, ref, len(data))
+        self.engine.check_room(ref, len(data))
 
         chunk_id = new_chunk_id()
-        self.registry.create(
-            chunk_id, chunk_type=req.type, fmt=req.format, size=len(data), shape=shape,
-            dtype=dtype, created_by=created_by,
+        client = self.runtime.require_client()
+        [scattered] = await client.scatter([data], workers=[node.address], hash=False)
+        future = client.submit(
+            put_chunk, chunk_id, ref.device, scattered, TaskSignal(f"put-{chunk_id}"), layout,
+            workers=[node.address], allow_other_workers=False, pure=False,
         )
         try:
-            client = self.runtime.require_client()
-            [scattered] = await client.scatter([data], workers=[node.address], hash=False)
-            future = client.submit(
-                put_chunk, chunk_id, ref.device, scattered, TaskSignal(f"put-{chunk_id}"), layout,
-                workers=[node.address], allow_other_workers=False, pure=False,
-            )
-            try:
-                stored = await future
-            finally:
-                future.release()
-                scattered.release()
-        except BaseException as exc:
-            self.registry.delete(chunk_id)
-            if isinstance(exc, WorkerOpError):
-                raise _rebuild(exc) from None
+            stored = await future
+        except WorkerOpError as exc:
+            raise api_error(exc) from None
+        finally:
+            future.release()
+            scattered.release()
+        # The chunk comes with its copy, in one transaction: an upload cut short (a failure, a
+        # killed server) never leaves a chunk without bytes.
+        try:
+            with self.registry.db.transaction():
+                self.registry.create(
+                    chunk_id, chunk_type=req.type, fmt=req.format, size=len(data), shape=shape,
+                    dtype=dtype, created_by=created_by,
+                )
+                self.copies.put(chunk_id, ref.node, ref.device, "available",
+                                worker=stored["worker"])
+        except BaseException:
+            await self.engine.drop_quietly(chunk_id, ref.node, ref.device)
             raise
-        self.registry.put_location(chunk_id, ref.node, ref.device, "available", stored["worker"])
         return self.record(chunk_id)
 
     def move(self, chunk_id: str, req: ChunkMove) -> Task:
@@ -265,7 +262,7 @@ class DataPool:
         target is complete)."""
         row = self.registry.row(chunk_id)
         target = self._device(req.target_device, "target_device")
-        node = self.runtime.nodes.online_node(target.node)
+        self.runtime.nodes.online_node(target.node)
         sources = [s for s in self._candidates(chunk_id) if s["node"] == target.node]
         if not sources:
             raise Conflict(
@@ -273,7 +270,7 @@ class DataPool:
                 {"chunk_id": chunk_id, "node": target.node},
             )
         self._check_free_target(chunk_id, target)
-        self._check_room(node, target, row["size"])
+        self.engine.check_room(target, row["size"])
         source = sources[0]
         return self._submit_copy("move", chunk_id, source, target, True, req.bandwidth_limit,
                                  req.priority, req.dependencies)
@@ -288,7 +285,7 @@ class DataPool:
                 {"field": "target_device"},
             )
         target = self._device(f"{req.target_node}:{device}", "target_device")
-        node = self.runtime.nodes.online_node(target.node)
+        self.runtime.nodes.online_node(target.node)
         sources = [s for s in self._candidates(chunk_id) if s["node"] != target.node]
         if not sources:
             raise Conflict(
@@ -297,14 +294,14 @@ class DataPool:
                 {"chunk_id": chunk_id, "node": target.node},
             )
         self._check_free_target(chunk_id, target)
-        self._check_room(node, target, row["size"])
+        self.engine.check_room(target, row["size"])
         return self._submit_copy("transfer", chunk_id, sources[0], target, req.delete_source,
                                  req.bandwidth_limit, req.priority, req.dependencies)
 
     async def delete(self, chunk_id: str, force: bool = False) -> dict[str, Any]:
         """Drop every copy and the metadata; `Conflict` while referenced unless `force`
         (which cancels the tasks using the chunk first)."""
-        async with self._locks(chunk_id):
+        async with self.engine.locks(chunk_id):
             return await self._delete(chunk_id, force)
 
     async def _delete(self, chunk_id: str, force: bool) -> dict[str, Any]:
@@ -315,34 +312,14 @@ class DataPool:
                 f"chunk {chunk_id} is in use ({refs} reference(s)); delete with force=true",
                 {"chunk_id": chunk_id, "references": refs},
             )
-        queue = self.executor.queue
-        for task in [*queue.tasks("running"), *queue.tasks("pending")]:
-            if chunk_id in task.resources.get("chunks", []) and not task.finished:
-                with contextlib.suppress(GswarmError):
-                    await self.executor.cancel(task.task_id)
-        removed = []
-        for loc in self.registry.locations(chunk_id):
-            removed.append(f"{loc['node']}:{loc['device']}")
-            if loc["status"] != "lost":
-                await self._drop_quietly(chunk_id, loc["node"], loc["device"])
+        await self.engine.cancel(self.engine.tasks_using(chunk_id))
+        removed = await self.engine.drop_all(chunk_id)
         self.registry.delete(chunk_id)
         return {"chunk_id": chunk_id, "deleted": True, "locations_removed": removed}
 
     def reconcile(self) -> None:
-        """Memory copies on a worker that restarted (a new address under the same node) are lost."""
-        nodes = {n.name: n for n in self.runtime.nodes.all()}
-        for loc in self.registry.all_locations():
-            node = nodes.get(loc["node"])
-            if (
-                loc["status"] == "available"
-                and is_memory_device(loc["device"])
-                and node is not None
-                and node.online
-                and loc["worker"] is not None
-                and node.address != loc["worker"]
-            ):
-                self.registry.set_location_status(loc["chunk_id"], loc["node"], loc["device"],
-                                                  "lost")
+        """Memory copies of a worker that is gone are lost."""
+        self.engine.reconcile()
 
     # -- task runners -------------------------------------------------------------------------
 
@@ -354,22 +331,18 @@ class DataPool:
         room = Room(None if free is None else int(free), f"{node}:{device}",
                     limit=self.max_chunk_bytes)
         try:
-            future = job.submit(fetch_chunk, chunk_id, device, p["url"], job.signal, layout, room,
-                                self.fetch_policy, node=node)
-            stored = await job.wait(future)
-        except BaseException as exc:
+            stored = await self.engine.run_write(
+                job, chunk_id, DeviceRef(node, device), fetch_chunk, chunk_id, device, p["url"],
+                job.signal, layout, room, self.fetch_policy)
+        except GswarmError as exc:
             with contextlib.suppress(sqlite3.Error):
-                self.registry.remove_location(chunk_id, node, device)
-                if isinstance(exc, GswarmError):
-                    self.registry.set_error(chunk_id, exc.to_dict())
+                self.registry.set_error(chunk_id, exc.to_dict())
             raise
-        if not self.registry.exists(chunk_id):  # deleted with force meanwhile
-            await self._drop_quietly(chunk_id, node, device)
+        if stored is None:
             return {"chunk_id": chunk_id, "deleted": True}
         self.registry.set_size(chunk_id, stored["size"])
-        self.registry.put_location(
-            chunk_id, node, device, "available", stored["worker"], job.task.task_id
-        )
+        self.copies.put(chunk_id, node, device, "available", worker=stored["worker"],
+                        task_id=job.task.task_id)
         return {"chunk_id": chunk_id, "device": f"{node}:{device}", "size": stored["size"]}
 
     async def _run_copy(self, job: Job) -> dict[str, Any]:
@@ -378,34 +351,15 @@ class DataPool:
         target = DeviceRef(p["target_node"], p["target_device"])
         self.registry.row(chunk_id)
         source = self._run_source(job)
-        if any(
-            (loc["node"], loc["device"]) == (target.node, target.device)
-            for loc in self.registry.locations(chunk_id)
-        ):
+        if self.copies.get(chunk_id, target.node, target.device) is not None:
             raise Conflict(f"chunk {chunk_id} already has a copy on {target}")
         row = self.registry.row(chunk_id)
         layout = (loads(row["shape"]), row["dtype"]) if row["format"] == "tensor" else None
-        self.registry.put_location(chunk_id, target.node, target.device, "copying",
-                                   task_id=job.task.task_id)
-        try:
-            data = job.submit(get_chunk, chunk_id, source.device, node=source.node)
-            write = job.submit(put_chunk, chunk_id, target.device, data, job.signal, layout,
-                               p.get("bandwidth_limit"), node=target.node)
-            stored = await job.wait(write)
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self.registry.remove_location(chunk_id, target.node, target.device)
-            raise
-        if not self.registry.exists(chunk_id):  # deleted with force meanwhile
-            await self._drop_quietly(chunk_id, target.node, target.device)
+        deleted = bool(p.get("delete_source"))
+        stored = await self.engine.run_copy(job, chunk_id, source, target, put_chunk, layout,
+                                            p.get("bandwidth_limit"), keep_source=not deleted)
+        if stored is None:
             return {"chunk_id": chunk_id, "deleted": True}
-        self.registry.put_location(chunk_id, target.node, target.device, "available",
-                                   stored["worker"], job.task.task_id)
-        deleted = False
-        if p.get("delete_source"):
-            self.registry.remove_location(chunk_id, source.node, source.device)
-            await self._drop_quietly(chunk_id, source.node, source.device)
-            deleted = True
         return {
             "chunk_id": chunk_id,
             "source": str(source),
@@ -438,8 +392,8 @@ class DataPool:
             raise
         self.registry.set_task(chunk_id, task.task_id)
         if not task.finished:
-            self.registry.put_location(chunk_id, ref.node, ref.device, "downloading",
-                                       task_id=task.task_id)
+            self.copies.put(chunk_id, ref.node, ref.device, "downloading",
+                            task_id=task.task_id)
         if task.error is not None:
             self.registry.set_error(chunk_id, task.error)
         return self.record(chunk_id)
@@ -500,22 +454,15 @@ class DataPool:
         """Copies a task may read once it runs: available or still being written (a dependency
         may be writing it), cheapest first."""
         self.reconcile()
-        rows = [r for r in self.registry.locations(chunk_id) if r["status"] != "lost"]
-        return sorted(rows, key=lambda r: (r["status"] != "available", _cost(r["device"])))
+        rows = [r for r in self.copies.of(chunk_id) if r["status"] != "lost"]
+        return sorted(rows, key=lambda r: (r["status"] != "available", read_cost(r["device"])))
 
     def _sources(self, chunk_id: str) -> list[sqlite3.Row]:
-        rows = [r for r in self.registry.locations(chunk_id) if r["status"] == "available"]
-        return sorted(rows, key=lambda r: _cost(r["device"]))
+        rows = self.engine.ready_copies(chunk_id)
+        return sorted(rows, key=lambda r: read_cost(r["device"]))
 
     def _check_free_target(self, chunk_id: str, target: DeviceRef) -> None:
-        for loc in self.registry.locations(chunk_id):
-            if (loc["node"], loc["device"]) == (target.node, target.device) and (
-                loc["status"] != "lost"
-            ):
-                raise Conflict(
-                    f"chunk {chunk_id} already has a copy on {target} ({loc['status']})",
-                    {"chunk_id": chunk_id, "device": str(target)},
-                )
+        self.engine.check_free_target(chunk_id, target)
         for task in self.executor.queue.tasks():
             p = task.params
             if (
@@ -529,23 +476,7 @@ class DataPool:
                 )
 
     def _device(self, text: str, field: str) -> DeviceRef:
-        """A qualified device of a known node that has it (unknown node or device: NOT_FOUND)."""
-        ref = parse_device(text, self.runtime.nodes.names(), field)
-        node = self.runtime.nodes.get(ref.node)
-        if ref.device not in node.device_names:
-            raise NotFound(
-                f"node {ref.node} has no device {ref.device!r}",
-                {"device": str(ref), "devices": sorted(node.device_names)},
-            )
-        return ref
-
-    def _check_room(self, node: Node, ref: DeviceRef, size: int | None) -> None:
-        available = node.devices.get(ref.device, {}).get("available")
-        if size is not None and available is not None and size > available:
-            raise InsufficientMemory(
-                f"{ref} has {available} bytes available; {size} are needed",
-                required=size, available=int(available), device=str(ref),
-            )
+        return self.engine.device(text, field)
 
     def _check_chunk_size(self, size: int, field: str) -> None:
         if size > self.max_chunk_bytes:
@@ -579,13 +510,6 @@ class DataPool:
         check_layout(req.format, len(data), req.metadata.shape, req.metadata.dtype, data)
         return data
 
-    async def _drop_quietly(self, chunk_id: str, node: str, device: str) -> None:
-        """Best effort: remove a copy's bytes from its node (gone if the worker restarted)."""
-        try:
-            await self.runtime.run_on(node, drop_chunk, chunk_id, device, timeout=10)
-        except Exception as exc:
-            log.warning("gswarm: could not drop %s from %s:%s: %s", chunk_id, node, device, exc)
-
 
 def decoded_size(encoded: str) -> int:
     """The byte count base64 `encoded` decodes to (without decoding it)."""
@@ -593,13 +517,5 @@ def decoded_size(encoded: str) -> int:
     return len(encoded) * 3 // 4 - (len(tail) - len(tail.rstrip("=")))
 
 
-def _cost(device: str) -> int:
-    return _SOURCE_PREFERENCE.get(device, 1)
-
-
 def _node_of(location: dict[str, Any]) -> str:
     return str(location["device"]).rpartition(":")[0]
-
-
-def _rebuild(exc: WorkerOpError) -> GswarmError:
-    return error_from_dict({"code": exc.code, "message": exc.message, "details": exc.details})

@@ -537,10 +537,10 @@ def read_weights(name: str, device: str) -> np.ndarray:
 @worker_op
 def write_weights(
     name: str,
-    version: int,
     device: str,
     data: Any,
     signal: TaskSignal,
+    version: int,
     bandwidth_limit: int | None = None,
     expect_checksum: str | None = None,
 ) -> dict[str, Any]:

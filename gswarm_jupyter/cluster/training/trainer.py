@@ -42,6 +42,7 @@ from ..runtime.executor import Job, TaskExecutor
 from ..storage.chunkstore import get_chunk
 from ..storage.datapool import DataPool
 from ..storage.modelstore import ModelCopy, ModelStore
+from ..storage.versions import ModelVersions
 from ..storage.weightstore import read_weights
 from .ops import EPOCH_TOPIC, quantize_weights, train_weights
 
@@ -57,6 +58,7 @@ class Trainer:
     def __init__(
         self,
         models: ModelStore,
+        versions: ModelVersions,
         executor: TaskExecutor,
         runtime: ClusterRuntime,
         requests: RequestMap,
@@ -64,6 +66,7 @@ class Trainer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.models = models
+        self.versions = versions
         self.executor = executor
         self.runtime = runtime
         self.requests = requests
@@ -210,7 +213,7 @@ class Trainer:
         out = await job.wait(future)  # a failed or cancelled write leaves no file behind
         updated = None
         if out["stored"] is not None:
-            updated = await self.models.write_version(job, name, node, write, out["stored"])
+            updated = await self.versions.write_version(job, name, node, write, out["stored"])
         history = out["loss_history"]
         return {
             "model_id": name,
@@ -292,11 +295,11 @@ class Trainer:
         out = await job.wait(future)
         stored = out["stored"]
         try:
-            self.models.add_derived(target, name, node, stored, {
+            self.versions.add_derived(target, name, node, stored, {
                 "derived_from": name, "derived_from_version": row["version"],
                 "optimization_type": "quantization", "target_precision": p["precision"]})
         except BaseException:
-            await self.models.drop_written(target, node)
+            await self.versions.drop_written(target, node)
             raise
         original = int(row["size"])
         return {
@@ -373,7 +376,7 @@ class Trainer:
         assert self.data is not None
         futures = []
         for cid in ids:
-            available = [loc for loc in self.data.registry.locations(cid)
+            available = [loc for loc in self.data.copies.of(cid)
                          if loc["status"] == "available"]
             if not available:
                 raise Conflict(f"chunk {cid} has no available copy", {"chunk_id": cid})
