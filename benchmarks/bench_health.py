@@ -1,9 +1,12 @@
 """`GET /gswarm/api/v1/health` through the full stack (auth, rate limiting, envelope) against a bare
-`APIHandler` in the same server, with the same keep-alive client, in interleaved rounds."""
+`APIHandler` in the same server, with the same keep-alive client, in interleaved rounds; and the
+same route with an API key (`Bearer gsk_...`: key check, scopes, the key's rate limit) against the
+Jupyter token, in the same run."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import tempfile
 from pathlib import Path
 
@@ -30,9 +33,10 @@ def run() -> list[Result]:
         )
         with server:
             conn = http.client.HTTPConnection("127.0.0.1", server.port)
-            headers = {"Authorization": f"token {server.token}"}
+            token = {"Authorization": f"token {server.token}"}
+            api_key = {"Authorization": f"Bearer {make_key(conn, token)}"}
 
-            def getter(path: str):
+            def getter(path: str, headers: dict[str, str] = token):
                 def get() -> None:
                     conn.request("GET", path, headers=headers)
                     response = conn.getresponse()
@@ -42,9 +46,13 @@ def run() -> list[Result]:
                 return get
 
             full, bare = getter("/gswarm/api/v1/health"), getter("/bench/bare")
-            rate(full, 200), rate(bare, 200)  # warm-up
+            keyed = getter("/gswarm/api/v1/health", api_key)
+            rate(full, 200), rate(bare, 200), rate(keyed, 200)  # warm-up
             full_rps, bare_rps = alternate(
                 lambda: rate(full, REQUESTS), lambda: rate(bare, REQUESTS), ROUNDS
+            )
+            key_rps, token_rps = alternate(
+                lambda: rate(keyed, REQUESTS), lambda: rate(full, REQUESTS), ROUNDS
             )
             conn.close()
     return [
@@ -57,5 +65,27 @@ def run() -> list[Result]:
             ratio=full_rps / bare_rps,
             goal=">= 0.8",
             note=f"median of {ROUNDS} interleaved rounds of {REQUESTS} keep-alive requests each",
-        )
+        ),
+        Result(
+            name="health_route_api_key_requests_per_second",
+            value=key_rps,
+            unit="req/s",
+            baseline="the same route with the Jupyter token, same server and client",
+            baseline_value=token_rps,
+            ratio=key_rps / token_rps,
+            goal=">= 0.95",
+            note="the authentication cost of a key (check, scopes, its rate limit); median of "
+            f"{ROUNDS} interleaved rounds of {REQUESTS} keep-alive requests each",
+        ),
     ]
+
+
+def make_key(conn: http.client.HTTPConnection, token: dict[str, str]) -> str:
+    """A viewer key's secret, made with the owner's token."""
+    body = json.dumps({"name": "bench", "roles": ["viewer"]})
+    conn.request("POST", "/gswarm/api/v1/keys", body=body,
+                 headers={**token, "Content-Type": "application/json"})
+    response = conn.getresponse()
+    answer = json.loads(response.read())
+    assert response.status == 201, answer
+    return str(answer["data"]["secret"])

@@ -12,7 +12,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from ..client import GswarmClient
 from ..core.errors import GswarmError
 # Each command module registers its commands when imported.
-from . import dashboard, data, models, profile, serving, system, tasks, training  # noqa: F401
+from . import (  # noqa: F401
+    dashboard, data, keys, models, profile, serving, system, tasks, training,
+)
 from .commands import COMMANDS, parse
 
 
@@ -37,10 +39,10 @@ class GswarmMagics(Magics):
                 raise UsageError(exc.message) from None
         return self._client
 
-    def connect(self, url: str, token: str | None) -> GswarmClient:
+    def connect(self, url: str, token: str | None, api_key: str | None = None) -> GswarmClient:
         if self._client is not None:
             self._client.close()
-        self._client = GswarmClient(url, token)
+        self._client = GswarmClient(url, token, api_key=api_key)
         return self._client
 
     def keep(self, args: argparse.Namespace, value: Any) -> None:

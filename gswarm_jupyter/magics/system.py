@@ -1,4 +1,4 @@
-"""`%gswarm status`, `nodes`, `connect`."""
+"""`%gswarm status`, `nodes`, `connect` (with a token or an API key)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from .commands import OUT, arg, command
 from .display import Column, Table
 
 
-@command("connect", "Talk to a gswarm server at URL", arg("url"), arg("--token", default=None))
+@command(
+    "connect", "Talk to a gswarm server at URL", arg("url"), arg("--token", default=None),
+    arg("--key", default=None, metavar="API_KEY", help="an API key (gsk_...) instead of a token"),
+)
 def connect(magics: Any, args: argparse.Namespace, cell: str | None) -> Any:
-    client = magics.connect(args.url, args.token)
+    client = magics.connect(args.url, args.token, args.key)
     health = client.health()
     print(f"connected to {client.base_url}: {health['status']}, {health['nodes_online']} nodes online")
 

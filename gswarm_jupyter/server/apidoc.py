@@ -103,6 +103,9 @@ BODY_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "epochs": 5},
     ("post", "/gswarm/compute/v1/models/{model_id}/optimize"): {
         "optimization_type": "quantization", "target_precision": "int8"},
+    ("post", "/gswarm/api/v1/keys"): {
+        "name": "alice", "roles": ["user"],
+        "quotas": {"requests_per_minute": 600, "max_concurrent_tasks": 2}},
 }
 
 TAG_TITLES = {
@@ -114,6 +117,7 @@ TAG_TITLES = {
     "queue": "Task queue",
     "profiler": "Profiler",
     "compute": "Compute plane",
+    "keys": "Keys and audit",
 }
 
 
@@ -349,10 +353,14 @@ class Reference:
         text = " ".join(str(op.get(k, "")).strip() for k in ("summary", "description"))
         if text.strip():
             parts.append(text.strip())
-        resource = self.resources.get(path)
-        if resource:
-            action = "read" if method in ("get", "head", "options") else "write"
-            parts.append(f"Authorizer: `{resource}`, `{action}`.")
+        action = "read" if method in ("get", "head", "options") else "write"
+        scopes = op.get("x-gswarm-scopes") or []
+        if scopes:  # the route table's resources, as the OpenAPI document carries them
+            resources = ", ".join(f"`gswarm:{s.split(':')[1]}`" for s in scopes)
+            parts.append(f"Authorizer: {resources}, `{action}`. API key scopes: "
+                         + ", ".join(f"`{s}`" for s in scopes) + ".")
+        elif self.resources.get(path):
+            parts.append(f"Authorizer: `{self.resources[path]}`, `{action}`.")
         table = self.parameters_table(self.parameters(path, op))
         if table:
             parts.append(table)

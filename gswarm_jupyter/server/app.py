@@ -11,7 +11,7 @@ import psutil
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 
-from .. import __version__
+from .._version import __version__
 from ..cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from ..cluster.runtime.executor import TaskExecutor
 from ..cluster.runtime.security import SchedulerTls
@@ -22,10 +22,14 @@ from ..cluster.storage.modelstore import ModelStore
 from ..cluster.storage.versions import ModelVersions
 from ..cluster.storage.weight_source import StoreWeights
 from ..cluster.training.trainer import Trainer
+from ..core.access import Access
+from ..core.audit import AuditLog
 from ..core.chunks import ChunkRegistry
 from ..core.compute_store import RequestMap
 from ..core.db import Database
 from ..core.fetchpolicy import FetchPolicy
+from ..core.key_usage import KeyUsage
+from ..core.keys import KeyStore
 from ..core.modelregistry import ModelRegistry
 from ..core.ratelimit import RateLimiter
 from ..core.retention import Retention
@@ -86,6 +90,16 @@ class GswarmApp(ExtensionApp):
     )
     rate_limit_per_minute = Int(1000, config=True, help="Requests per minute per identity; 0: off.")
     rate_limit_burst = Int(100, config=True, help="Requests per second per identity; 0: off.")
+    rate_limit_owner = Bool(
+        False, config=True,
+        help="Rate limit the server owner's Jupyter token or login too (API keys and "
+        "unauthenticated callers always are).",
+    )
+    audit_reads = Bool(
+        False, config=True,
+        help="Write reads (GET, WebSocket subscriptions) to the audit log too; writes and "
+        "denials always are.",
+    )
     max_concurrent_tasks = Int(4, config=True, help="Queued tasks that may run at once.")
     task_history_days = Float(
         7.0, config=True, help="Days a finished task is kept (in memory and the database)."
@@ -156,10 +170,19 @@ class GswarmApp(ExtensionApp):
                 ),
             )
         )
+        db = Database(data_dir / "gswarm.sqlite3")
+        limiter = RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst)
+        queue = TaskQueue(max(1, self.max_concurrent_tasks))
+        access = Access(
+            KeyStore(db), KeyUsage(db, queue, ChunkRegistry(db), ModelRegistry(db)),
+            AuditLog(db), limiter, audit_reads=self.audit_reads,
+            limit_owner=self.rate_limit_owner,
+        )
         self.context = GswarmContext(
             runtime=runtime,
-            limiter=RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst),
-            db=Database(data_dir / "gswarm.sqlite3"),
+            limiter=limiter,
+            db=db,
+            access=access,
             max_body_bytes=self.max_body_bytes,
             config={
                 "data_dir": str(data_dir),
@@ -178,9 +201,10 @@ class GswarmApp(ExtensionApp):
             grpc_tls=GrpcTls(
                 self.serverapp.certfile, self.serverapp.keyfile, insecure=self.grpc_insecure
             ),
+            access=access,
         )
         self.context.tasks = TaskExecutor(
-            TaskQueue(max(1, self.max_concurrent_tasks)), runtime, TaskStore(self.context.db),
+            queue, runtime, TaskStore(self.context.db),
             Retention(self.task_history_days, self.task_history_max,
                       self.task_history_sweep_seconds),
         )

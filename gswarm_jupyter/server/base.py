@@ -1,8 +1,11 @@
 """The one base handler every gswarm route stands on.
 
-In `prepare`, in this order: identity (Jupyter's own IdentityProvider), rate limit (headers on every
+In `prepare`, in this order: identity (an `Authorization: Bearer gsk_...` API key, checked here;
+anything else goes to Jupyter's own IdentityProvider), rate limit (headers on every limited
 response), `401` without credentials, the origin and XSRF for cookie-authenticated writes (`403`),
-the Authorizer on the handler's `auth_resource` (`403`), then the body's declared size (`413`).
+the route's resources (`routes.ROUTE_RESOURCES`): a key's scopes, else the Authorizer (`403`), a
+key's task quota (`429`), then the body's declared size (`413`). Every call ends in the audit log
+when `core.audit.should_log` says so.
 Jupyter's own `prepare` answers `403` for a missing login and checks XSRF before it knows the user;
 the contract wants `401` for both, so the steps are taken here explicitly with the same Jupyter
 parts. Jupyter refuses a foreign origin's XSRF check with a `404`; here it is the contract's `403`.
@@ -25,25 +28,28 @@ from http.client import responses
 from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import HTTP_METHOD_TO_AUTH_ACTION
+from jupyter_server.auth.identity import User
 from jupyter_server.base.call_context import CallContext
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import ensure_async
 from pydantic import BaseModel
 from tornado import web
 
+from ..core.access import Caller
 from ..core.clock import iso
 from ..core.errors import (
     CODE_BY_STATUS,
     Forbidden,
     GswarmError,
-    RateLimitExceeded,
     Unauthorized,
 )
+from ..core.keys import is_key_secret
+from ..core.queue_api import TaskStarting
 from ..core.ratelimit import Decision
 from ..core.validation import validate
 from .body import RequestBody, declared_length
 from .context import GswarmContext
-from .routes import Route
+from .routes import CONTROL, Route
 
 log = logging.getLogger("gswarm_jupyter.server")
 
@@ -54,6 +60,18 @@ def envelope(data: Any = None, error: dict[str, Any] | None = None) -> dict[str,
     return {"success": error is None, "data": data, "error": error, "timestamp": iso()}
 
 
+def key_secret(authorization: str | None) -> str | None:
+    """The API key of an `Authorization: Bearer gsk_...` (or `token gsk_...`) header, or None:
+    any other credential is Jupyter's to judge."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() in ("bearer", "token") and is_key_secret(credential):
+        return credential
+    return None
+
+
 @web.stream_request_body
 class GswarmHandler(APIHandler):
     """Base of every gswarm handler. Subclasses set `auth_resource` and implement methods."""
@@ -61,6 +79,8 @@ class GswarmHandler(APIHandler):
     auth_resource = "gswarm:cluster"
     _rate: Decision | None = None
     _body: RequestBody | None = None
+    _caller: Caller | None = None
+    _refusal: Unauthorized | None = None  # why a presented key was refused
 
     def initialize(self, route: Route | None = None) -> None:
         self.route = route
@@ -75,43 +95,87 @@ class GswarmHandler(APIHandler):
         CallContext.set(CallContext.JUPYTER_HANDLER, self)
         if not self.check_host():
             raise Forbidden("host not allowed", {"host": self.request.host})
-        user = await ensure_async(self.identity_provider.get_user(self))
+        method = (self.request.method or "GET").upper()
+        access = self.gswarm.access
+        secret = key_secret(self.request.headers.get("Authorization"))
+        if secret is not None:
+            user = self._key_user(secret)
+        else:
+            user = await ensure_async(self.identity_provider.get_user(self))
         self.current_user = self._jupyter_current_user = user
+        if secret is None:  # the identity needs `current_user` set (token_authenticated)
+            self._caller = Caller(self._rate_identity(user), None, user is not None)
+        caller = self._caller
+        assert caller is not None
 
-        limiter = self.gswarm.limiter
-        if limiter.enabled:
-            self._rate = limiter.hit(self._rate_identity(user))
+        self._rate = access.rate(caller)
+        if self._rate is not None:
             self._write_rate_headers()
             if not self._rate.allowed:
-                raise RateLimitExceeded(
-                    f"rate limit of {self._rate.limit} requests a minute exceeded; "
-                    f"retry in {self._rate.retry_after} s",
-                    {"retry_after": self._rate.retry_after},
-                )
+                raise access.refuse_rate(self._rate)
         if user is None:
-            raise Unauthorized("authentication required: send 'Authorization: token <token>'")
+            raise self._refusal or Unauthorized(
+                "authentication required: send 'Authorization: token <token>'"
+            )
 
         self.set_cors_headers()
-        method = (self.request.method or "GET").upper()
         if not self.check_origin():
             raise Forbidden("cross-origin request refused", {"origin": self._origin()})
-        if method not in {"GET", "HEAD", "OPTIONS"}:
+        if method not in {"GET", "HEAD", "OPTIONS"} and caller.key is None:
             self._check_xsrf(method)
-        action = HTTP_METHOD_TO_AUTH_ACTION.get(method, "write")
-        allowed = await ensure_async(
-            self.authorizer.is_authorized(self, user, action, self.auth_resource)
-        )
-        if not allowed:
-            raise Forbidden(
-                f"not authorized to {action} {self.auth_resource}",
-                {"action": action, "resource": self.auth_resource},
-            )
+        resources = self.resources(method)
+        if caller.key is not None:
+            access.allow(caller, resources, method)
+        else:
+            await self._authorize(user, method, resources)
+        body_model = self._body_model(method)
+        if caller.key is not None and self._starts_task(method):
+            access.before_task(caller)
         self._body = RequestBody(
             self.gswarm.max_body_bytes,
             declared_length(self.request.headers.get("Content-Length")),
-            self._body_model(method),
+            body_model,
         )
         self._body.check_declared()
+
+    def _key_user(self, secret: str) -> User | None:
+        """The user a key stands for (never a Jupyter identity), or None with `_caller` set to
+        the refused address and `_refusal` to the reason."""
+        try:
+            self._caller = self.gswarm.access.authenticate(secret)
+        except Unauthorized as exc:
+            self._caller = Caller(f"ip:{self.request.remote_ip}", None, False)
+            self._refusal = exc
+            return None
+        key = self._caller.key
+        assert key is not None
+        return User(username=self._caller.identity, name=key.name)
+
+    async def _authorize(self, user: Any, method: str, resources: tuple[str, ...]) -> None:
+        """A Jupyter identity: the server's Authorizer on each `gswarm:<resource>` touched."""
+        action = HTTP_METHOD_TO_AUTH_ACTION.get(method, "write")
+        for resource in [f"gswarm:{r}" for r in resources] or [self.auth_resource]:
+            allowed = await ensure_async(
+                self.authorizer.is_authorized(self, user, action, resource)
+            )
+            if not allowed:
+                raise Forbidden(
+                    f"not authorized to {action} {resource}",
+                    {"action": action, "resource": resource},
+                )
+
+    def _starts_task(self, method: str) -> bool:
+        """A call that queues a task: a `202` answer, or a body that takes a task's priority."""
+        op = self.route.ops.get(method.lower()) if self.route is not None else None
+        if op is None:
+            return False
+        return op.status == 202 or (op.body is not None and issubclass(op.body, TaskStarting))
+
+    def resources(self, method: str) -> tuple[str, ...]:
+        """What this call touches: its route's declaration, else the handler's own resource."""
+        if self.route is not None:
+            return self.route.resources(method)
+        return (self.auth_resource.removeprefix("gswarm:"),)
 
     def _check_xsrf(self, method: str) -> None:
         """A cookie-authenticated write needs the `_xsrf` token (token-bearing clients do not)."""
@@ -149,7 +213,11 @@ class GswarmHandler(APIHandler):
     def body(self, model: type[M]) -> M:
         """The JSON body validated as `model` (unknown fields refused where the model forbids)."""
         assert self._body is not None  # made by `prepare`, which passed
-        return self._body.value(model)
+        value = self._body.value(model)
+        placed = getattr(value, "placed_bytes", None)
+        if self._caller is not None and self._caller.key is not None and callable(placed):
+            self.gswarm.access.before_placing(self._caller, placed())
+        return value
 
     def query(self, model: type[M]) -> M:
         """The query string validated as `model` (the last value of a repeated parameter wins)."""
@@ -163,6 +231,9 @@ class GswarmHandler(APIHandler):
     # -- the way out --------------------------------------------------------------------------
 
     def reply(self, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        if self._caller is not None and self._caller.key is not None:
+            registers = self.route is not None and self.route.path == f"{CONTROL}/models"
+            self.gswarm.access.made(self._caller, data, status, registers)
         self.set_status(status)
         for name, value in (headers or {}).items():
             self.set_header(name, value)
@@ -225,7 +296,16 @@ class GswarmHandler(APIHandler):
         return _AnswerLog(super().log, self)  # type: ignore[return-value]
 
     def on_finish(self) -> None:
-        self.gswarm.requests[self.get_status()] += 1
+        status = self.get_status()
+        self.gswarm.requests[status] += 1
+        method = (self.request.method or "GET").upper()
+        caller = self._caller or Caller(f"ip:{self.request.remote_ip}", None, False)
+        try:
+            self.gswarm.access.record(
+                caller, method, self.request.path, self.resources(method), status
+            )
+        except Exception as exc:  # the database is closed once the server stops
+            log.warning("%s %s: not written to the audit log: %s", method, self.request.path, exc)
         super().on_finish()
 
 
@@ -253,6 +333,10 @@ _EXPECTED_5XX = {501, 502, 503, 504, 507}  # the contract's answers for what is 
 
 class NotFoundHandler(GswarmHandler):
     """Any path under /gswarm/ that no route serves: the envelope's `NOT_FOUND`."""
+
+    def resources(self, method: str) -> tuple[str, ...]:
+        """Nothing: a key of any scope learns that a path does not exist."""
+        return ()
 
     def _not_found(self, *args: Any, **kwargs: Any) -> None:
         raise web.HTTPError(404, "no such route: %s %s", self.request.method, self.request.path)

@@ -1,4 +1,5 @@
-"""What every handler shares: the cluster runtime, the rate limiter, counters and config."""
+"""What every handler shares: the cluster runtime, the access gate (keys, rate limits, audit),
+counters and config."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..cluster.runtime.cluster import ClusterRuntime
 from ..cluster.runtime.executor import TaskExecutor
 from ..cluster.serving.component import Serving
 from ..cluster.storage.datapool import DataPool
 from ..cluster.storage.modelstore import ModelStore
 from ..cluster.training.trainer import Trainer
+from ..core.access import Access
 from ..core.db import Database
 from ..core.ratelimit import RateLimiter
 from ..profiler.service import Profiler
@@ -24,6 +26,7 @@ class GswarmContext:
     runtime: ClusterRuntime
     limiter: RateLimiter
     db: Database
+    access: Access  # keys, their scopes and quotas, the rate limiter and the audit log
     max_body_bytes: int = 64 * 2**20  # the largest request body a handler reads
     version: str = __version__
     started_at: float = field(default_factory=time.time)
@@ -43,6 +46,7 @@ class GswarmContext:
     async def start(self) -> None:
         """Start every component; each feature adds its own here, after the runtime."""
         self.db.migrate()
+        self.access.keys.load()
         await self.runtime.start()
         if self.tasks is not None:
             await self.tasks.start()  # restores tasks; dispatches once the cluster is ready

@@ -19,8 +19,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from .. import __version__
+from .._version import __version__
 from ..core.errors import ERRORS_BY_CODE
+from ..core.scopes import required
 from .routes import Op, Route
 
 REF = "#/components/schemas/{model}"
@@ -75,7 +76,9 @@ def build(routes: list[Route], base_url: str = "/") -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "header",
                     "name": "Authorization",
-                    "description": "'token <jupyter token>' or 'Bearer <jupyter token>'",
+                    "description": "'token <jupyter token>', 'Bearer <jupyter token>', or "
+                    "'Bearer gsk_...' (an API key, holding the scopes each operation lists in "
+                    "x-gswarm-scopes)",
                 }
             },
         },
@@ -241,6 +244,8 @@ def _operation(
         "tags": [route.tag],
         "parameters": _parameters(route, op),
         "responses": _responses(route, op, ref_of, codes),
+        # what an API key must hold for this call (the Jupyter token holds every scope)
+        "x-gswarm-scopes": sorted(required(route.resources(method), method)),
     }
     if op.body is not None:
         operation["requestBody"] = {

@@ -85,6 +85,7 @@ PATH_PARAMS: dict[str, PathParam] = {
     "session_id": PathParam("session id (opaque)"),
     "allocation_id": PathParam("allocation id (opaque)"),
     "gpu_id": PathParam("virtual GPU id (opaque)"),
+    "key_id": PathParam("API key id", r"^key_[0-9a-f]{12}$", "key_0123456789ab"),
 }
 
 
@@ -108,6 +109,75 @@ def resource_links(path: str, param: str, field: str, suffixes: tuple[str, ...] 
     return tuple(links)
 
 
+# What each route touches (API.md section 7): a call needs `gswarm:<resource>:<read|write>` for
+# every resource named, `read` for GET and WebSocket subscriptions, `write` for the rest. A path
+# maps to its resources, or to them by method where its methods touch different things.
+_BOTH = ("compute", "models")  # loading or training a model changes the registry too
+ROUTE_RESOURCES: dict[str, tuple[str, ...] | dict[str, tuple[str, ...]]] = {
+    f"{CONTROL}/health": ("cluster",),
+    f"{CONTROL}/metrics": ("cluster",),
+    f"{CONTROL}/openapi.json": ("cluster",),
+    f"{CONTROL}/nodes": ("cluster",),
+    f"{CONTROL}/nodes/{{node}}": ("cluster",),
+    f"{CONTROL}/nodes/{{node}}/resources": ("cluster",),
+    f"{CONTROL}/nodes/{{node}}/models": ("cluster", "models"),
+    "/gswarm/metrics": ("cluster",),
+    f"{CONTROL}/models": ("models",),
+    f"{CONTROL}/models/{{name}}": ("models",),
+    f"{CONTROL}/models/{{name}}/locations": ("models",),
+    f"{CONTROL}/models/{{name}}/locations/{{device}}": ("models",),
+    f"{CONTROL}/models/{{name}}/download": ("models",),
+    f"{CONTROL}/models/{{name}}/move": ("models",),
+    f"{CONTROL}/models/{{name}}/copy": ("models",),
+    f"{CONTROL}/ws/models": ("models",),
+    f"{CONTROL}/services": _BOTH,
+    f"{CONTROL}/services/{{service_id}}": _BOTH,
+    f"{CONTROL}/services/{{service_id}}/status": _BOTH,
+    f"{CONTROL}/data": ("data",),
+    f"{CONTROL}/data/{{chunk_id}}": ("data",),
+    f"{CONTROL}/data/{{chunk_id}}/content": ("data",),
+    f"{CONTROL}/data/{{chunk_id}}/move": ("data",),
+    f"{CONTROL}/data/{{chunk_id}}/transfer": ("data",),
+    f"{CONTROL}/queue": ("queue",),
+    f"{CONTROL}/queue/tasks": ("queue",),
+    f"{CONTROL}/queue/tasks/{{task_id}}": ("queue",),
+    f"{CONTROL}/queue/tasks/{{task_id}}/cancel": ("queue",),
+    f"{CONTROL}/queue/history": ("queue",),
+    f"{CONTROL}/ws/tasks": ("queue",),
+    f"{CONTROL}/profiler/status": ("profiler",),
+    f"{CONTROL}/profiler/profiling/start": ("profiler",),
+    f"{CONTROL}/profiler/profiling/stop": ("profiler",),
+    f"{CONTROL}/profiler/profiling/sessions": ("profiler",),
+    f"{CONTROL}/profiler/profiling/sessions/{{name}}": ("profiler",),
+    f"{CONTROL}/profiler/clients": ("profiler",),
+    f"{CONTROL}/profiler/metrics/latest": ("profiler",),
+    f"{CONTROL}/ws/profiling": ("profiler",),
+    f"{CONTROL}/keys": ("admin",),
+    f"{CONTROL}/keys/{{key_id}}": ("admin",),
+    f"{CONTROL}/keys/{{key_id}}/usage": ("admin",),
+    f"{CONTROL}/audit": ("admin",),
+    f"{COMPUTE}/health": ("compute",),
+    f"{COMPUTE}/models": {"get": ("compute",), "post": _BOTH},  # a load may register
+    f"{COMPUTE}/models/{{model_id}}": ("compute",),
+    f"{COMPUTE}/models/{{model_id}}/optimize": _BOTH,
+    f"{COMPUTE}/inference": ("compute",),
+    f"{COMPUTE}/inference/async": ("compute",),
+    f"{COMPUTE}/inference/batch": ("compute",),
+    f"{COMPUTE}/inference/{{request_id}}": ("compute",),
+    f"{COMPUTE}/sessions": ("compute",),
+    f"{COMPUTE}/sessions/{{session_id}}": ("compute",),
+    f"{COMPUTE}/metrics": ("compute",),
+    f"{COMPUTE}/metrics/history": ("compute",),
+    f"{COMPUTE}/training": _BOTH,
+    f"{COMPUTE}/training/async": _BOTH,
+    f"{COMPUTE}/training/{{request_id}}": ("compute",),
+    f"{COMPUTE}/resources": ("compute",),
+    f"{COMPUTE}/resources/{{allocation_id}}": ("compute",),
+    f"{COMPUTE}/virtualization/gpus": ("compute", "admin"),
+    f"{COMPUTE}/virtualization/gpus/{{gpu_id}}": ("compute", "admin"),
+}
+
+
 @dataclass(frozen=True)
 class Route:
     path: str  # OpenAPI style, e.g. /gswarm/api/v1/nodes/{node}
@@ -115,6 +185,13 @@ class Route:
     ops: dict[str, Op] = field(default_factory=dict)
     tag: str = "system"
     params: dict[str, PathParam] = field(default_factory=dict)  # overrides of PATH_PARAMS
+
+    def resources(self, method: str) -> tuple[str, ...]:
+        """What a call of `method` touches (empty: the route declares nothing, a bug)."""
+        declared = ROUTE_RESOURCES.get(self.path, ())
+        if isinstance(declared, dict):
+            return declared.get(method.lower(), ())
+        return declared
 
     @property
     def pattern(self) -> str:

@@ -82,7 +82,7 @@ class TestRateLimited:
 
     @pytest.fixture
     def gswarm_config(self, gswarm_config):
-        gswarm_config.update(rate_limit_per_minute=1000, rate_limit_burst=2)
+        gswarm_config.update(rate_limit_per_minute=1000, rate_limit_burst=2, rate_limit_owner=True)
         return gswarm_config
 
     async def test_the_client_waits_out_429_and_retries(

@@ -8,6 +8,7 @@ from . import (
     compute,
     data,
     inference,
+    keys,
     models,
     profiler,
     prometheus,
@@ -20,7 +21,7 @@ from . import (
 
 RESOURCE_MODULES = (
     system, compute, inference, training, services, profiler, models, data, queue, prometheus,
-    unserved,
+    unserved, keys,
 )
 
 
