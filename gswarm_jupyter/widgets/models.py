@@ -153,12 +153,14 @@ class ModelPanel(LivePanel):
             return
         self.clear_error()  # picking is the user's next action
         if change["owner"] is self.model:
-            self._updating = True
-            try:
-                copies = sorted(self.copies.get(change["new"] or "", []), key=qualified_order)
-                _offer(self.source, [(c, c) for c in copies] + [WHOLE_MODEL])
-            finally:
-                self._updating = False
+            with self._lock:  # not interleaved with a refresh offering the last model's copies
+                self._updating = True
+                try:
+                    copies = sorted(self.copies.get(change["new"] or "", []),
+                                    key=qualified_order)
+                    _offer(self.source, [(c, c) for c in copies] + [WHOLE_MODEL])
+                finally:
+                    self._updating = False
 
     def _running_tasks(self, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ids = {loc["task_id"] for m in models for loc in m["locations"]

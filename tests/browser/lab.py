@@ -133,15 +133,18 @@ def line_points(locator: Any) -> list[int]:
     return list(counts)
 
 
-def wait_until(check: Any, timeout: float = 30, every: float = 0.3, what: str = "") -> Any:
-    """Poll `check()` until it answers something true; answer that."""
+def wait_until(check: Any, timeout: float = 30, every: float = 0.3, what: str = "",
+               show: Any = None) -> Any:
+    """Poll `check()` until it answers something true; answer that. On time out, the message
+    carries `show()` (what was seen last)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what or check}")
+            seen = f"; seen: {show()}" if show is not None else ""
+            raise AssertionError(f"not within {timeout} s: {what or check}{seen}")
         time.sleep(every)
 
 

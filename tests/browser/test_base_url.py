@@ -19,13 +19,13 @@ def test_the_quickstart_under_a_base_url(browser, tmp_path_factory, tmp_path):
         open_notebook(page, server, "01_quickstart.ipynb")
         run_all(page)
         cluster = page.locator(".jp-Notebook .gswarm-cluster-panel").first
-        sparks = cluster.locator(".gswarm-sparkline path.line")
+        sparks = cluster.locator(".gswarm-sparkline g.curve path.line")
         wait_until(lambda: line_points(sparks) and min(line_points(sparks)) >= 3,
                    what="sparklines with points")
         assert "could not refresh" not in cluster.inner_text()
         side = page.locator(".jupyterlab-sidecar .gswarm-dashboard")
         side.wait_for(timeout=30_000)
-        charts = side.locator(".gswarm-chart path.line")
+        charts = side.locator(".gswarm-chart g.curve path.line")
         wait_until(lambda: line_points(charts) and min(line_points(charts)) >= 2,
                    what="dashboard charts with points")
         shot(cluster, tmp_path, "base-url-cluster-panel")

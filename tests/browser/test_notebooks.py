@@ -25,7 +25,7 @@ def test_quickstart_cluster_panel_and_the_dashboard_beside_the_notebook(page, la
     run_all(page)
     cluster = panel(page, "cluster")
     assert cluster.locator(".gswarm-node-card").count() == 2
-    sparks = cluster.locator(".gswarm-sparkline path.line")
+    sparks = cluster.locator(".gswarm-sparkline g.curve path.line")
     wait_until(lambda: min(line_points(sparks)) >= 3, what="sparklines with 3 points")
     assert "2 of 2 nodes online" in cluster.inner_text()
     shot(cluster, tmp_path, "01-cluster-panel")
@@ -34,7 +34,7 @@ def test_quickstart_cluster_panel_and_the_dashboard_beside_the_notebook(page, la
     side.wait_for(timeout=30_000)
     for kind in ("cluster", "task", "model", "profiler"):
         assert side.locator(f".gswarm-{kind}-panel").count() == 1
-    charts = side.locator(".gswarm-profiler-panel .gswarm-chart path.line")
+    charts = side.locator(".gswarm-profiler-panel .gswarm-chart g.curve path.line")
     wait_until(lambda: line_points(charts) and min(line_points(charts)) >= 2,
                what="dashboard charts with points")
     page.screenshot(path=str(tmp_path / "01-lab-with-dashboard.png"))
@@ -64,8 +64,7 @@ def test_data_and_tasks_task_panel_rows_and_its_cancel_button(page, lab, api, tm
 
 
 def _pick(panel_locator, label: str, option: str) -> None:
-    panel_locator.locator(".widget-dropdown", has_text=label).locator("select").select_option(
-        label=option)
+    panel_locator.get_by_label(label, exact=True).select_option(label=option)
 
 
 def _devices(api, model: str) -> list[str]:
@@ -106,9 +105,10 @@ def test_models_tier_map_copy_move_and_an_error_that_stays(page, lab, api, tmp_p
     _pick(models, "target", "node2:disk")  # it has a copy there already: 409
     models.get_by_role("button", name="Copy").click()
     error = models.locator(".gswarm-error")
-    wait_until(lambda: "CONFLICT" in error.inner_text(), what="the refusal shown")
+    wait_until(lambda: "CONFLICT" in error.inner_text(), what="the refusal shown",
+               show=lambda: (shot(models, tmp_path, "03-no-refusal"), models.inner_text()))
     time.sleep(5)  # two refreshes later (every 2 s) it is still there
-    assert "already on node2:disk" in error.inner_text()
+    assert "CONFLICT" in error.inner_text() and "node2:disk" in error.inner_text()
     shot(models, tmp_path, "03-model-panel-error")
     models.locator(".gswarm-dismiss").click()
     wait_until(lambda: error.inner_text().strip() == "", what="the error dismissed")
@@ -126,13 +126,15 @@ def test_profiling_live_charts_and_the_session_buttons(page, lab, api, tmp_path)
     profiler = panel(page, "profiler")
     charts = profiler.locator(".gswarm-chart")
     assert charts.count() == 4  # host CPU, memory, network, disk (no GPU here)
-    titles = profiler.locator(".gswarm-chart .mainheading").all_inner_texts()
+    titles = profiler.locator(".gswarm-chart .mainheading").all_text_contents()
     assert titles == ["Host CPU", "Host memory", "Host network", "Host disk"]
-    labels = profiler.locator(".gswarm-chart .axislabel").all_inner_texts()
+    labels = profiler.locator(".gswarm-chart .axislabel").all_text_contents()
     assert {"CPU (%)", "used (GiB)", "bytes/s", "time"} <= set(labels)
-    lines = profiler.locator(".gswarm-chart path.line")
+    lines = profiler.locator(".gswarm-chart g.curve path.line")  # not the legend's
+    shot(profiler, tmp_path, "05-profiler-panel-at-the-end-of-the-run")
     wait_until(lambda: len(line_points(lines)) == 12 and min(line_points(lines)) >= 4,
-               what="every line with 4 points")
+               what="every line with 4 points", show=lambda: (line_points(lines),
+                                                               profiler.inner_text()))
     shot(profiler, tmp_path, "05-profiler-panel")
 
     name = f"browser-{uuid.uuid4().hex[:6]}"
