@@ -1,4 +1,5 @@
-"""The dependency rule of docs/architecture.md, checked on every module: arrows point inward."""
+"""The dependency rule of DESIGN.md (and docs/architecture.md), checked on every module: arrows
+point inward, between packages and between the cluster's wings."""
 
 from __future__ import annotations
 
@@ -20,10 +21,17 @@ MAY_IMPORT = {
     "backends": {"core"},
     "cluster": {"core", "backends"},
     "profiler": {"core", "backends"},
-    "server": {"core", "cluster", "profiler", "backends"},
+    "server": {"core", "cluster", "profiler"},
     "client": {"core"},
     "magics": {"client", "core"},
     "widgets": {"client", "core"},
+}
+# Inside cluster/: the wings it may import (runtime is the ground; tenancy/ may come later).
+WINGS = {
+    "runtime": set(),
+    "storage": {"runtime"},
+    "serving": {"runtime", "storage"},
+    "training": {"runtime", "storage"},
 }
 CORE_THIRD_PARTY = {"pydantic", "pydantic_core", "typing_extensions"}
 NEVER_IN_FRONT = {"tornado", "jupyter_server", "distributed", "dask", "grpc", "torch", "jax"}
@@ -61,7 +69,7 @@ def test_each_package_imports_only_what_the_rule_allows(package):
             top, _, rest = name.partition(".")
             if top == "gswarm_jupyter":
                 inner = rest.split(".")[0]
-                if inner and inner not in {"__init__", "testing"}:
+                if inner and inner not in {"__init__", "_version", "testing"}:
                     assert inner in allowed, f"{path.relative_to(ROOT)} imports {name}"
             elif package == "core":
                 assert top in stdlib or top in CORE_THIRD_PARTY or top == "", (
@@ -71,7 +79,24 @@ def test_each_package_imports_only_what_the_rule_allows(package):
                 assert top not in NEVER_IN_FRONT or (package == "client" and top == "tornado"), (
                     f"{path.relative_to(ROOT)} imports {name}"
                 )
-            assert top != "gswarm_kernels" or package in {"backends", "cluster", "server"}, name
+            # Only backends/ reaches the kernels; cluster/ and profiler/ go through it.
+            assert top != "gswarm_kernels" or package == "backends", (
+                f"{path.relative_to(ROOT)} imports {name}"
+            )
+
+
+def test_cluster_is_in_wings_whose_arrows_point_inward():
+    cluster = PACKAGE / "cluster"
+    assert {p.name for p in cluster.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(
+        WINGS
+    )
+    assert [p.name for p in cluster.glob("*.py")] == ["__init__.py"]
+    for wing, allowed in WINGS.items():
+        for path in sorted((cluster / wing).rglob("*.py")):
+            for name in imports(path):
+                parts = name.split(".")
+                if parts[:2] == ["gswarm_jupyter", "cluster"] and len(parts) > 2:
+                    assert parts[2] in allowed | {wing}, f"{path.relative_to(ROOT)} imports {name}"
 
 
 def test_kernels_never_import_gswarm_jupyter():

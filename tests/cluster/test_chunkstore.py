@@ -25,9 +25,9 @@ def test_write_read_delete_on_dram_and_disk(tmp_path):
 
 @pytest.mark.parametrize("device", ["dram", "disk"])
 def test_a_cancelled_write_leaves_nothing(tmp_path, device, monkeypatch):
-    import gswarm_jupyter.cluster.storage.chunkstore as cs
+    import gswarm_jupyter.cluster.storage.workerstore as ws
 
-    monkeypatch.setattr(cs, "BLOCK", 1024)
+    monkeypatch.setattr(ws, "BLOCK", 1024)
     store = ChunkStore(tmp_path / "chunks")
     signal = TaskSignal("task-cancel-1")
     seen = []

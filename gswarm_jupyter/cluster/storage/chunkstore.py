@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import http.client
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from distributed import get_worker
 
+from ...backends.devices import framework_device
 from ...core.chunks import check_layout
 from ...core.errors import NetworkError, NotFound, NotImplementedFeature
 from ...core.fetchpolicy import FetchPolicy
 from ...core.redact import redact_url
 from ..runtime.signals import TaskSignal, worker_op
 from .httpfetch import Response, Room, open_url, status_error
-from .workerstore import WorkerStore
+from .workerstore import WorkerStore, as_byte_array, copy_blocks
 
-BLOCK = 8 * 1024 * 1024
 Layout = tuple[list[int], str]  # (shape, dtype) of a tensor chunk
 
 class ChunkStore(WorkerStore):
@@ -115,48 +114,6 @@ class ChunkStore(WorkerStore):
             return self.memory.pop((chunk_id, device), None) is not None
 
 
-def as_byte_array(data: Any) -> np.ndarray:
-    """Bytes, numpy arrays or torch tensors as a flat uint8 array (a view where possible)."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return np.frombuffer(data, dtype=np.uint8)
-    if isinstance(data, np.ndarray):
-        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    if type(data).__module__.startswith("torch"):
-        return np.ascontiguousarray(data.detach().cpu().numpy()).reshape(-1).view(np.uint8)
-    raise TypeError(f"cannot store a {type(data).__name__} as chunk bytes")
-
-
-def copy_blocks(
-    src: np.ndarray,
-    sink: Any,
-    total: int,
-    signal: TaskSignal,
-    bandwidth_limit: int | None,
-    progress_range: tuple[float, float],
-) -> None:
-    """Feed `src` to `sink(offset, block)` block by block, reporting progress, honouring
-    cancellation and pacing to `bandwidth_limit` bytes/s (also used for model weights)."""
-    block = BLOCK if not bandwidth_limit else max(4096, min(BLOCK, bandwidth_limit // 10))
-    low, high = progress_range
-    started = time.monotonic()
-    signal.check()
-    for offset in range(0, total, block):
-        sink(offset, src[offset : offset + block])
-        done = min(total, offset + block)
-        signal.progress(low + (high - low) * done / total)
-        if bandwidth_limit:
-            _pace(started, done, bandwidth_limit, signal)
-        signal.check()
-
-
-def _pace(started: float, done: int, bandwidth_limit: int, signal: TaskSignal) -> None:
-    """Sleep until `done` bytes are due at `bandwidth_limit`, in naps that watch for cancel."""
-    due = started + done / bandwidth_limit
-    while (left := due - time.monotonic()) > 0:
-        signal.check()
-        time.sleep(min(left, 0.05))
-
-
 def _typed(flat: np.ndarray, layout: Layout | None) -> np.ndarray:
     if layout is None:
         return flat
@@ -175,8 +132,7 @@ def _to_torch(array: np.ndarray, device: str) -> Any:
             f"chunks on {device} need torch, which this node does not have", {"device": device}
         ) from None
 
-    target = f"cuda:{int(device[3:])}" if device.startswith("gpu") else "cpu"  # vgpu: host-backed
-    return torch.from_numpy(array).to(target)
+    return torch.from_numpy(array).to(framework_device(device))
 
 
 

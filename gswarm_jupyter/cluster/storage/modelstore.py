@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ...backends import checkpoints
 from ...core.db import loads
 from ...core.errors import (
     Conflict,
@@ -56,9 +56,9 @@ from ...core.tasks import Task
 from ..runtime.cluster import ClusterRuntime
 from ..runtime.executor import Job, TaskExecutor
 from ..runtime.signals import TaskSignal, WorkerOpError, api_error
+from .engine import CopyEngine, Payload
 from .httpfetch import Room, precheck
 from .model_users import ModelUsers
-from .engine import CopyEngine, Payload
 from .weightstore import acquire_weights, drop_weights, read_weights, write_weights
 
 log = logging.getLogger(__name__)
@@ -586,15 +586,7 @@ class ModelStore:
 def _expected(source: Source) -> tuple[str | None, int | None]:
     """The architecture and the byte size a source will have, where known before making it."""
     if source.kind == "builtin":
-        from gswarm_kernels.builtin import parse_builtin_url
-        from gswarm_kernels.params import param_shapes
-
-        try:
-            spec = parse_builtin_url(source.url)
-        except ValueError as exc:
-            raise InvalidRequest(f"source_url: {exc}", {"field": "source_url"}) from None
-        shapes = param_shapes(spec.arch, spec.config)
-        return spec.arch, sum(4 * math.prod(s) for s in shapes.values())
+        return checkpoints.builtin_expected(source.url)
     if source.kind == "file" and source.path is not None:
         return None, os.path.getsize(source.path)
     return None, None

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ...backends import checkpoints
+
 SAFETENSORS = "safetensors"
 TORCHSCRIPT = "torchscript"
 TORCHSCRIPT_ARCH = "torchscript"
@@ -125,10 +127,6 @@ def describe_file(path: str) -> Described:
 
 
 def _described(metadata: Mapping[str, str], tensors: tuple[TensorInfo, ...]) -> Described:
-    from gswarm_kernels.builtin import normalize_config
-    from gswarm_kernels.params import check_params
-    from gswarm_kernels.quantization import SCALE_SUFFIX
-
     if "arch" not in metadata:
         raise ValueError(
             "metadata: a safetensors checkpoint needs 'arch' and 'config' in its metadata "
@@ -141,9 +139,9 @@ def _described(metadata: Mapping[str, str], tensors: tuple[TensorInfo, ...]) -> 
         raise ValueError("metadata: 'config' is not JSON") from None
     if not isinstance(config, dict):
         raise ValueError("metadata: 'config' is not a JSON object")
-    config = normalize_config(arch, config)
-    shapes = {t.name: _Shape(t.shape) for t in tensors if not t.name.endswith(SCALE_SUFFIX)}
-    check_params(arch, config, shapes)
+    suffix = checkpoints.scale_suffix()
+    shapes = {t.name: _Shape(t.shape) for t in tensors if not t.name.endswith(suffix)}
+    config = checkpoints.check_logical(arch, config, shapes)
     return Described(SAFETENSORS, arch, config, metadata.get("precision", "fp32"), tensors)
 
 
@@ -194,9 +192,7 @@ def torchscript_params(module: Any) -> dict[str, np.ndarray]:
 
 def _numpy_dtype(name: str) -> np.dtype:
     if name == "BF16":
-        from gswarm_kernels.quantization import bfloat16
-
-        return bfloat16()
+        return checkpoints.bfloat16()
     try:
         return np.dtype(_NUMPY_DTYPES[name])
     except KeyError:

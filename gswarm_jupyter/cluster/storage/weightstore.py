@@ -30,22 +30,19 @@ from typing import Any
 import numpy as np
 from distributed import get_worker
 
+from ...backends import checkpoints
+from ...backends.devices import framework_device
 from ...core.errors import InvalidRequest, NetworkError, NotFound, TaskFailed
 from ...core.fetchpolicy import FetchPolicy
 from ...core.redact import redact_url
 from ..runtime.signals import TaskSignal, worker_op
 from . import weightfile
-from .chunkstore import as_byte_array, copy_blocks
 from .httpfetch import Room, open_url, status_error
 from .weightfile import SAFETENSORS, SUFFIX, TORCHSCRIPT, Described
-from .workerstore import WorkerStore
+from .workerstore import WorkerStore, as_byte_array, copy_blocks
 
 READ_BLOCK = 1024 * 1024
 DOWNLOAD_ATTEMPTS = 5  # a dropped connection is resumed with a Range request this many times
-
-# Where a virtual GPU's tensors live; the compute plane sets entries when it creates vGPUs.
-# Without an entry: the first CUDA device, or host memory on a node without one.
-VGPU_DEVICES: dict[str, str] = {}
 
 
 
@@ -231,10 +228,7 @@ class WeightStore(WorkerStore):
             if path.suffix == ".pt":
                 module = weightfile.torchscript_module(path.read_bytes())
                 return weightfile.TORCHSCRIPT_ARCH, {}, weightfile.torchscript_params(module)
-            from gswarm_kernels.checkpoint import read_checkpoint
-
-            ckpt = read_checkpoint(path, as_float32=False)
-            return ckpt.arch, ckpt.config, dict(ckpt.params)
+            return checkpoints.read_file(path)
         copy = self._memory(name, device)
         d = copy.described
         if d.format == TORCHSCRIPT:
@@ -434,17 +428,6 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def torch_device(device: str) -> str:
-    """The torch device of a gswarm memory device (`gpu1` -> `cuda:1`)."""
-    if device.startswith("gpu"):
-        return f"cuda:{int(device[3:])}"
-    if device.startswith("vgpu"):
-        if device in VGPU_DEVICES:
-            return VGPU_DEVICES[device]
-        return "cuda:0" if _cuda() else "cpu"
-    raise ValueError(f"device: {device!r} is not a GPU device")
-
-
 def _allocate(size: int, device: str) -> Any:
     """An empty byte buffer on `device`: dram pinned host memory when CUDA exists."""
     if device == "dram":
@@ -455,7 +438,7 @@ def _allocate(size: int, device: str) -> Any:
         return np.empty(size, dtype=np.uint8)
     import torch
 
-    return torch.empty(size, dtype=torch.uint8, device=torch_device(device))
+    return torch.empty(size, dtype=torch.uint8, device=framework_device(device))
 
 
 def _host_view(buffer: Any) -> Any:
@@ -502,16 +485,7 @@ def acquire_weights(
     try:
         kind = source["kind"]
         if kind == "builtin":
-            from gswarm_kernels.builtin import parse_builtin_url
-            from gswarm_kernels.checkpoint import checkpoint_bytes
-            from gswarm_kernels.params import init_params
-
-            try:
-                spec = parse_builtin_url(source["url"])
-            except ValueError as exc:
-                raise InvalidRequest(str(exc), {"field": "source_url"}) from None
-            data = checkpoint_bytes(spec.arch, spec.config,
-                                    init_params(spec.arch, spec.config, spec.seed))
+            data = checkpoints.builtin_checkpoint(source["url"])
             stored = store.write(name, version, device, data, signal,
                                  expect_checksum=expect_checksum)
         elif kind == "file":
@@ -587,7 +561,6 @@ def load_tensors(model_name: str, device: str) -> tuple[str, dict[str, Any], dic
 __all__ = [
     "SAFETENSORS",
     "TORCHSCRIPT",
-    "VGPU_DEVICES",
     "WeightStore",
     "acquire_weights",
     "drop_weights",
@@ -595,7 +568,6 @@ __all__ = [
     "load_tensors",
     "load_weights",
     "read_weights",
-    "torch_device",
     "weights_checksum",
     "write_weights",
 ]

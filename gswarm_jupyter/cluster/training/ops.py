@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from distributed import get_worker
 
+from ...backends import checkpoints, training
+from ...backends.base import invalid_input
 from ...core.errors import InvalidInputData, InvalidRequest, NotImplementedFeature, TaskFailed
 from ..runtime.signals import TaskSignal, worker_op
 from ..storage.weightfile import TORCHSCRIPT_ARCH
@@ -33,9 +35,6 @@ _EPOCH = re.compile(r"in epoch (\d+)")
 
 def _weights(name: str, source: Any) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
     """(arch, config, float32 params) from this node's copy or from copy bytes."""
-    from gswarm_kernels.checkpoint import parse_checkpoint_bytes
-    from gswarm_kernels.quantization import dequantize
-
     if isinstance(source, dict):
         arch, config, params = WeightStore.of(get_worker()).load(name, source["device"])
     else:
@@ -44,15 +43,14 @@ def _weights(name: str, source: Any) -> tuple[str, dict[str, Any], dict[str, np.
             arch, config, params = TORCHSCRIPT_ARCH, {}, {}
         else:
             try:
-                ckpt = parse_checkpoint_bytes(raw.tobytes(), as_float32=False)
+                arch, config, params = checkpoints.read_bytes(raw.tobytes())
             except ValueError as exc:
                 raise InvalidRequest(f"model {name}: {exc}", {"model_id": name}) from None
-            arch, config, params = ckpt.arch, ckpt.config, dict(ckpt.params)
     if arch == TORCHSCRIPT_ARCH:
         raise NotImplementedFeature(
             f"model {name} is a TorchScript model: only built-in architectures train and "
             "quantise here", {"model_id": name, "format": "torchscript"})
-    return arch, config, dequantize(params)
+    return arch, config, training.dequantize(params)
 
 
 def _rows(value: Any, chunks: list[Any] | None, layouts: list[dict[str, Any]] | None,
@@ -80,8 +78,6 @@ def _rows(value: Any, chunks: list[Any] | None, layouts: list[dict[str, Any]] | 
 
 
 def _as_api_error(exc: ValueError) -> Exception:
-    from ...backends.base import invalid_input
-
     field = str(exc).split(":", 1)[0]
     if field in _REQUEST_FIELDS:
         return InvalidRequest(str(exc), {"field": field})
@@ -129,17 +125,8 @@ def train_weights(
         )
         started = time.perf_counter()
         try:
-            if spec["framework"] == "jax":
-                from gswarm_kernels import train_jax
-
-                result = train_jax.train(arch, config, params, inputs, labels, **common)
-            else:
-                from gswarm_kernels import train_torch
-
-                from ...backends.devices import framework_device
-
-                result = train_torch.train(arch, config, params, inputs, labels,
-                                           device=framework_device(spec["device"]), **common)
+            result = training.train(spec["framework"], arch, config, params, inputs, labels,
+                                    device=spec["device"], **common)
         except ValueError as exc:
             raise _as_api_error(exc) from None
         except FloatingPointError as exc:
@@ -151,9 +138,7 @@ def train_weights(
         signal.check()  # cancelled during the last steps: nothing is written
         stored = None
         if write_version is not None:
-            from gswarm_kernels.checkpoint import checkpoint_bytes
-
-            data = checkpoint_bytes(arch, config, result.params)
+            data = checkpoints.checkpoint(arch, config, result.params)
             stored = WeightStore.of(worker).write(name, write_version, "disk", data, signal,
                                                   progress_range=(95.0, 100.0))
             stored["worker"] = worker.address
@@ -174,25 +159,6 @@ def _relative_error(reference: np.ndarray, other: np.ndarray) -> float:
     return diff / scale if scale > 0 else diff
 
 
-def _sample(arch: str, config: dict[str, Any], calibration: Any, seed: int,
-            samples: int) -> np.ndarray:
-    from gswarm_kernels.inputs import as_token_matrix, as_vectors
-
-    try:
-        if calibration is not None:
-            if arch == "mlp":
-                return as_vectors(config, calibration, field="calibration_data")
-            return as_token_matrix(config, calibration, field="calibration_data")
-    except ValueError as exc:
-        from ...backends.base import invalid_input
-
-        raise invalid_input(exc) from None
-    rng = np.random.default_rng(seed)
-    if arch == "mlp":
-        return rng.standard_normal((samples, config["in"]), dtype=np.float32)
-    return rng.integers(0, config["vocab"], (samples, min(config["context"], 16)))
-
-
 @worker_op
 def quantize_weights(
     name: str,
@@ -207,30 +173,25 @@ def quantize_weights(
     """Quantise `name`'s weights to `precision`, store them as `target_name` v1 on this node's
     disk, and measure the relative output error (what a service of it answers, dequantised on
     load, against the original) on `calibration` or a seeded random sample."""
-    from gswarm_kernels import torch_infer, torch_models
-    from gswarm_kernels.checkpoint import checkpoint_bytes
-    from gswarm_kernels.quantization import dequantize, param_bytes, quantize
-
     worker = get_worker()
     try:
         started = time.perf_counter()
         arch, config, params = _weights(name, source)
-        x = _sample(arch, config, calibration, seed, samples)
+        x = training.sample_inputs(arch, config, calibration, seed, samples)
         try:
-            quantized = quantize(params, precision)
+            quantized = training.quantize(params, precision)
         except ValueError as exc:
             raise InvalidRequest(str(exc), {"field": "target_precision"}) from None
         signal.check()
-        data = checkpoint_bytes(arch, config, quantized)
+        data = checkpoints.checkpoint(arch, config, quantized)
         stored = WeightStore.of(worker).write(target_name, 1, "disk", data, signal)
-        reference = torch_infer.predict(torch_models.build_module(arch, config, params), x)
-        served = torch_infer.predict(
-            torch_models.build_module(arch, config, dequantize(quantized)), x)
+        reference = training.predict(arch, config, params, x)
+        served = training.predict(arch, config, training.dequantize(quantized), x)
         return {
             "stored": {**stored, "worker": worker.address},
             "accuracy_loss": _relative_error(reference, served),
-            "original_param_bytes": param_bytes(params),
-            "optimized_param_bytes": param_bytes(quantized),
+            "original_param_bytes": training.stored_bytes(params),
+            "optimized_param_bytes": training.stored_bytes(quantized),
             "samples": int(len(x)),
             "optimization_time": time.perf_counter() - started,
         }

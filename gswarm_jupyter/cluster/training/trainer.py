@@ -20,6 +20,7 @@ from typing import Any
 
 from distributed import Client
 
+from ...backends import training
 from ...backends.base import invalid_input
 from ...core.compute_store import RequestMap
 from ...core.db import loads
@@ -81,8 +82,7 @@ class Trainer:
 
     def submit(self, req: TrainingRequest) -> tuple[str, Task]:
         """Check the request and queue it; answers (request_id, task)."""
-        from gswarm_kernels.training import LOSSES, OPTIMIZERS, training_data
-
+        LOSSES, OPTIMIZERS = training.losses_and_optimizers()
         name = req.model_id
         row = self.models.registry.row(name)  # MODEL_NOT_FOUND
         if req.optimizer not in OPTIMIZERS:
@@ -104,7 +104,8 @@ class Trainer:
         data_ids, label_ids = chunk_ids(req.training_data), chunk_ids(req.labels)
         if data_ids is None and label_ids is None:
             try:  # inline rows are checked now, so a bad request is refused before queueing
-                training_data(arch, config, req.training_data, req.labels, req.loss_function)
+                training.check_rows(arch, config, req.training_data, req.labels,
+                                    req.loss_function)
             except ValueError as exc:
                 raise invalid_input(exc) from None
         elif data_ids is None and isinstance(req.training_data, str):
