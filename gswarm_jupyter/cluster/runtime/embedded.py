@@ -1,6 +1,8 @@
 """The embedded Dask cluster: workers `node1..nodeN` on loopback, mutual TLS between every part,
 and no HTTP endpoint (dashboard, /metrics, proxy) on the scheduler or any worker. Worker processes
-live in a session of their own: only the server, never a terminal, tells them to stop."""
+live in a session of their own: only the server, never a terminal, tells them to stop. A node's
+nanny stays as long as the cluster: whenever its worker process dies, it starts a new one under
+the same name."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 from typing import Any
 
 from distributed import LocalCluster, Nanny, Scheduler, Worker
+from distributed.deploy.cluster import Cluster
 from distributed.security import Security
 
 
@@ -67,6 +70,13 @@ class NodeCluster(LocalCluster):
 
     def new_worker_spec(self) -> dict[str, dict[str, Any]]:
         return {name: _http_free(spec) for name, spec in super().new_worker_spec().items()}
+
+    def _update_worker_status(self, op: str, msg: Any) -> None:
+        """Follow the scheduler's workers, without Dask's `SpecCluster` rule of closing a lost
+        worker's nanny when no worker of that name is there `lost-worker-timeout` (15 s) after
+        the loss: a node whose new worker was not up yet at that moment (a slow start, or a
+        second death) would never come back."""
+        Cluster._update_worker_status(self, op, msg)
 
 
 def _http_free(spec: dict[str, Any]) -> dict[str, Any]:
