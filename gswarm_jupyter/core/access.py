@@ -68,15 +68,19 @@ class Access:
         return Caller(f"key:{key.key_id}", key)
 
     def rate(self, caller: Caller) -> Decision | None:
-        """Count one request of `caller`: None when no limit applies to it."""
+        """Count one request of `caller`: None when the limiter is off."""
         if caller.key is not None:
             per_minute = caller.key.quota("requests_per_minute")
             if per_minute is None and not self.limiter.enabled:
                 return None
             return self.limiter.hit(caller.identity, per_minute)
-        if caller.authenticated and not self.limit_owner:
+        if not self.limiter.enabled:
             return None
-        return self.limiter.hit(caller.identity) if self.limiter.enabled else None
+        decision = self.limiter.hit(caller.identity)
+        if caller.authenticated and not self.limit_owner and not decision.allowed:
+            # The owner is counted (the contract's headers are on every response) but never refused.
+            return Decision(True, decision.limit, 0, decision.reset)
+        return decision
 
     @staticmethod
     def refuse_rate(decision: Decision) -> RateLimitExceeded:
