@@ -11,6 +11,7 @@ from typing import Any
 
 import psutil
 
+from ..backends.nvml import NvmlProbe, reading
 from ..core.clock import iso
 from .frames import Frame
 
@@ -66,72 +67,43 @@ def _cpu_ratio(before: Any, after: Any) -> float | None:
 
 
 class GpuSampler:
-    """Per-GPU readings through NVML. `nvml` is the `pynvml` module or, in tests, a fake of it.
+    """Per-GPU readings through the shared NVML probe. `nvml` is the `pynvml` module or, in tests,
+    a fake of it.
 
     `available` is False where NVML cannot start (no driver): then `sample()` answers `[]`.
     A reading a GPU does not support is `None`.
     """
 
     def __init__(self, nvml: Any | None = None) -> None:
-        self.available = False
-        self.reason: str | None = None
-        self._nvml = nvml
-        self._handles: list[Any] = []
+        self.probe = NvmlProbe(nvml)
+        self.available = self.probe.available
+        self.reason = self.probe.reason
+        self._nvml = self.probe.nvml
+        self._handles = self.probe.handles
         self._nvlink: dict[int, tuple[float, int | None, int | None]] = {}
-        try:
-            if self._nvml is None:
-                import pynvml
-
-                self._nvml = pynvml
-            self._nvml.nvmlInit()
-            count = self._nvml.nvmlDeviceGetCount()
-            self._handles = [self._nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-            self.available = True
-        except ImportError:
-            self.reason = "nvidia-ml-py is not installed"
-        except Exception as exc:  # NVMLError: no driver, so no NVIDIA GPU on this node
-            self.reason = f"NVML unavailable: {exc}"
 
     def info(self) -> list[dict[str, Any]]:
         """Identity of each GPU: device_id, name, memory_total, compute_capability."""
-        nvml = self._nvml
-        out = []
-        for index, handle in enumerate(self._handles):
-            name = _try(lambda h=handle: nvml.nvmlDeviceGetName(h))
-            cc = _try(lambda h=handle: nvml.nvmlDeviceGetCudaComputeCapability(h))
-            out.append(
-                {
-                    "device": f"gpu{index}",
-                    "device_id": index,
-                    "name": name.decode() if isinstance(name, bytes) else name,
-                    "memory_total": _try(
-                        lambda h=handle: int(nvml.nvmlDeviceGetMemoryInfo(h).total)
-                    ),
-                    "compute_capability": None if cc is None else f"{cc[0]}.{cc[1]}",
-                }
-            )
-        return out
+        return [self.probe.identity(index) for index in range(len(self._handles))]
 
     def sample(self) -> list[dict[str, Any]]:
         return [self._one(index, handle) for index, handle in enumerate(self._handles)]
 
     def _one(self, index: int, handle: Any) -> dict[str, Any]:
         nvml = self._nvml
-        mem = _try(lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
-        power_mw = _try(lambda: nvml.nvmlDeviceGetPowerUsage(handle))
+        mem = self.probe.memory(index)
+        power_mw = reading(lambda: nvml.nvmlDeviceGetPowerUsage(handle))
         # NVML's PCIe throughput is in KiB/s over its last 20 ms window.
-        rx = _try(lambda: nvml.nvmlDeviceGetPcieThroughput(handle, nvml.NVML_PCIE_UTIL_RX_BYTES))
-        tx = _try(lambda: nvml.nvmlDeviceGetPcieThroughput(handle, nvml.NVML_PCIE_UTIL_TX_BYTES))
-        util = _try(lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        rx = reading(lambda: nvml.nvmlDeviceGetPcieThroughput(handle, nvml.NVML_PCIE_UTIL_RX_BYTES))
+        tx = reading(lambda: nvml.nvmlDeviceGetPcieThroughput(handle, nvml.NVML_PCIE_UTIL_TX_BYTES))
+        temperature = self.probe.temperature(index)
         nvlink_rx, nvlink_tx = self._nvlink_rates(index, handle)
         return {
             "device": f"gpu{index}",
-            "utilization_ratio": None if util is None else util / 100.0,
+            "utilization_ratio": self.probe.utilization(index),
             "memory_used_bytes": None if mem is None else int(mem.used),
             "memory_total_bytes": None if mem is None else int(mem.total),
-            "temperature_celsius": _try(
-                lambda: float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
-            ),
+            "temperature_celsius": None if temperature is None else float(temperature),
             "power_watts": None if power_mw is None else power_mw / 1000.0,
             "pcie_rx_bytes_per_s": None if rx is None else float(rx) * 1024,
             "pcie_tx_bytes_per_s": None if tx is None else float(tx) * 1024,
@@ -170,7 +142,7 @@ class GpuSampler:
             "nvmlDeviceGetComputeRunningProcesses",
             "nvmlDeviceGetGraphicsRunningProcesses",
         ):
-            for proc in _try(lambda r=read: getattr(nvml, r)(handle)) or ():
+            for proc in reading(lambda r=read: getattr(nvml, r)(handle)) or ():
                 used = getattr(proc, "usedGpuMemory", None)
                 seen.setdefault(
                     int(proc.pid),
@@ -186,13 +158,6 @@ def _rate(before: int | None, after: int | None, elapsed: float) -> float | None
     if before is None or after is None:
         return None
     return max(0, after - before) * 1024 / elapsed
-
-
-def _try(read: Any) -> Any:
-    try:
-        return read()
-    except Exception:  # a reading this GPU does not support is unknown, not zero
-        return None
 
 
 class NodeSampler:

@@ -15,12 +15,13 @@ from typing import Any
 
 from distributed import Worker, WorkerPlugin
 
+from ...backends.nvml import NvmlProbe
 from .devices import (
-    GpuProbe,
     disk_usage,
     dram_usage,
     gpu_usage,
     host_cpu,
+    nvml_gpus,
     process_rss,
     torch_gpus,
 )
@@ -41,14 +42,14 @@ class NodeAgent(WorkerPlugin):
         self.store_root = store_root
         self.worker: Worker | None = None
         self.store: Path | None = None
-        self._gpus: GpuProbe | None = None
+        self._gpus: NvmlProbe | None = None
         self._torch_gpus: list[dict[str, Any]] = []
 
     def setup(self, worker: Worker) -> None:
         self.worker = worker
         self.store = default_store(worker, self.store_root)
         self.store.mkdir(parents=True, exist_ok=True)
-        self._gpus = GpuProbe()
+        self._gpus = NvmlProbe()
         if not self._gpus.available:
             self._torch_gpus = torch_gpus()
         host_cpu()  # primes psutil's CPU counter so the first heartbeat has a real reading
@@ -64,7 +65,7 @@ class NodeAgent(WorkerPlugin):
     def report(self) -> dict[str, Any]:
         """What this node has now: devices with total/used/available bytes, CPU, GPUs."""
         assert self.worker is not None and self.store is not None
-        gpus = self._gpus.gpus() if self._gpus and self._gpus.available else self._torch_gpus
+        gpus = nvml_gpus(self._gpus) if self._gpus and self._gpus.available else self._torch_gpus
         devices: dict[str, dict[str, int | None]] = {
             "disk": disk_usage(str(self.store)),
             "dram": dram_usage(self.worker.memory_manager.memory_limit, process_rss()),

@@ -13,6 +13,8 @@ from typing import Any
 
 import psutil
 
+from ...backends.nvml import NvmlProbe
+
 log = logging.getLogger(__name__)
 
 Usage = dict[str, int | None]
@@ -43,54 +45,21 @@ def host_cpu() -> dict[str, Any]:
     return {"cores": psutil.cpu_count(), "usage": psutil.cpu_percent(interval=None) / 100.0}
 
 
-class GpuProbe:
-    """GPUs through NVML. `nvml` is the `pynvml` module, or a fake of it in tests."""
-
-    def __init__(self, nvml: Any | None = None) -> None:
-        self._nvml = nvml
-        self._handles: list[Any] = []
-        self.available = False
-        self.reason: str | None = None
-        self._init()
-
-    def _init(self) -> None:
-        nvml = self._nvml
-        if nvml is None:
-            try:
-                import pynvml as nvml
-            except ImportError:
-                self.reason = "nvidia-ml-py is not installed"
-                return
-            self._nvml = nvml
-        try:
-            nvml.nvmlInit()
-            count = nvml.nvmlDeviceGetCount()
-            self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-            self.available = True
-        except nvml.NVMLError as exc:  # no driver here: the node has no NVIDIA GPU
-            self.reason = f"NVML unavailable: {exc}"
-
-    def gpus(self) -> list[dict[str, Any]]:
-        """One record per GPU: identity, memory and the readings NVML gives (others None)."""
-        nvml = self._nvml
-        out = []
-        for index, handle in enumerate(self._handles):
-            mem = nvml.nvmlDeviceGetMemoryInfo(handle)
-            record: dict[str, Any] = {
-                "device": f"gpu{index}",
-                "device_id": index,
-                "name": _text(nvml.nvmlDeviceGetName(handle)),
-                "memory_total": int(mem.total),
-                "memory_used": int(mem.used),
-                "memory_available": int(mem.free),
-                "usage": _try(lambda h=handle: nvml.nvmlDeviceGetUtilizationRates(h).gpu / 100.0),
-                "temperature": _try(lambda h=handle: nvml.nvmlDeviceGetTemperature(h, 0)),
-                "compute_capability": _try(
-                    lambda h=handle: "{}.{}".format(*nvml.nvmlDeviceGetCudaComputeCapability(h))
-                ),
-            }
-            out.append(record)
-        return out
+def nvml_gpus(probe: NvmlProbe) -> list[dict[str, Any]]:
+    """One record per GPU the probe sees: identity, memory and the readings NVML gives (others None)."""
+    out = []
+    for index in range(len(probe.handles)):
+        record = probe.identity(index)
+        mem = probe.memory(index)
+        record.update(
+            memory_total=None if mem is None else int(mem.total),
+            memory_used=None if mem is None else int(mem.used),
+            memory_available=None if mem is None else int(mem.free),
+            usage=probe.utilization(index),
+            temperature=probe.temperature(index),
+        )
+        out.append(record)
+    return out
 
 
 def torch_gpus() -> list[dict[str, Any]]:
@@ -130,14 +99,3 @@ def gpu_usage(gpu: dict[str, Any]) -> Usage:
         "used": gpu["memory_used"],
         "available": gpu["memory_available"],
     }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _try(read: Any) -> Any:
-    try:
-        return read()
-    except Exception:  # a reading this GPU does not support is unknown, not zero
-        return None
