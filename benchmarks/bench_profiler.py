@@ -84,6 +84,7 @@ async def _serve_async(conn: Any) -> None:
     import grpc
 
     from gswarm_jupyter.core.db import Database
+    from gswarm_jupyter.profiler.grpc_server import GrpcServer
     from gswarm_jupyter.profiler.service import Profiler
 
     async def count(request_iterator: Any, context: Any) -> bytes:
@@ -95,9 +96,10 @@ async def _serve_async(conn: Any) -> None:
     with tempfile.TemporaryDirectory(prefix="gswarm-bench-") as tmp:
         db = Database(Path(tmp) / "state.sqlite3")
         db.migrate()
-        profiler = Profiler(db, Path(tmp) / "profiler", token=lambda: TOKEN,
-                            grpc_host="127.0.0.1", grpc_port=0)
+        profiler = Profiler(db, Path(tmp) / "profiler")
+        server = GrpcServer(profiler, "127.0.0.1", 0, lambda: TOKEN)
         await profiler.start()
+        await server.start()
         await profiler.start_session(SESSION, SAMPLE_PERIOD_MS)
         bare = grpc.aio.server()
         handler = grpc.stream_unary_rpc_method_handler(count)
@@ -106,11 +108,12 @@ async def _serve_async(conn: Any) -> None:
         )
         bare_port = bare.add_insecure_port("127.0.0.1:0")
         await bare.start()
-        conn.send({"real": profiler.grpc_port, "bare": bare_port})
+        conn.send({"real": server.port, "bare": bare_port})
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
         session = profiler.store.running[SESSION]
         conn.send({"session_frames": session.frames_collected})
         await bare.stop(0)
+        await server.stop()
         await profiler.stop()
         db.close()
 

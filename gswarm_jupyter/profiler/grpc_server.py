@@ -289,6 +289,14 @@ class GrpcServer:
         )
         return bound
 
+    async def serve(self) -> None:
+        """Start, or log why not: the rest of the server works without the gRPC service."""
+        try:
+            await self.start()
+        # the port is taken, the certificate unreadable, or plaintext refused: serve the rest
+        except (OSError, RuntimeError) as exc:
+            log.error("gswarm: the profiler's gRPC service could not start: %s", exc)
+
     async def stop(self, grace: float = 1.0) -> None:
         server, self._server = self._server, None
         if server is not None:

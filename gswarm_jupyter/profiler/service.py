@@ -1,5 +1,6 @@
 """The profiler as the server uses it: sessions, the frames of Dask nodes and external agents,
-clients, latest readings, subscriptions, exports, and the gRPC service. Knows nothing of HTTP."""
+clients, latest readings, subscriptions and exports. Knows nothing of HTTP, nor of gRPC: the
+gRPC service (grpc_server.py) is built over it, never the reverse."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from typing import Any
 
 from distributed import Client
 
-from ..core.access import Access
 from ..core.aio import cancel_and_wait
 from ..core.db import Database
 from ..core.errors import Conflict, InvalidRequest, NotFound
@@ -25,7 +25,6 @@ from .hub import ClientState, FrameFilter, Hub, Subscription
 from .loop import IDLE_INTERVAL_MS
 from .node import SessionSpec, plan_for
 from .sessions import RUNNING, Session, SessionStore, read_frames
-from .transport import GrpcTls
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +35,9 @@ AGENT_CATCH_UP_S = 3.0
 
 
 class Profiler:
-    """Owns the session store, the Dask collector, the hub and (when `grpc_port` is not None)
-    the gRPC server. `client` answers the runtime's current Dask client; `node_names` the Dask
-    nodes known now; `token` the Jupyter token the gRPC calls must carry (or an API key that
-    `access` accepts); `grpc_tls` how the
-    gRPC service is secured (a plaintext bind off loopback is refused at start)."""
+    """Owns the session store, the Dask collector and the hub. `client` answers the runtime's
+    current Dask client; `node_names` the Dask nodes known now. The gRPC service over it
+    (grpc_server.GrpcServer) is built and started by the app."""
 
     def __init__(
         self,
@@ -48,11 +45,6 @@ class Profiler:
         root: Path | str,
         client: Callable[[], Client | None] = lambda: None,
         node_names: Callable[[], list[str]] = list,
-        token: Callable[[], str] = lambda: "",
-        grpc_host: str = "[::]",
-        grpc_port: int | None = None,
-        grpc_tls: GrpcTls | None = None,
-        access: Access | None = None,
         sync_interval_s: float = 0.25,
         idle_interval_ms: int = IDLE_INTERVAL_MS,
     ) -> None:
@@ -62,12 +54,6 @@ class Profiler:
         self.node_names = node_names
         self.idle_interval_ms = idle_interval_ms
         self.stale_after = max(5.0, 5 * idle_interval_ms / 1000.0)
-        self.grpc = None
-        if grpc_port is not None:
-            from .grpc_server import GrpcServer
-
-            self.grpc = GrpcServer(self, grpc_host, grpc_port, token, grpc_tls or GrpcTls(),
-                                   access)
         self._flusher: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -78,26 +64,12 @@ class Profiler:
             log.warning("gswarm: profiling sessions interrupted by a restart: %s", interrupted)
         self._flusher = asyncio.create_task(self._flush_loop(), name="gswarm-profiler-flush")
         await self.collector.start()
-        if self.grpc is not None:
-            try:
-                await self.grpc.start()
-            # the port is taken, the certificate unreadable, or plaintext refused: serve the rest
-            except (OSError, RuntimeError) as exc:
-                log.error("gswarm: the profiler's gRPC service could not start: %s", exc)
-                self.grpc = None
 
     async def stop(self) -> None:
-        if self.grpc is not None:
-            await self.grpc.stop()
         await self.collector.stop()
         await cancel_and_wait(self._flusher)
         self.hub.close()
         self.store.close()
-
-    @property
-    def grpc_port(self) -> int | None:
-        """The port the gRPC service is bound to (the free one picked when configured as 0)."""
-        return None if self.grpc is None else self.grpc.port
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -189,7 +161,8 @@ class Profiler:
 
     # -- what the API shows -----------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self, grpc_port: int | None = None) -> dict[str, Any]:
+        """What the profiler does now; `grpc_port` is the port its gRPC service is bound to."""
         active = [s for s in self.store.running.values() if s.stopping_at is None]
         clients = self.clients()
         nvlink = any(
@@ -215,7 +188,7 @@ class Profiler:
             "sampling_frequency_ms": min(
                 (s.sampling_frequency_ms for s in active), default=self.idle_interval_ms
             ),
-            "grpc_port": self.grpc_port,
+            "grpc_port": grpc_port,
         }
 
     def clients(self) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from ..core.ratelimit import RateLimiter
 from ..core.retention import Retention
 from ..core.tasks import TaskQueue
 from ..core.taskstore import TaskStore
+from ..profiler.grpc_server import GrpcServer
 from ..profiler.service import Profiler
 from ..profiler.transport import GrpcTls
 from .connection import write_connection_file
@@ -195,10 +196,13 @@ class GswarmApp(ExtensionApp):
             data_dir / "profiler",
             client=lambda: runtime.client,
             node_names=runtime.nodes.names,
+        )
+        self.context.profiler_grpc = GrpcServer(
+            self.context.profiler,
+            _grpc_host(self.serverapp.ip),
+            self.grpc_port,
             token=lambda: str(self.serverapp.identity_provider.token or ""),
-            grpc_host=_grpc_host(self.serverapp.ip),
-            grpc_port=self.grpc_port,
-            grpc_tls=GrpcTls(
+            tls=GrpcTls(
                 self.serverapp.certfile, self.serverapp.keyfile, insecure=self.grpc_insecure
             ),
             access=access,

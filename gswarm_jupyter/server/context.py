@@ -18,6 +18,7 @@ from ..cluster.training.trainer import Trainer
 from ..core.access import Access
 from ..core.db import Database
 from ..core.ratelimit import RateLimiter
+from ..profiler.grpc_server import GrpcServer
 from ..profiler.service import Profiler
 
 
@@ -33,6 +34,7 @@ class GswarmContext:
     requests: Counter[int] = field(default_factory=Counter)  # by HTTP status
     config: dict[str, Any] = field(default_factory=dict)
     profiler: Profiler | None = None
+    profiler_grpc: GrpcServer | None = None  # the profiler's gRPC service, for external agents
     tasks: TaskExecutor | None = None  # the task queue and its executor
     data: DataPool | None = None
     models: ModelStore | None = None  # the model registry and placement
@@ -56,6 +58,8 @@ class GswarmContext:
             self.models.start()
         if self.profiler is not None:
             await self.profiler.start()
+        if self.profiler_grpc is not None:
+            await self.profiler_grpc.serve()
         if self.services is not None:
             await self.services.start()
 
@@ -63,6 +67,8 @@ class GswarmContext:
         """Stop in the reverse order of `start`."""
         if self.services is not None:
             await self.services.stop()
+        if self.profiler_grpc is not None:
+            await self.profiler_grpc.stop()
         if self.profiler is not None:
             await self.profiler.stop()
         if self.tasks is not None:

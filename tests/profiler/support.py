@@ -1,4 +1,5 @@
-"""A profiler with its gRPC service and no Dask cluster: the external-agent side, in-process."""
+"""A profiler with its gRPC service and no Dask cluster: the external-agent side, in-process.
+The service is built over the profiler as the app builds it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import grpc
 
 from gswarm_jupyter.core.db import Database
 from gswarm_jupyter.profiler._proto import profiler_pb2_grpc as pb_grpc
+from gswarm_jupyter.profiler.grpc_server import GrpcServer
 from gswarm_jupyter.profiler.service import Profiler
 from gswarm_jupyter.profiler.transport import GrpcTls
 
@@ -20,24 +22,27 @@ AUTH = (("authorization", f"token {TOKEN}"),)
 
 
 @contextlib.asynccontextmanager
-async def grpc_profiler(tmp_path: Path, tls: GrpcTls | None = None) -> AsyncIterator[Profiler]:
+async def grpc_profiler(
+    tmp_path: Path, tls: GrpcTls | None = None
+) -> AsyncIterator[tuple[Profiler, GrpcServer]]:
+    """A started profiler and its started gRPC service on a free loopback port."""
     db = Database(tmp_path / "state.sqlite3")
     db.migrate()
-    profiler = Profiler(
-        db, tmp_path / "profiler", token=lambda: TOKEN, grpc_host="127.0.0.1", grpc_port=0,
-        grpc_tls=tls,
-    )
+    profiler = Profiler(db, tmp_path / "profiler")
+    server = GrpcServer(profiler, "127.0.0.1", 0, lambda: TOKEN, tls or GrpcTls())
     await profiler.start()
+    await server.start()
     try:
-        yield profiler
+        yield profiler, server
     finally:
+        await server.stop()
         await profiler.stop()
         db.close()
 
 
 @contextlib.asynccontextmanager
-async def stub_for(profiler: Profiler) -> AsyncIterator[pb_grpc.ProfilerServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{profiler.grpc_port}") as channel:
+async def stub_for(server: GrpcServer) -> AsyncIterator[pb_grpc.ProfilerServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield pb_grpc.ProfilerServiceStub(channel)
 
 

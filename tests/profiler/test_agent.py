@@ -18,9 +18,9 @@ async def _until(predicate, timeout=10.0):
 
 
 async def test_agent_streams_host_and_gpu_frames_for_a_session(tmp_path):
-    async with grpc_profiler(tmp_path) as profiler:
+    async with grpc_profiler(tmp_path) as (profiler, server):
         agent = Agent(
-            f"127.0.0.1:{profiler.grpc_port}", TOKEN, name="edge", nvml=FakeNvml(), chunk_s=0.2
+            f"127.0.0.1:{server.port}", TOKEN, name="edge", nvml=FakeNvml(), chunk_s=0.2
         )
         running = asyncio.ensure_future(agent.run())
         try:
@@ -44,21 +44,21 @@ async def test_agent_streams_host_and_gpu_frames_for_a_session(tmp_path):
 
 
 async def test_agent_buffers_while_the_server_is_away_and_resends_without_duplicates(tmp_path):
-    async with grpc_profiler(tmp_path) as profiler:
-        port = profiler.grpc_port
+    async with grpc_profiler(tmp_path) as (profiler, server):
+        port = server.port
         agent = Agent(f"127.0.0.1:{port}", TOKEN, name="edge", chunk_s=0.2, retry_s=0.2)
         running = asyncio.ensure_future(agent.run())
         try:
             await asyncio.wait_for(agent.connected.wait(), 10)
             await profiler.start_session("outage", 20)
             await asyncio.sleep(0.4)
-            await profiler.grpc.stop(grace=0)
+            await server.stop(grace=0)
             outage_started = time.time()
             await _until(lambda: agent.reconnects > 0)
             await asyncio.sleep(0.6)  # sampling goes on into the agent's buffer
             outage_ended = time.time()
             assert len(agent.buffer) > 0
-            await profiler.grpc.start(port=port)
+            await server.start(port=port)
             await _until(lambda: agent.reconnects > 0 and agent.connected.is_set())
             await asyncio.sleep(0.5)
             detail = await profiler.stop_session("outage")
@@ -82,14 +82,14 @@ async def test_agent_buffers_while_the_server_is_away_and_resends_without_duplic
 
 
 async def test_agent_command_line_refuses_a_wrong_token_and_streams_with_the_right_one(tmp_path):
-    async with grpc_profiler(tmp_path) as profiler:
+    async with grpc_profiler(tmp_path) as (profiler, server):
         env = {**os.environ, "GSWARM_TOKEN": TOKEN}
         command = [
             sys.executable,
             "-m",
             "gswarm_jupyter.profiler.agent",
             "--server",
-            f"127.0.0.1:{profiler.grpc_port}",
+            f"127.0.0.1:{server.port}",
             "--name",
             "cli-node",
         ]

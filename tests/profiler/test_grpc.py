@@ -29,8 +29,8 @@ async def _stream(items):
 
 
 async def test_every_call_without_or_with_a_wrong_token_is_unauthenticated(tmp_path):
-    async with grpc_profiler(tmp_path) as profiler, stub_for(profiler) as stub:
-        assert profiler.grpc_port and profiler.grpc_port > 0
+    async with grpc_profiler(tmp_path) as (profiler, server), stub_for(server) as stub:
+        assert server.port and server.port > 0
         for metadata in (
             None,
             (("authorization", "token wrong"),),
@@ -61,7 +61,7 @@ async def test_every_call_without_or_with_a_wrong_token_is_unauthenticated(tmp_p
 
 
 async def test_sessions_over_grpc_with_streamed_frames_and_duplicates_dropped(tmp_path):
-    async with grpc_profiler(tmp_path) as profiler, stub_for(profiler) as stub:
+    async with grpc_profiler(tmp_path) as (profiler, server), stub_for(server) as stub:
         hello = await stub.Connect(
             pb.ConnectRequest(name="edge1", hostname="h", instance="i1"), metadata=AUTH
         )
@@ -124,14 +124,14 @@ async def test_sessions_over_grpc_with_streamed_frames_and_duplicates_dropped(tm
 
 
 async def test_stream_before_connect_is_refused(tmp_path):
-    async with grpc_profiler(tmp_path) as profiler, stub_for(profiler) as stub:
+    async with grpc_profiler(tmp_path) as (profiler, server), stub_for(server) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.StreamMetrics(_stream(_frames("ghost", "i", [1])), metadata=AUTH)
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_subscribe_filters_by_session_node_and_metric(tmp_path):
-    async with grpc_profiler(tmp_path) as profiler, stub_for(profiler) as stub:
+    async with grpc_profiler(tmp_path) as (profiler, server), stub_for(server) as stub:
         for name in ("a", "b"):
             await stub.Connect(pb.ConnectRequest(name=name, instance=name), metadata=AUTH)
         await profiler.start_session("only-a", 10, ["a"])

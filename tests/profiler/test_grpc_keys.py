@@ -18,7 +18,9 @@ from gswarm_jupyter.core.modelregistry import ModelRegistry
 from gswarm_jupyter.core.ratelimit import RateLimiter
 from gswarm_jupyter.core.tasks import TaskQueue
 from gswarm_jupyter.profiler._proto import profiler_pb2 as pb
+from gswarm_jupyter.profiler.grpc_server import GrpcServer
 from gswarm_jupyter.profiler.service import Profiler
+from gswarm_jupyter.profiler.transport import GrpcTls
 
 from .support import TOKEN, stub_for
 
@@ -31,12 +33,14 @@ async def keyed_profiler(tmp_path):
         KeyStore(db), KeyUsage(db, TaskQueue(1), ChunkRegistry(db), ModelRegistry(db)),
         AuditLog(db), RateLimiter(1000, 100),
     )
-    profiler = Profiler(db, tmp_path / "profiler", token=lambda: TOKEN, grpc_host="127.0.0.1",
-                        grpc_port=0, access=access)
+    profiler = Profiler(db, tmp_path / "profiler")
+    server = GrpcServer(profiler, "127.0.0.1", 0, lambda: TOKEN, GrpcTls(), access)
     await profiler.start()
+    await server.start()
     try:
-        yield profiler, access
+        yield server, access
     finally:
+        await server.stop()
         await profiler.stop()
         db.close()
 
@@ -46,7 +50,7 @@ def key(secret: str) -> tuple[tuple[str, str], ...]:
 
 
 async def test_a_key_is_held_to_its_profiler_scopes(tmp_path):
-    async with keyed_profiler(tmp_path) as (profiler, access), stub_for(profiler) as stub:
+    async with keyed_profiler(tmp_path) as (server, access), stub_for(server) as stub:
         _, reader = access.keys.create("reader", ["gswarm:profiler:read"])
         _, other = access.keys.create("other", ["gswarm:models:*"])
         _, writer = access.keys.create("writer", [], ["user"])
@@ -73,7 +77,7 @@ async def test_a_key_is_held_to_its_profiler_scopes(tmp_path):
 
 
 async def test_revoking_a_key_ends_its_subscription(tmp_path):
-    async with keyed_profiler(tmp_path) as (profiler, access), stub_for(profiler) as stub:
+    async with keyed_profiler(tmp_path) as (server, access), stub_for(server) as stub:
         record, secret = access.keys.create("subscriber", [], ["viewer"])
         call = stub.Subscribe(pb.SubscribeRequest(), metadata=key(secret))
         await asyncio.sleep(0.3)  # the stream is open and waiting for frames

@@ -31,13 +31,13 @@ async def _status(channel: grpc.aio.Channel) -> pb.GetStatusResponse:
 async def test_a_tls_service_answers_a_client_trusting_its_certificate_and_no_other(tmp_path):
     certfile, keyfile = self_signed(tmp_path)
     tls = GrpcTls(str(certfile), str(keyfile))
-    async with grpc_profiler(tmp_path, tls) as profiler:
-        target = f"127.0.0.1:{profiler.grpc_port}"
+    async with grpc_profiler(tmp_path, tls) as (profiler, server):
+        target = f"127.0.0.1:{server.port}"
         async with grpc.aio.secure_channel(target, channel_credentials(str(certfile))) as channel:
             status = await _status(channel)
         assert status.is_profiling is False
         # the same name the certificate carries, as Jupyter's own clients would use
-        localhost = f"localhost:{profiler.grpc_port}"
+        localhost = f"localhost:{server.port}"
         async with grpc.aio.secure_channel(localhost, channel_credentials(str(certfile))) as ch:
             assert (await _status(ch)).is_profiling is False
         # plaintext to a TLS port: no answer at all, token or not
@@ -54,8 +54,8 @@ async def test_a_tls_service_answers_a_client_trusting_its_certificate_and_no_ot
 
 async def test_an_agent_streams_over_tls_with_the_ca_and_never_connects_in_plaintext(tmp_path):
     certfile, keyfile = self_signed(tmp_path)
-    async with grpc_profiler(tmp_path, GrpcTls(str(certfile), str(keyfile))) as profiler:
-        target = f"127.0.0.1:{profiler.grpc_port}"
+    async with grpc_profiler(tmp_path, GrpcTls(str(certfile), str(keyfile))) as (profiler, server):
+        target = f"127.0.0.1:{server.port}"
         plain = Agent(target, TOKEN, name="plain", chunk_s=0.2, retry_s=0.1)
         running = asyncio.ensure_future(plain.run())
         try:

@@ -34,7 +34,7 @@ def jp_server_config(gswarm_config, certificate):
 
 async def test_grpc_uses_the_jupyter_certificate(gswarm_app, jp_serverapp, certificate):
     certfile, _ = certificate
-    port = gswarm_app.context.profiler.grpc_port
+    port = gswarm_app.context.profiler_grpc.port
     assert port
     auth = (("authorization", f"token {jp_serverapp.identity_provider.token}"),)
     credentials = channel_credentials(str(certfile))

@@ -263,7 +263,7 @@ async def test_ws_profiling_streams_frames_and_filters(api, jp_ws_fetch):
 async def test_grpc_service_with_the_jupyter_token_and_an_external_agent(
     api, gswarm_app, jp_serverapp
 ):
-    port = gswarm_app.context.profiler.grpc_port
+    port = gswarm_app.context.profiler_grpc.port
     status, reply, _ = await api("GET", f"{P}/status")
     assert port and port != 8090 and reply["data"]["grpc_port"] == port
     token = jp_serverapp.identity_provider.token

@@ -51,7 +51,8 @@ class ProfilerHandler(GswarmHandler):
 
 class StatusHandler(ProfilerHandler):
     def get(self) -> None:
-        self.reply(self.profiler.status())
+        grpc = self.gswarm.profiler_grpc
+        self.reply(self.profiler.status(None if grpc is None else grpc.port))
 
 
 class StartHandler(ProfilerHandler):
