@@ -17,9 +17,13 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def validate(model: type[M], data: Any, where: str = "body") -> M:
-    """`model` from `data`, or `InvalidRequest` whose details name the first offending field."""
+    """`model` from `data`, or `InvalidRequest` whose details name the first offending field.
+
+    JSON (a body, an item of one) is taken strictly: `true` or `"5"` is no number, `5` no string.
+    A query string is text, so its values are converted (`?page=2`, `?force=true`).
+    """
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=where != "query")
     except ValidationError as exc:
         raise invalid_request(exc, where) from None
     except RecursionError:

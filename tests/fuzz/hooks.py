@@ -5,6 +5,9 @@ Invariant: a response fails here when it is a 5xx the contract does not allow fo
 an error outside the envelope or with a code API.md's table does not give its status. The table
 is copied here word for word rather than imported, so a drift in `core.errors` is caught too.
 
+The examples phase also sends the API reference's example bodies (docs/api.md) as they are, so
+the documented examples are held to a live server too.
+
 A case hook leaves a generated case (fuzzing and stateful phases) as it is or, as often, puts a
 name that exists (the seeded model, a node, a device, the seeded chunk) in place of an identifier
 the case already has: random strings alone almost never name a resource, and the routes' real
@@ -19,6 +22,8 @@ from typing import Any
 
 import schemathesis
 from hypothesis import strategies as st
+
+from gswarm_jupyter.server.apidoc import BODY_EXAMPLES
 
 # API.md section 2, "Error codes": code -> HTTP status.
 TABLE: dict[str, int] = {
@@ -168,3 +173,19 @@ def _with(case: Any, body: Any, path_parameters: dict[str, Any]) -> Any:
     if path_parameters != (case.path_parameters or {}):
         case.path_parameters = path_parameters
     return case
+
+
+# Path parameters of the reference's examples: its bodies name the model `mlp` (seeded as well).
+REFERENCE_PATHS: dict[str, str] = {"name": "mlp", "model_id": "mlp", "node": "node1"}
+
+
+@schemathesis.hook
+def before_add_examples(context: Any, examples: list[Any]) -> None:
+    operation = context.operation
+    body = BODY_EXAMPLES.get((operation.method.lower(), operation.path))
+    if body is None:
+        return
+    known = {**REFERENCE_PATHS, **{k: v[0] for k, v in EXISTING.items() if k == "chunk_id"}}
+    path = {p.name: known.get(p.name, "x") for p in operation.path_parameters}
+    examples.append(operation.Case(body=dict(body), path_parameters=path,
+                                   media_type="application/json"))

@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from gswarm_jupyter.core.fetchpolicy import FetchPolicy
+from gswarm_jupyter.server import apidoc
 from gswarm_jupyter.testing import LOOPBACK_ONLY, LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -113,14 +114,17 @@ def _require_made_up_urls_refused(live: LiveServer) -> None:
 
 
 def _seed_resources(live: LiveServer) -> dict[str, str]:
-    """What the cases find (hooks.EXISTING): a model under the name the document's examples use,
-    served on node1, and a chunk. Answers the environment that tells the hooks the chunk's id."""
+    """What the cases find (hooks.EXISTING and hooks.REFERENCE_PATHS): the model the document's
+    examples name and the model the API reference's examples name, each served on node1, and a
+    chunk. Answers the environment that tells the hooks the chunk's id."""
     api = httpx.Client(base_url=live.url, headers=live.headers, timeout=120)
     with api:
         for path, body in (
             ("gswarm/api/v1/models",
              {"model_name": "fuzz-mlp", "source_url": "builtin://mlp?in=4&hidden=8&out=2&seed=0"}),
             ("gswarm/api/v1/services", {"model_name": "fuzz-mlp", "device": "node1:dram"}),
+            ("gswarm/api/v1/models", {"model_name": "mlp", "source_url": apidoc.MLP}),
+            ("gswarm/api/v1/services", {"model_name": "mlp", "device": "node1:dram"}),
             ("gswarm/api/v1/data", {"data": "AACAPwAAAEA=", "format": "tensor",
                                     "device": "node1:dram",
                                     "metadata": {"shape": [2], "dtype": "float32"}}),
@@ -172,7 +176,7 @@ def _fuzz(target: Target, workdir: Path, seed: int, phases: str, examples: int,
         "--phases", phases,
         "--mode", "all",
         "--checks", ",".join(CHECKS),
-        "--request-timeout", "60",
+        "--request-timeout", "120",  # a hang, not a slow machine
         "--generation-database", "none",
         "--suppress-health-check", "all",
         "--no-color",
@@ -204,9 +208,9 @@ def _fuzz(target: Target, workdir: Path, seed: int, phases: str, examples: int,
 
 
 def _failures(output: str) -> str:
-    """The FAILURES and SUMMARY sections of schemathesis' output (each failure with its
+    """The ERRORS, FAILURES and SUMMARY sections of schemathesis' output (each failure with its
     reproduction curl line), without its WARNINGS section."""
     sections = re.split(r"\n(?==+ [A-Z]+ =+\n)", output)
-    kept = [s for s in sections if re.match(r"=+ (FAILURES|SUMMARY) =+", s)]
+    kept = [s for s in sections if re.match(r"=+ (ERRORS|FAILURES|SUMMARY) =+", s)]
     text = "\n".join(kept) if kept else output[-20000:]
     return re.sub(r"\n{3,}", "\n\n", text)[-40000:]
