@@ -59,7 +59,7 @@ def load_runner(
     "num_labels"?, "seed"?}`; non-empty `params` replace the directory's weights (a trained or
     quantised version, under the same names). Its int8 linear layers run as dynamic int8."""
     if arch == HF_ARCH:
-        from .hf_ops import read_model
+        from .hf_model import read_model
 
         cls = runner_class(framework, HF_ARCH)  # a missing framework fails before any reading
         model = read_model(
@@ -79,5 +79,5 @@ def load_runner(
 
 
 def load_hf_runner(framework: str, model: Any, device: str) -> Runner:
-    """`framework`'s runner holding a read Hugging Face model (`hf_ops.read_model`) on `device`."""
+    """`framework`'s runner holding a read Hugging Face model (`hf_model.read_model`) on `device`."""
     return runner_class(framework, HF_ARCH)(model, device)  # type: ignore[call-arg]
