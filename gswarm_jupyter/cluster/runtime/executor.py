@@ -9,7 +9,8 @@ is the task's `error`. Cleaning up after a failed or cancelled task is the runne
 (`try/except` around its work); the executor cancels the task's remaining Dask futures.
 
 A node lost while a job waits on it (offline, or its worker restarted under a new address) fails
-the job with `NETWORK_ERROR` rather than leaving it waiting on a worker that no longer exists.
+the job with `NETWORK_ERROR` rather than leaving it waiting on a worker that no longer exists
+(`watch.watch`, the same wait the serving replicas use).
 
 Finished tasks are dropped by the retention policy at start and every `retention.interval` s.
 """
@@ -41,16 +42,14 @@ from .signals import (
     PROGRESS_TOPIC,
     TaskCancelled,
     TaskSignal,
-    WorkerOpError,
-    api_error,
     flag_cancelled,
 )
+from .watch import WorkerLost, watch
 
 log = logging.getLogger(__name__)
 
 Runner = Callable[["Job"], Awaitable[Any]]
 
-WATCH_INTERVAL = 0.25  # how often a waiting job checks that its nodes are still there
 CANCEL_GRACE = 10.0  # how long a cancelled job may take to stop by itself before it is torn down
 
 
@@ -107,40 +106,22 @@ class Job:
 
     async def wait(self, future: Future) -> Any:
         """The future's result; `Cancelled`, or the task error its failure means."""
-        waiter = asyncio.ensure_future(_result(future))
         try:
-            while True:
-                done, _ = await asyncio.wait({waiter}, timeout=WATCH_INTERVAL)
-                if done:
-                    break
-                lost = self._lost_node()
-                if lost is not None:
-                    raise NetworkError(
-                        f"node {lost} was lost while task {self.task.task_id} ran on it",
-                        {"node": lost},
-                    )
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-                with contextlib.suppress(BaseException):
-                    await waiter
-        try:
-            return waiter.result()
+            return await watch(future, self._lost_node)
+        except WorkerLost as exc:
+            if exc.found:  # `_lost_node` named the node
+                raise NetworkError(f"node {exc} was lost while task {self.task.task_id} ran on it",
+                                   {"node": str(exc)}) from None
+            if self.cancel_requested:  # its futures were cancelled with it
+                raise Cancelled(self.task.task_id) from None
+            raise NetworkError(str(exc)) from None
         except TaskCancelled:
             raise Cancelled(self.task.task_id) from None
-        except WorkerOpError as exc:
-            raise api_error(exc) from None
         except GswarmError:
-            raise
-        except OSError as exc:
-            raise NetworkError(f"{type(exc).__name__}: {exc}") from None
-        except asyncio.CancelledError:
             raise
         except Exception as exc:
             if self.cancel_requested:
                 raise Cancelled(self.task.task_id) from None
-            if type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
-                raise NetworkError(f"{type(exc).__name__}: {exc}") from None
             raise TaskFailed(f"{type(exc).__name__}: {exc}") from None
 
     def progress(self, percent: float) -> None:
@@ -153,6 +134,7 @@ class Job:
             raise Cancelled(self.task.task_id)
 
     def _lost_node(self) -> str | None:
+        """The first node this job's work went to that is gone (offline or moved), if any."""
         nodes = self.executor.runtime.nodes
         for node, address in self.pinned.items():
             try:
@@ -162,10 +144,6 @@ class Job:
             if not current.online or current.address != address:
                 return node
         return None
-
-
-async def _result(future: Future) -> Any:
-    return await future
 
 
 class TaskExecutor:

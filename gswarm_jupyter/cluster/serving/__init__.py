@@ -1,2 +1,2 @@
-"""Serving: services and their replicas, the worker-side actor, the gateway, and the compute plane
-over them."""
+"""Serving: services (started, stopped, restored) and their replicas, the worker-side actor, the
+gateway that routes requests to live replicas, and the compute plane over them."""

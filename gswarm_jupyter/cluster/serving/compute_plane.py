@@ -34,7 +34,8 @@ from ...core.stats import RequestLog
 from ...core.validation import validate
 from ..runtime.executor import Job, TaskExecutor
 from ..storage.weights import WeightSource
-from .services import Replica, ServiceManager
+from .replicas import Replica
+from .services import ServiceManager
 
 TASK_TYPE = "inference"
 METRICS_WINDOW = 60.0  # seconds of the sliding window behind /metrics

@@ -14,7 +14,8 @@ from collections import Counter
 from ...core.aio import cancel_and_wait
 from ...core.nodes import NodeDirectory
 from ...core.recovery import RESTART_ELSEWHERE_AFTER, restart_node
-from .services import Service, ServiceManager
+from .replicas import Service
+from .services import ServiceManager
 
 log = logging.getLogger(__name__)
 

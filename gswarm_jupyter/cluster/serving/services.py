@@ -1,11 +1,6 @@
-"""Services: a model loaded by a backend on devices of nodes, each copy (replica) a `ServiceActor`
-on its worker, and the gateway that spreads requests over live replicas.
-
-A replica whose worker is lost (killed, restarted under a new address, or unreachable) is marked
-`failed`; the request is retried on another live replica of the model, and later requests go to
-live replicas only. A service is `running` while every replica runs, `degraded` while some do,
-`loading` while none does but some load (again), `failed` otherwise; `reason` says why replicas
-are down.
+"""Services: a model loaded by a backend on devices of nodes, each copy a replica
+(`replicas.py`); this module starts, stops, restores and reloads them, and hands requests to the
+`Gateway`.
 
 Every started service is stored (`ServiceStore`) until it is stopped: a server shutdown keeps it,
 and `restore` brings it back as `loading` replicas that `ServiceKeeper` loads again, as it does
@@ -20,168 +15,36 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any
 
-from distributed import Future
-
 from ...core.aio import cancel_and_wait
-from ...core.balancing import Balancer
-from ...core.clock import iso
-from ...core.errors import (
-    GswarmError,
-    InsufficientMemory,
-    InternalError,
-    InvalidRequest,
-    ModelNotFound,
-    NetworkError,
-    NotFound,
-    RequestTimeout,
-    ResourceUnavailable,
-)
-from ...core.names import is_device
+from ...core.errors import GswarmError, NetworkError
 from ...core.recovery import retry_delay
-from ...core.service_store import ServiceStore, StoredReplica, StoredService
+from ...core.service_store import ServiceStore
 from ...core.serving_api import ServiceConfig
 from ...core.stats import percentile
 from ..runtime.cluster import ClusterRuntime
-from ..runtime.signals import WorkerOpError, api_error
 from ..storage.weights import ModelSpec, WeightSource
 from .actor import ServiceActor
+from .gateway import Gateway
+from .replicas import (
+    CONTROL_TIMEOUT,
+    Placement,
+    Replica,
+    ReplicaLost,
+    Service,
+    call,
+    find_service,
+    place,
+    release,
+    watched,
+)
 
 log = logging.getLogger(__name__)
 
-WATCH_INTERVAL = 0.25  # how often a waiting call checks that its replica's node is still there
-CONTROL_TIMEOUT = 30.0  # stats and stop calls
-
-
-class ReplicaLost(Exception):
-    """The replica's worker is gone or cannot be reached."""
-
-
-@dataclass(eq=False)
-class Replica:
-    replica_id: str
-    node: str
-    device: str
-    address: str
-    status: str = "loading"  # loading | running | stopping | stopped | failed
-    future: Future | None = None
-    actor: Any = None
-    inflight: int = 0
-    memory_usage: int | None = None
-    load_time: float | None = None
-    error: str | None = None
-    down_since: float | None = None  # set while it waits to be loaded again (restore, lost worker)
-    attempts: int = 0  # failed tries to load it again since it went down
-    next_try: float = 0.0  # monotonic time of the next try
-
-    @property
-    def live(self) -> bool:
-        return self.status == "running"
-
-    @property
-    def waiting(self) -> bool:
-        """Down, and to be loaded again by the keeper."""
-        return self.down_since is not None and self.status in ("loading", "failed")
-
-    def stored(self) -> StoredReplica:
-        return StoredReplica(self.replica_id, self.node, self.device)
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "replica_id": self.replica_id,
-            "node": self.node,
-            "device": self.device,
-            "status": self.status,
-            "memory_usage": self.memory_usage,
-            "load_time": self.load_time,
-            "error": self.error,
-            "active_requests": self.inflight,
-        }
-
-
-@dataclass(eq=False)
-class Service:
-    service_id: str
-    model: ModelSpec
-    config: ServiceConfig
-    replicas: list[Replica]
-    created_at: float = field(default_factory=time.time)
-    stopping: bool = False
-    number: int = 0  # the sequence number in its id
-    nodes: list[str] | None = None  # the nodes its replicas may run on (None: any node)
-
-    @property
-    def status(self) -> str:
-        states = {r.status for r in self.replicas}
-        if self.stopping:
-            return "stopping"
-        if states == {"stopped"}:
-            return "stopped"
-        if any(r.status == "loading" and r.down_since is None for r in self.replicas):
-            return "loading"  # its first load
-        if states == {"running"}:
-            return "running"
-        if "running" in states:
-            return "degraded"  # some replicas are down (and may be loading again)
-        return "loading" if "loading" in states else "failed"
-
-    @property
-    def live_replicas(self) -> list[Replica]:
-        return [] if self.stopping else [r for r in self.replicas if r.live]
-
-    @property
-    def memory_usage(self) -> int:
-        return sum(r.memory_usage or 0 for r in self.replicas if r.live)
-
-    @property
-    def load_time(self) -> float | None:
-        times = [r.load_time for r in self.replicas if r.load_time is not None]
-        return max(times) if times else None
-
-    @property
-    def reason(self) -> str | None:
-        """Why replicas are down (None while every replica runs or loads for the first time)."""
-        errors = [f"{r.replica_id} on {r.node}:{r.device}: {r.error}"
-                  for r in self.replicas if not r.live and r.error]
-        return "; ".join(errors) or None
-
-    def stored(self) -> StoredService:
-        return StoredService(
-            self.number, self.service_id, dataclasses.asdict(self.model), self.config.model_dump(),
-            self.nodes, [r.stored() for r in self.replicas], self.created_at,
-        )
-
-    def record(self, url: str) -> dict[str, Any]:
-        primary = self.replicas[0]
-        return {
-            "service_id": self.service_id,
-            "model_name": self.model.name,
-            "model_type": self.model.model_type,
-            "node": primary.node,
-            "device": primary.device,
-            "status": self.status,
-            "reason": self.reason,
-            "url": url,
-            "framework": self.config.framework,
-            "replicas": [r.record() for r in self.replicas],
-            "config": self.config.model_dump(),
-            "memory_usage": self.memory_usage,
-            "load_time": self.load_time,
-            "created_at": iso(self.created_at),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    node: str
-    device: str
-
 
 class ServiceManager:
-    """Every service of the cluster, and the gateway over their replicas."""
+    """Every service of the cluster: started, stopped, restored and reloaded here."""
 
     def __init__(
         self, runtime: ClusterRuntime, weights: WeightSource, store: ServiceStore, url: str = ""
@@ -191,17 +54,14 @@ class ServiceManager:
         self.store = store
         self.url = url  # the compute-plane address that reaches services
         self.services: dict[str, Service] = {}
-        self._balancers: dict[str, Balancer] = {}
+        self.gateway = Gateway(runtime.nodes, self.services, self._announce)
         self._ids = itertools.count(1)  # `restore` moves it past every stored number
         self._restarts: dict[str, asyncio.Task[None]] = {}  # replica id -> its reload
 
     # -- reading ------------------------------------------------------------------------------
 
     def get(self, service_id: str) -> Service:
-        try:
-            return self.services[service_id]
-        except KeyError:
-            raise NotFound(f"unknown service {service_id!r}", {"service_id": service_id}) from None
+        return find_service(self.services, service_id)
 
     def list(self, model_name: str | None = None) -> list[Service]:
         return [s for s in self.services.values() if model_name in (None, s.model.name)]
@@ -219,49 +79,7 @@ class ServiceManager:
         self, model: ModelSpec, nodes: list[str] | None, device: str | None, replicas: int | None
     ) -> list[Placement]:
         """Where each replica goes: round robin over `nodes` (or every online node)."""
-        directory = self.runtime.nodes
-        bare = device
-        if device is not None and ":" in device:
-            node, _, bare = device.rpartition(":")
-            if nodes is not None and nodes != [node]:
-                raise InvalidRequest(
-                    f"device {device!r} names node {node} but nodes lists {nodes}", {"field": "device"}
-                )
-            nodes = [node]
-        if nodes is not None and not nodes:
-            raise InvalidRequest("nodes: give at least one node", {"field": "nodes"})
-        chosen = [directory.get(n) for n in nodes] if nodes else directory.online()[:1]
-        if not chosen:
-            raise ResourceUnavailable("no node is online")
-        for node in chosen:
-            if not node.online:
-                raise ResourceUnavailable(f"node {node.name} is offline", {"node": node.name})
-        count = replicas or len(chosen)
-        placements = []
-        for i in range(count):
-            node = chosen[i % len(chosen)]
-            dev = bare or ("gpu0" if "gpu0" in node.devices else "dram")
-            if not is_device(dev) or dev == "disk":
-                raise InvalidRequest(
-                    f"a model is served from dram, gpuN or vgpuN, not {dev!r}", {"field": "device"}
-                )
-            if dev not in node.devices:
-                raise NotFound(f"node {node.name} has no device {dev}", {"device": f"{node.name}:{dev}"})
-            placements.append(Placement(node.name, dev))
-        self._check_room(model, placements)
-        return placements
-
-    def _check_room(self, model: ModelSpec, placements: list[Placement]) -> None:
-        need: dict[tuple[str, str], int] = {}
-        for p in placements:
-            need[(p.node, p.device)] = need.get((p.node, p.device), 0) + model.size
-        for (node, dev), required in need.items():
-            available = self.runtime.nodes.get(node).devices.get(dev, {}).get("available")
-            if available is not None and required > available:
-                raise InsufficientMemory(
-                    f"{node}:{dev} has {available} bytes free; {model.name} needs {required}",
-                    required=required, available=int(available), device=f"{node}:{dev}",
-                )
+        return place(self.runtime.nodes, model, nodes, device, replicas)
 
     async def start(
         self,
@@ -298,7 +116,7 @@ class ServiceManager:
             del self.services[service_id]
             raise errors[0]
         self.store.add(service.stored())
-        self._balancers.setdefault(model.name, Balancer(config.load_balancing))
+        self.gateway.balance(model.name, config.load_balancing)
         self._announce(model.name)
         return service
 
@@ -322,7 +140,7 @@ class ServiceManager:
             key=f"gswarm-service-{replica.replica_id}-{time.time_ns()}",
         )
         try:
-            replica.actor = await self._watched(replica, _awaited(replica.future), None)
+            replica.actor = await watched(self.runtime.nodes, replica, replica.future, None)
             info = await self._call(replica, "start", timeout=CONTROL_TIMEOUT)
         except ReplicaLost as exc:
             replica.status, replica.error = "failed", str(exc)
@@ -347,7 +165,7 @@ class ServiceManager:
         self.store.remove(service_id)
         self._announce(service.model.name)
         if not self.list(service.model.name):
-            self._balancers.pop(service.model.name, None)
+            self.gateway.forget(service.model.name)
         return {"service_id": service_id, "model_name": service.model.name, "status": "stopped",
                 "memory_freed": freed}
 
@@ -362,10 +180,7 @@ class ServiceManager:
                 except Exception as exc:  # a lost worker freed its memory with its process
                     log.warning("gswarm: replica %s did not stop cleanly: %s", replica.replica_id, exc)
             replica.status = "stopped" if replica.status != "failed" else "failed"
-            if replica.future is not None:
-                with contextlib.suppress(Exception):
-                    replica.future.release()
-            replica.future = replica.actor = None
+            release(replica)
             return freed
 
         return sum(await asyncio.gather(*(stop_one(r) for r in service.replicas)))
@@ -402,7 +217,7 @@ class ServiceManager:
             service = Service(row.service_id, model, config, replicas,
                               created_at=row.created_at, number=row.number, nodes=row.nodes)
             self.services[service.service_id] = service
-            self._balancers.setdefault(model.name, Balancer(service.config.load_balancing))
+            self.gateway.balance(model.name, service.config.load_balancing)
             restored.append(service)
         self._ids = itertools.count(max(self.store.next_number(), next(self._ids)))
         return restored
@@ -423,7 +238,7 @@ class ServiceManager:
     async def restart_replica(self, service: Service, replica: Replica, node: str) -> None:
         """Load a down replica again on `node` (its own, back, or another eligible one). A failure
         leaves it `failed` with the reason, for a later try."""
-        _release(replica)
+        release(replica)
         replica.status = "loading"  # its error stays until it runs: why it is down
         replica.memory_usage = replica.load_time = None
         home = replica.node
@@ -432,11 +247,11 @@ class ServiceManager:
             service.model = await self.weights.resolve(service.model.name)
             await self._start_replica(service, replica)
         except asyncio.CancelledError:
-            _release(replica)
+            release(replica)
             replica.status, replica.error = "failed", "stopped while loading again"
             raise
         except Exception as exc:
-            _release(replica)
+            release(replica)
             message = exc.message if isinstance(exc, GswarmError) else f"{type(exc).__name__}: {exc}"
             replica.node = home  # a move that failed leaves it waiting for its own node
             replica.status, replica.error = "failed", f"cannot load on {node}: {message}"
@@ -456,13 +271,6 @@ class ServiceManager:
         """A down replica that cannot load anywhere now: `failed` with `reason`, still waiting."""
         if replica.waiting:
             replica.status, replica.error = "failed", reason
-
-    def check_lost(self, service: Service) -> None:
-        """Mark running replicas whose worker is gone as failed (found without waiting for a
-        request to reach them)."""
-        for replica in service.replicas:
-            if replica.live and self._lost(replica):
-                self._mark_failed(replica, f"node {replica.node} ({replica.address}) is gone")
 
     async def reload_model(self, model_name: str, version: int | None = None) -> list[str]:
         """Switch every live replica of the model's services to the weights its copy holds now
@@ -496,7 +304,7 @@ class ServiceManager:
             try:
                 return await self._call(replica, "stats", timeout=CONTROL_TIMEOUT)
             except ReplicaLost as exc:
-                self._mark_failed(replica, exc)
+                self.gateway.mark_failed(replica, exc)
             except Exception as exc:
                 log.warning("gswarm: stats of %s failed: %s", replica.replica_id, exc)
             return {}
@@ -523,31 +331,16 @@ class ServiceManager:
         )
         return record
 
-    # -- the gateway --------------------------------------------------------------------------
+    # -- requests, through the gateway --------------------------------------------------------
 
     def live_replicas(self, model_name: str, service_id: str | None = None) -> list[Replica]:
-        services = [self.get(service_id)] if service_id else self.list(model_name)
-        if service_id and services[0].model.name != model_name:
-            raise InvalidRequest(
-                f"service {service_id} serves {services[0].model.name}, not {model_name}",
-                {"field": "service_id"},
-            )
-        if not services:
-            raise ModelNotFound(f"model {model_name!r} is not loaded", {"model_id": model_name})
-        return [r for s in services for r in s.live_replicas]
+        return self.gateway.live_replicas(model_name, service_id)
 
     def find_replica(self, replica_id: str) -> Replica | None:
-        for service in self.services.values():
-            for replica in service.replicas:
-                if replica.replica_id == replica_id:
-                    return replica
-        return None
+        return self.gateway.find_replica(replica_id)
 
     def service_of(self, replica: Replica) -> Service:
-        for service in self.services.values():
-            if replica in service.replicas:
-                return service
-        raise NotFound(f"replica {replica.replica_id} is gone", {"replica_id": replica.replica_id})
+        return self.gateway.service_of(replica)
 
     async def infer(
         self,
@@ -559,104 +352,18 @@ class ServiceManager:
         service_id: str | None = None,
         prefer: Replica | None = None,
     ) -> tuple[dict[str, Any], Replica]:
-        """Answer from a live replica (`prefer` when it is live); a lost replica is marked failed
-        and the request retried on another one."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        lost: dict[str, str] = {}  # replica id -> where it was and why it was lost
-        while True:
-            candidates = [
-                r for r in self.live_replicas(model_name, service_id) if r.replica_id not in lost
-            ]
-            if not candidates:
-                reason = "every replica failed" if not lost else (
-                    "its replicas were lost: " + "; ".join(lost.values()))
-                raise ResourceUnavailable(
-                    f"model {model_name!r} has no live replica: {reason}",
-                    {"model_id": model_name, **({"lost": lost} if lost else {})},
-                )
-            if prefer is not None and prefer in candidates:
-                replica = prefer
-            else:
-                balancer = self._balancers.setdefault(model_name, Balancer())
-                replica = balancer.pick(candidates, lambda r: r.inflight)
-            if timeout is None:
-                timeout = self.service_of(replica).config.timeout
-                deadline = None if timeout is None else time.monotonic() + timeout
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            replica.inflight += 1
-            try:
-                result = await self._call(replica, "infer", rows, options, timeout=remaining)
-                return result, replica
-            except ReplicaLost as exc:
-                self._mark_failed(replica, exc)
-                lost[replica.replica_id] = f"{replica.replica_id} on {replica.node}: {exc}"
-                prefer = None
-            finally:
-                replica.inflight -= 1
+        """`Gateway.infer`: answer from a live replica, retried on another if it is lost."""
+        return await self.gateway.infer(model_name, rows, options, timeout=timeout,
+                                        service_id=service_id, prefer=prefer)
 
-    def _mark_failed(self, replica: Replica, exc: BaseException | str) -> None:
-        if replica.status in ("running", "loading", "stopping"):
-            log.warning("gswarm: replica %s on %s failed: %s", replica.replica_id, replica.node, exc)
-            replica.status, replica.error = "failed", f"worker lost: {exc}"
-            replica.down_since, replica.attempts, replica.next_try = time.monotonic(), 0, 0.0
-            with contextlib.suppress(NotFound):
-                self._announce(self.service_of(replica).model.name)
+    def check_lost(self, service: Service) -> None:
+        """Mark running replicas whose worker is gone as failed."""
+        self.gateway.check_lost(service)
 
     # -- inside -------------------------------------------------------------------------------
 
     async def _call(self, replica: Replica, method: str, *args: Any, timeout: float | None) -> Any:
-        """`replica.actor.method(*args)`, watched (even reaching the actor may find it lost)."""
-
-        async def invoke() -> Any:
-            return await getattr(replica.actor, method)(*args)
-
-        return await self._watched(replica, invoke(), timeout)
-
-    async def _watched(self, replica: Replica, call: Awaitable[Any], timeout: float | None) -> Any:
-        """`call`'s result; `ReplicaLost` when the replica's node goes away meanwhile,
-        `RequestTimeout` after `timeout` seconds, worker errors as the API's errors."""
-        waiter = asyncio.ensure_future(_awaited(call))
-        started = time.monotonic()
-        try:
-            while True:
-                step = WATCH_INTERVAL
-                if timeout is not None:
-                    step = min(step, max(0.0, timeout - (time.monotonic() - started)))
-                done, _ = await asyncio.wait({waiter}, timeout=step)
-                if done:
-                    break
-                if self._lost(replica):
-                    raise ReplicaLost(f"node {replica.node} ({replica.address}) is gone")
-                if timeout is not None and time.monotonic() - started >= timeout:
-                    raise RequestTimeout(
-                        f"no answer from {replica.replica_id} within {timeout:g} s",
-                        {"timeout": timeout, "replica_id": replica.replica_id},
-                    )
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-                with contextlib.suppress(BaseException):
-                    await waiter
-        try:
-            return waiter.result()
-        except WorkerOpError as exc:
-            raise api_error(exc) from None
-        except GswarmError:
-            raise
-        except (OSError, KeyError) as exc:  # no route to the worker, or the actor is gone from it
-            raise ReplicaLost(f"{type(exc).__name__}: {exc}") from None
-        except Exception as exc:
-            lost = "Actor was lost" in str(exc)  # distributed's RuntimeError for a dead holder
-            if lost or type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
-                raise ReplicaLost(f"{type(exc).__name__}: {exc}") from None
-            raise InternalError(f"replica {replica.replica_id} failed: {type(exc).__name__}: {exc}") from None
-
-    def _lost(self, replica: Replica) -> bool:
-        try:
-            node = self.runtime.nodes.get(replica.node)
-        except GswarmError:
-            return True
-        return not node.online or node.address != replica.address
+        return await call(self.runtime.nodes, replica, method, *args, timeout=timeout)
 
     def _announce(self, model_name: str) -> None:
         services = {
@@ -664,15 +371,3 @@ class ServiceManager:
         }
         with contextlib.suppress(Exception):
             self.weights.services_changed(model_name, services)
-
-
-async def _awaited(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
-def _release(replica: Replica) -> None:
-    """Let go of the replica's actor (a dead worker's, or a half-loaded one)."""
-    if replica.future is not None:
-        with contextlib.suppress(Exception):
-            replica.future.release()
-    replica.future = replica.actor = None

@@ -1,0 +1,123 @@
+"""The serving gateway against a real Dask cluster (two in-process workers, a real `ServiceActor`
+replica of a small MLP on each): requests spread over live replicas, a session's pinned replica
+answers while it lives, a lost replica's request is answered by a live one, and with no live
+replica left a request fails with RESOURCE_UNAVAILABLE naming the replicas lost. Read as its
+specification."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+from distributed import Worker
+from gswarm_kernels import init_params, parse_builtin_url
+
+from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
+from gswarm_jupyter.cluster.serving.actor import ServiceActor
+from gswarm_jupyter.cluster.serving.gateway import Gateway
+from gswarm_jupyter.cluster.serving.replicas import Replica, Service, call, watched
+from gswarm_jupyter.cluster.storage.weights import ModelSpec
+from gswarm_jupyter.core.errors import ResourceUnavailable
+from gswarm_jupyter.core.serving_api import ServiceConfig
+
+MLP = "builtin://mlp?in=8&hidden=16&out=4"
+ROWS = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32).tolist()
+
+
+def mlp_weights() -> tuple[str, dict, dict]:
+    """The loader each replica runs on its worker (picklable: a module function)."""
+    spec = parse_builtin_url(MLP)
+    return spec.arch, spec.config, init_params(spec.arch, spec.config, spec.seed)
+
+
+@contextlib.asynccontextmanager
+async def two_replicas(tmp_path) -> AsyncIterator[tuple[ClusterRuntime, Gateway, Service]]:
+    """A service `mlp-s` with a running replica on node1 and one on node2, behind a gateway."""
+    runtime = ClusterRuntime(ClusterConfig(local_nodes=2, local_processes=False,
+                                           data_dir=tmp_path, worker_memory_limit="1GiB"))
+    await runtime.start()
+    try:
+        await runtime.wait_ready(120)
+        spec = parse_builtin_url(MLP)
+        model = ModelSpec("mlp", spec.arch, spec.config, MLP)
+        replicas = [Replica(f"mlp-s{'' if i == 0 else f'.{i}'}", node, "dram",
+                            runtime.nodes.get(node).address)
+                    for i, node in enumerate(("node1", "node2"))]
+        service = Service("mlp-s", model, ServiceConfig(), replicas)
+        for replica in replicas:
+            await start_actor(runtime, replica)
+        announced: list[str] = []
+        gateway = Gateway(runtime.nodes, {service.service_id: service}, announced.append)
+        gateway.balance("mlp", "round_robin")
+        yield runtime, gateway, service
+    finally:
+        await runtime.stop()
+
+
+async def start_actor(runtime: ClusterRuntime, replica: Replica) -> None:
+    replica.future = runtime.require_client().submit(
+        ServiceActor, replica.replica_id, "torch", "dram", mlp_weights, 8, 1.0,
+        actor=True, workers=[replica.address], allow_other_workers=False, pure=False,
+        key=f"test-gateway-{replica.replica_id}-{time.time_ns()}",
+    )
+    replica.actor = await watched(runtime.nodes, replica, replica.future, 60)
+    await call(runtime.nodes, replica, "start", timeout=60)
+    replica.status = "running"
+
+
+async def lose_worker(address: str) -> None:
+    """The replica's worker goes away (closed, as a killed in-process worker would be)."""
+    [worker] = [w for w in Worker._instances if w.address == address]
+    await worker.close(timeout=10)
+
+
+async def test_requests_spread_round_robin_over_the_live_replicas(tmp_path):
+    async with two_replicas(tmp_path) as (_, gateway, service):
+        answered = []
+        for _ in range(4):
+            result, replica = await gateway.infer("mlp", ROWS, {})
+            assert np.asarray(result["output_data"]).shape == (2, 4)
+            answered.append(replica.replica_id)
+        assert answered == ["mlp-s", "mlp-s.1", "mlp-s", "mlp-s.1"]
+        assert all(r.inflight == 0 for r in service.replicas)
+
+
+async def test_a_session_stays_on_its_pinned_replica(tmp_path):
+    async with two_replicas(tmp_path) as (_, gateway, service):
+        pinned = gateway.find_replica("mlp-s.1")
+        assert pinned is service.replicas[1]
+        answered = [(await gateway.infer("mlp", ROWS, {}, prefer=pinned))[1] for _ in range(3)]
+        assert answered == [pinned, pinned, pinned]
+        assert gateway.service_of(pinned) is service
+
+
+async def test_a_lost_replicas_request_is_answered_by_a_live_one(tmp_path):
+    async with two_replicas(tmp_path) as (_, gateway, service):
+        first, second = service.replicas
+        await lose_worker(first.address)
+
+        result, replica = await gateway.infer("mlp", ROWS, {}, prefer=first)
+
+        assert replica is second and len(result["output_data"]) == 2
+        assert first.status == "failed" and first.error.startswith("worker lost:")
+        assert first.waiting  # down: the keeper will load it again
+        assert service.status == "degraded"
+        assert gateway.live_replicas("mlp") == [second]
+
+
+async def test_with_every_replica_lost_a_request_fails_naming_them(tmp_path):
+    async with two_replicas(tmp_path) as (_, gateway, service):
+        for replica in service.replicas:
+            await lose_worker(replica.address)
+
+        with pytest.raises(ResourceUnavailable) as caught:
+            await gateway.infer("mlp", ROWS, {})
+
+        assert caught.value.code == "RESOURCE_UNAVAILABLE"
+        assert "has no live replica: its replicas were lost" in caught.value.message
+        assert sorted(caught.value.details["lost"]) == ["mlp-s", "mlp-s.1"]
+        assert {r.status for r in service.replicas} == {"failed"}
+        assert service.status == "failed"
