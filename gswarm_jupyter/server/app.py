@@ -19,6 +19,8 @@ from ..cluster.serving.component import Serving
 from ..cluster.storage.datapool import DataPool
 from ..cluster.storage.model_users import ModelUsers
 from ..cluster.storage.modelstore import ModelStore
+from ..cluster.storage.registration import ModelSources
+from ..cluster.storage.uploads import ChunkUploads
 from ..cluster.storage.versions import ModelVersions
 from ..cluster.storage.weight_source import StoreWeights
 from ..cluster.training.trainer import Trainer
@@ -214,16 +216,20 @@ class GswarmApp(ExtensionApp):
         )
         self.context.data = DataPool(
             ChunkRegistry(self.context.db), runtime, self.context.tasks,
-            self.context.config["model_roots"],
-            fetch_policy=fetch_policy, max_chunk_bytes=self.max_chunk_bytes,
+            max_chunk_bytes=self.max_chunk_bytes,
+        )
+        self.context.uploads = ChunkUploads(
+            self.context.data, self.context.config["model_roots"], fetch_policy=fetch_policy,
         )
         # The serving side joins `users` as it is built: copies its replicas hold stay, a deleted
         # model's services stop, a new version written by training is reloaded between batches.
         users = ModelUsers()
         self.context.models = ModelStore(
             ModelRegistry(self.context.db), runtime, self.context.tasks,
-            self.context.config["model_roots"], capacity=dict(self.model_capacity),
-            fetch_policy=fetch_policy, users=users,
+            capacity=dict(self.model_capacity), users=users,
+        )
+        self.context.model_sources = ModelSources(
+            self.context.models, self.context.config["model_roots"], fetch_policy=fetch_policy,
         )
         self.context.training = Trainer(
             self.context.models, ModelVersions(self.context.models, users), self.context.tasks,

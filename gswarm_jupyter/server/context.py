@@ -14,6 +14,8 @@ from ..cluster.runtime.executor import TaskExecutor
 from ..cluster.serving.component import Serving
 from ..cluster.storage.datapool import DataPool
 from ..cluster.storage.modelstore import ModelStore
+from ..cluster.storage.registration import ModelSources
+from ..cluster.storage.uploads import ChunkUploads
 from ..cluster.training.trainer import Trainer
 from ..core.access import Access
 from ..core.db import Database
@@ -37,7 +39,9 @@ class GswarmContext:
     profiler_grpc: GrpcServer | None = None  # the profiler's gRPC service, for external agents
     tasks: TaskExecutor | None = None  # the task queue and its executor
     data: DataPool | None = None
+    uploads: ChunkUploads | None = None  # new chunks: uploads and URL downloads
     models: ModelStore | None = None  # the model registry and placement
+    model_sources: ModelSources | None = None  # registrations and downloads of models
     services: Serving | None = None  # services and the compute plane over them
     training: Trainer | None = None  # training and optimisation of registered models
 

@@ -9,22 +9,19 @@ or failed write leaves nothing behind.
 
 from __future__ import annotations
 
-import http.client
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from distributed import get_worker
 
-from ...backends.devices import framework_device
 from ...core.chunks import check_layout
-from ...core.errors import NetworkError, NotFound, NotImplementedFeature
+from ...core.errors import NotFound
 from ...core.fetchpolicy import FetchPolicy
-from ...core.redact import redact_url
 from ..runtime.signals import TaskSignal, worker_op
-from .httpfetch import Response, Room, open_url, status_error
-from .workerstore import WorkerStore, as_byte_array, copy_blocks
+from .buffers import to_device
+from .httpfetch import Room, download_bytes
+from .workerstore import WorkerStore, as_byte_array, copy_blocks, stored_here
 
 Layout = tuple[list[int], str]  # (shape, dtype) of a tensor chunk
 
@@ -56,18 +53,10 @@ class ChunkStore(WorkerStore):
         src = as_byte_array(data)
         total = int(src.nbytes)
         if device == "disk":
-            part = self.folder / f"{chunk_id}.{signal.task_id}.part"
-            try:
-                with open(part, "wb") as f:
-                    copy_blocks(src, lambda off, blk: f.write(blk), total, signal,
-                                 bandwidth_limit, progress_range)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(part, self.path(chunk_id))
-            finally:
-                part.unlink(missing_ok=True)
+            self.write_disk(self.folder / f"{chunk_id}.{signal.task_id}.part",
+                            self.path(chunk_id), src, signal, bandwidth_limit, progress_range)
             return total
-        if self._adoptable(src, device, bandwidth_limit):
+        if self.adoptable(src, device, bandwidth_limit):
             # A worker-to-worker transfer delivers a private, complete copy: keep it rather than
             # copy it again (a 512 MB copy costs more than the transfer itself on a small VM).
             signal.check()
@@ -79,18 +68,10 @@ class ChunkStore(WorkerStore):
                         total, signal, bandwidth_limit, progress_range)
         value: Any = _typed(dest, layout)
         if device != "dram":
-            value = _to_torch(dest if value is dest else value, device)
+            value = to_device(dest if value is dest else value, device)
         with self._lock:
             self.memory[(chunk_id, device)] = value
         return total
-
-    def _adoptable(self, src: np.ndarray, device: str, bandwidth_limit: int | None) -> bool:
-        """An owned, writable array for `dram`, unpaced, sharing no memory with a stored copy."""
-        if device != "dram" or bandwidth_limit or not src.flags.writeable:
-            return False
-        with self._lock:
-            stored = [v for v in self.memory.values() if isinstance(v, np.ndarray)]
-        return not any(np.may_share_memory(src, v) for v in stored)
 
     def read(self, chunk_id: str, device: str) -> np.ndarray:
         """The copy's bytes as a flat uint8 array (a view where the copy is in memory)."""
@@ -124,31 +105,6 @@ def _typed(flat: np.ndarray, layout: Layout | None) -> np.ndarray:
         return flat
 
 
-def _to_torch(array: np.ndarray, device: str) -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise NotImplementedFeature(
-            f"chunks on {device} need torch, which this node does not have", {"device": device}
-        ) from None
-
-    return torch.from_numpy(array).to(framework_device(device))
-
-
-
-
-def _open(url: str, policy: FetchPolicy) -> Response:
-    """The successful response to GET `url`, or `Forbidden` / `NetworkError` (raised with no
-    exception chain: the chain would hold the failed response's socket, which cannot cross to
-    the server)."""
-    response = open_url(url, policy)
-    if response.status >= 400:
-        error = status_error(response)
-        response.close()
-        raise error
-    return response
-
-
 # -- Dask ops (run on a worker) -----------------------------------------------------------------
 
 
@@ -162,12 +118,8 @@ def put_chunk(
     bandwidth_limit: int | None = None,
 ) -> dict[str, Any]:
     """Write one copy; answers its size and the worker that holds it."""
-    worker = get_worker()
-    try:
-        size = ChunkStore.of(worker).write(chunk_id, device, data, signal, layout, bandwidth_limit)
-    finally:
-        signal.done()
-    return {"size": size, "worker": worker.address}
+    return stored_here(ChunkStore, signal, lambda store: {
+        "size": store.write(chunk_id, device, data, signal, layout, bandwidth_limit)})
 
 
 @worker_op
@@ -193,41 +145,11 @@ def fetch_chunk(
 ) -> dict[str, Any]:
     """Download `url` (http or https, where `policy` allows) into one copy, with progress,
     stopping once it outgrows `room`; nothing stays on failure."""
-    worker = get_worker()
-    try:
+    def write(store: ChunkStore) -> dict[str, Any]:
         data = download_bytes(url, policy, room, signal)
         if layout is not None:
             check_layout("tensor", len(data), layout[0], layout[1])
-        size = ChunkStore.of(worker).write(
-            chunk_id, device, data, signal, layout, progress_range=(90.0, 100.0)
-        )
-    finally:
-        signal.done()
-    return {"size": size, "worker": worker.address}
+        return {"size": store.write(chunk_id, device, data, signal, layout,
+                                    progress_range=(90.0, 100.0))}
 
-
-def download_bytes(url: str, policy: FetchPolicy, room: Room, signal: TaskSignal) -> bytearray:
-    """The body of `url`, counted against `room` as it arrives (progress 0..90)."""
-    shown = redact_url(url)
-    with _open(url, policy) as response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        if total is not None:
-            room.check(total, url, declared=True)
-        buffer = bytearray()
-        while True:
-            signal.check()
-            try:
-                block = response.read(1024 * 1024)
-            except (OSError, http.client.HTTPException) as exc:
-                raise NetworkError(f"{shown} broke off after {len(buffer)} bytes: {exc}",
-                                   {"url": shown}) from None
-            if not block:
-                break
-            buffer.extend(block)
-            room.check(len(buffer), url)
-            if total:
-                signal.progress(90 * min(1.0, len(buffer) / total))
-    if total is not None and len(buffer) != total:
-        raise NetworkError(f"{shown} ended after {len(buffer)} of {total} bytes", {"url": shown})
-    return buffer
+    return stored_here(ChunkStore, signal, write)

@@ -4,60 +4,44 @@ Bytes never pass through the server on a move or transfer: the target worker's `
 the source worker's `get_chunk` future, so Dask carries the bytes worker to worker. They pass
 through the server only where it is their end (an upload in `POST /data`, a `content` read).
 
-An uploaded chunk is recorded with its first copy, in one transaction, once the bytes are stored:
-an upload cut short leaves no chunk without bytes.
+New chunks (uploads and URL downloads) are `storage/uploads.py`'s (`ChunkUploads`, which runs
+the `download` tasks); this pool runs moves and transfers and answers reads.
 
 The rules of copies (the last one never removed but with its chunk, copies being written
 forgotten with their task, memory copies of gone workers lost) are the copy engine's
-(`storage/engine.py`); this face adds what is a chunk's own: uploads, URLs, reads, references.
+(`storage/engine.py`); this face adds what is a chunk's own: reads and references.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
-import os
-import re
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from ...core.chunks import ChunkRegistry, check_layout, new_chunk_id
-from ...core.data_api import ChunkCreate, ChunkMove, ChunkQuery, ChunkTransfer
+from ...core.chunks import ChunkRegistry
+from ...core.data_api import ChunkMove, ChunkQuery, ChunkTransfer
 from ...core.db import loads
-from ...core.errors import (
-    Conflict,
-    GswarmError,
-    InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-)
-from ...core.fetchpolicy import FetchPolicy
+from ...core.errors import Conflict, GswarmError, InvalidRequest, NotFound
 from ...core.locations import is_memory_device
 from ...core.names import DeviceRef
 from ...core.nodes import NodeChange
 from ...core.pagination import paginate
 from ...core.placement import read_cost
-from ...core.sources import file_path, resolve_under_roots
 from ...core.tasks import Task
 from ..runtime.cluster import ClusterRuntime
 from ..runtime.executor import Job, TaskExecutor
-from ..runtime.signals import TaskSignal, WorkerOpError, api_error
-from .chunkstore import drop_chunk, fetch_chunk, get_chunk, put_chunk
+from ..runtime.signals import WorkerOpError
+from .chunkstore import drop_chunk, get_chunk, put_chunk
 from .engine import CopyEngine, Payload
-from .httpfetch import Room, precheck
 
 log = logging.getLogger(__name__)
 TASK_TYPES = ("download", "move", "transfer")
 CHUNKS = Payload("chunk", "chunk_id", "available", frozenset({"copying", "downloading"}),
                  TASK_TYPES, "chunks", get_chunk, drop_chunk)
-_URL = re.compile(r"^(https?|file)://", re.IGNORECASE)
 
 
 class DataPool:
@@ -66,20 +50,15 @@ class DataPool:
         registry: ChunkRegistry,
         runtime: ClusterRuntime,
         executor: TaskExecutor,
-        model_roots: list[str],
         max_chunk_bytes: int = 2**30,
-        fetch_policy: FetchPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
         self.executor = executor
-        self.model_roots = [Path(r).expanduser().resolve() for r in model_roots]
-        self.max_chunk_bytes = max_chunk_bytes
-        self.fetch_policy = fetch_policy or FetchPolicy()  # where http(s) urls may be fetched
+        self.max_chunk_bytes = max_chunk_bytes  # the largest chunk an upload or download makes
         self._held: Counter[str] = Counter()
         self.engine = CopyEngine(CHUNKS, registry.copies, registry.exists, runtime, executor)
         self.copies = registry.copies
-        executor.register("download", self._run_download)
         executor.register("move", self._run_copy)
         executor.register("transfer", self._run_copy)
         executor.queue.listeners.append(self._on_task)
@@ -193,70 +172,6 @@ class DataPool:
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def put(self, req: ChunkCreate, created_by: str | None) -> dict[str, Any]:
-        """Store a new chunk; a URL download answers at once with the download task's id."""
-        ref = self._device(req.device, "device")
-        node = self.runtime.nodes.online_node(ref.node)
-        if req.url is None and req.data is not None and _URL.match(req.data):
-            # API.md: `data` is base64 or a url (base64 has no ':', so this cannot misread bytes)
-            req = req.model_copy(update={"url": req.data, "data": None})
-        if (req.data is None) == (req.url is None):
-            raise InvalidRequest("give exactly one of data (base64) or url", {"field": "data"})
-        unknown = [d for d in req.dependencies if d not in self.executor.queue]
-        if unknown:
-            raise InvalidRequest(
-                f"unknown dependency task(s): {', '.join(unknown)}",
-                {"field": "dependencies", "unknown": unknown},
-            )
-        shape, dtype = req.metadata.shape, req.metadata.dtype
-        layout = (shape, dtype) if req.format == "tensor" else None
-        check_layout(req.format, None, shape, dtype, max_bytes=self.max_chunk_bytes)
-        if req.url is not None:
-            scheme = urlparse(req.url).scheme
-            if scheme in ("http", "https"):
-                # A url the policy denies is refused now, before any chunk exists.
-                await asyncio.to_thread(precheck, req.url, self.fetch_policy)
-                return self._download(req, ref, created_by)
-            if scheme != "file":
-                raise InvalidRequest(
-                    f"unsupported url scheme {scheme!r}: use http, https or file", {"field": "url"}
-                )
-            data = await asyncio.to_thread(self._read_file, req.url, req)
-        else:
-            encoded = req.data or ""
-            self._check_chunk_size(decoded_size(encoded), "data")
-            data = await asyncio.to_thread(self._decode, encoded, req)
-        self.engine.check_room(ref, len(data))
-
-        chunk_id = new_chunk_id()
-        client = self.runtime.require_client()
-        [scattered] = await client.scatter([data], workers=[node.address], hash=False)
-        future = client.submit(
-            put_chunk, chunk_id, ref.device, scattered, TaskSignal(f"put-{chunk_id}"), layout,
-            workers=[node.address], allow_other_workers=False, pure=False,
-        )
-        try:
-            stored = await future
-        except WorkerOpError as exc:
-            raise api_error(exc) from None
-        finally:
-            future.release()
-            scattered.release()
-        # The chunk comes with its copy, in one transaction: an upload cut short (a failure, a
-        # killed server) never leaves a chunk without bytes.
-        try:
-            with self.registry.db.transaction():
-                self.registry.create(
-                    chunk_id, chunk_type=req.type, fmt=req.format, size=len(data), shape=shape,
-                    dtype=dtype, created_by=created_by,
-                )
-                self.copies.put(chunk_id, ref.node, ref.device, "available",
-                                worker=stored["worker"])
-        except BaseException:
-            await self.engine.drop_quietly(chunk_id, ref.node, ref.device)
-            raise
-        return self.record(chunk_id)
-
     def move(self, chunk_id: str, req: ChunkMove) -> Task:
         """Queue a move to another device of the same node (the source copy goes once the
         target is complete)."""
@@ -323,28 +238,6 @@ class DataPool:
 
     # -- task runners -------------------------------------------------------------------------
 
-    async def _run_download(self, job: Job) -> dict[str, Any]:
-        p = job.params
-        chunk_id, node, device = p["chunk_id"], p["node"], p["device"]
-        layout = tuple(p["layout"]) if p.get("layout") else None
-        free = self.runtime.nodes.get(node).devices.get(device, {}).get("available")
-        room = Room(None if free is None else int(free), f"{node}:{device}",
-                    limit=self.max_chunk_bytes)
-        try:
-            stored = await self.engine.run_write(
-                job, chunk_id, DeviceRef(node, device), fetch_chunk, chunk_id, device, p["url"],
-                job.signal, layout, room, self.fetch_policy)
-        except GswarmError as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self.registry.set_error(chunk_id, exc.to_dict())
-            raise
-        if stored is None:
-            return {"chunk_id": chunk_id, "deleted": True}
-        self.registry.set_size(chunk_id, stored["size"])
-        self.copies.put(chunk_id, node, device, "available", worker=stored["worker"],
-                        task_id=job.task.task_id)
-        return {"chunk_id": chunk_id, "device": f"{node}:{device}", "size": stored["size"]}
-
     async def _run_copy(self, job: Job) -> dict[str, Any]:
         p = job.params
         chunk_id = p["chunk_id"]
@@ -369,34 +262,6 @@ class DataPool:
         }
 
     # -- inside -------------------------------------------------------------------------------
-
-    def _download(self, req: ChunkCreate, ref: DeviceRef, created_by: str | None) -> dict[str, Any]:
-        chunk_id = new_chunk_id()
-        shape, dtype = req.metadata.shape, req.metadata.dtype
-        layout = [shape, dtype] if req.format == "tensor" else None
-        self.registry.create(chunk_id, chunk_type=req.type, fmt=req.format, size=None,
-                             shape=shape, dtype=dtype, created_by=created_by)
-        try:
-            task = self.executor.submit(
-                "download",
-                chunk_id,
-                priority=req.priority,
-                dependencies=req.dependencies,
-                resources={"devices": [str(ref)], "chunks": [chunk_id]},
-                params={"chunk_id": chunk_id, "node": ref.node, "device": ref.device,
-                        "url": req.url, "layout": layout},
-                locks=[chunk_id],
-            )
-        except BaseException:
-            self.registry.delete(chunk_id)
-            raise
-        self.registry.set_task(chunk_id, task.task_id)
-        if not task.finished:
-            self.copies.put(chunk_id, ref.node, ref.device, "downloading",
-                            task_id=task.task_id)
-        if task.error is not None:
-            self.registry.set_error(chunk_id, task.error)
-        return self.record(chunk_id)
 
     def _submit_copy(
         self,
@@ -477,45 +342,6 @@ class DataPool:
 
     def _device(self, text: str, field: str) -> DeviceRef:
         return self.engine.device(text, field)
-
-    def _check_chunk_size(self, size: int, field: str) -> None:
-        if size > self.max_chunk_bytes:
-            raise PayloadTooLarge(
-                f"the chunk is {size} bytes; the limit is {self.max_chunk_bytes} bytes "
-                "(GswarmApp.max_chunk_bytes)",
-                limit=self.max_chunk_bytes, size=size, field=field,
-            )
-
-    def _read_file(self, url: str, req: ChunkCreate) -> bytes:
-        """In a thread: the bytes of a file under the roots (its size checked before they are
-        read), their layout checked."""
-        path = resolve_under_roots(file_path(url, "url"), self.model_roots, "url")
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            self._check_chunk_size(size, "url")
-            data = f.read(size + 1)
-            if len(data) > size:  # it grew since: read on, up to one byte past the limit
-                data += f.read(self.max_chunk_bytes + 1 - len(data))
-                self._check_chunk_size(len(data), "url")
-        check_layout(req.format, len(data), req.metadata.shape, req.metadata.dtype, data)
-        return data
-
-    @staticmethod
-    def _decode(encoded: str, req: ChunkCreate) -> bytes:
-        """In a thread: base64 `data` decoded, its layout checked."""
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidRequest(f"data is not valid base64: {exc}", {"field": "data"}) from None
-        check_layout(req.format, len(data), req.metadata.shape, req.metadata.dtype, data)
-        return data
-
-
-def decoded_size(encoded: str) -> int:
-    """The byte count base64 `encoded` decodes to (without decoding it)."""
-    tail = encoded[-2:]
-    return len(encoded) * 3 // 4 - (len(tail) - len(tail.rstrip("=")))
-
 
 def _node_of(location: dict[str, Any]) -> str:
     return str(location["device"]).rpartition(":")[0]

@@ -1,4 +1,5 @@
-"""GET over http(s), only to addresses the fetch policy admits (chunk and model downloads).
+"""GET over http(s), only to addresses the fetch policy admits: the one download path of chunks
+(into memory) and models (into a file, resumed after a dropped connection).
 
 Invariant: every connection goes to an address checked for that very hop: the host is resolved
 once, every address it has is decided, and the socket is opened to one of those addresses (no
@@ -13,18 +14,24 @@ import base64
 import http.client
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from ...core.errors import Forbidden, InsufficientMemory, NetworkError, PayloadTooLarge
 from ...core.fetchpolicy import FetchPolicy, IPAddress, Resolver
 from ...core.redact import redact_text, redact_url
+from ..runtime.signals import TaskSignal
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 TIMEOUT = 30.0
+READ_BLOCK = 1024 * 1024
+DOWNLOAD_ATTEMPTS = 5  # a dropped model download is resumed with a Range request this many times
 
 Connector = Callable[[IPAddress, int, float], socket.socket]
 
@@ -183,6 +190,114 @@ class Room:
             raise InsufficientMemory(f"{self.device} has {self.available} bytes free; {what}",
                                      required=size, available=self.available,
                                      device=self.device)
+
+
+
+class Sink:
+    """Where a download's body goes: kept in memory, never resumed (a `FileSink` resumes)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def size(self) -> int:
+        """The bytes a resumed request would start from (none: memory is never resumed)."""
+        return 0
+
+    @contextmanager
+    def writer(self, resumed: bool) -> Iterator[Callable[[bytes], object]]:
+        if not resumed:
+            self.data.clear()
+        yield self.data.extend
+
+
+class FileSink(Sink):
+    """The body in the file `path`, which a dropped connection resumes from."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    @contextmanager
+    def writer(self, resumed: bool) -> Iterator[Callable[[bytes], object]]:
+        with open(self.path, "ab" if resumed else "wb") as f:
+            yield f.write
+
+
+def download_bytes(url: str, policy: FetchPolicy, room: Room, signal: TaskSignal) -> bytearray:
+    """The body of `url`, counted against `room` as it arrives (progress 0..90)."""
+    sink = Sink()
+    download(url, policy, room, signal, sink, attempts=1)
+    return sink.data
+
+
+def download_file(url: str, part: Path, policy: FetchPolicy, room: Room,
+                  signal: TaskSignal) -> None:
+    """Download `url` into `part`, resuming after dropped connections; progress 0..90."""
+    download(url, policy, room, signal, FileSink(part), attempts=DOWNLOAD_ATTEMPTS)
+
+
+def download(url: str, policy: FetchPolicy, room: Room, signal: TaskSignal, sink: Sink,
+             attempts: int) -> None:
+    """GET `url` into `sink`, counted against `room` as it arrives (progress 0..90); a source
+    that is unreachable, breaks off or ends early is tried again (with a Range request where
+    `sink` resumes) until `attempts` tries have failed. A policy refusal is never retried."""
+    shown = redact_url(url)
+    tries = 0
+    total: int | None = None
+    while True:
+        have = sink.size()
+        try:
+            response = open_url(url, policy, {"Range": f"bytes={have}-"} if have else None)
+        except NetworkError:  # unreachable for now (a policy refusal is not retried)
+            tries += 1
+            if tries >= attempts:
+                raise
+            time.sleep(min(2.0, 0.2 * tries))
+            continue
+        with response:
+            if response.status >= 400:
+                if response.status == 416 and have and total == have:
+                    return
+                raise status_error(response)
+            resumed = have and response.status == 206
+            length = response.headers.get("Content-Length")
+            if resumed:
+                content_range = response.headers.get("Content-Range", "")
+                if not content_range.startswith(f"bytes {have}-"):
+                    resumed = False
+                full = content_range.rpartition("/")[2]
+                total = int(full) if full.isdigit() else None
+            else:
+                total = int(length) if length and length.isdigit() else None
+            if total is not None:
+                room.check(total, url, declared=True)
+            done = have if resumed else 0
+            try:
+                with sink.writer(bool(resumed)) as write:
+                    while True:
+                        signal.check()
+                        block = response.read(READ_BLOCK)
+                        if not block:
+                            break
+                        write(block)
+                        done += len(block)
+                        room.check(done, url)
+                        if total:
+                            signal.progress(90 * min(1.0, done / total))
+            except (OSError, http.client.HTTPException) as exc:
+                tries += 1
+                if tries >= attempts:
+                    raise NetworkError(f"{shown} broke off after {done} bytes: {exc}",
+                                       {"url": shown}) from None
+                continue
+        if total is None or done == total:
+            return
+        tries += 1  # the source ended early: resume, or give up
+        if tries >= attempts:
+            raise NetworkError(f"{shown} ended after {done} of {total} bytes", {"url": shown})
 
 
 def _connection(target: Target, timeout: float,

@@ -8,8 +8,8 @@ The services reach it as their `WeightSource` through `storage/weight_source.py`
 through `storage/versions.py`; it asks its `ModelUsers` (`storage/model_users.py`) whether a copy
 is in use and to stop a deleted model's services.
 
-A model's entry is recorded with its first copy, in one transaction (an http(s) source: with its
-download task), so a registration cut short leaves no entry without bytes.
+Registering a model and downloading a copy from its source are `storage/registration.py`'s
+(`ModelSources`, which runs the `model_download` tasks); this store runs copies and moves.
 
 The rules of copies are the copy engine's (`storage/engine.py`): the last ready copy of a model is
 never removed but with the model (checking, cancelling the tasks in the way and removing a copy
@@ -20,46 +20,35 @@ lost; eviction frees least-recently-used copies kept elsewhere.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ...backends import checkpoints
 from ...core.db import loads
 from ...core.errors import (
     Conflict,
-    InvalidRequest,
     NotFound,
     ResourceUnavailable,
     error_from_dict,
 )
-from ...core.fetchpolicy import FetchPolicy
 from ...core.modelregistry import ModelRegistry, location_record
 from ...core.models_api import (
     CopyRequest,
-    DownloadRequest,
     LocationCreate,
-    ModelCreate,
     ModelQuery,
     MoveRequest,
 )
-from ...core.names import DeviceRef, check_model_name
-from ...core.nodes import Node, NodeChange
+from ...core.names import DeviceRef
+from ...core.nodes import NodeChange
 from ...core.pagination import paginate
 from ...core.placement import choose_source, read_cost
-from ...core.redact import has_redacted_userinfo, redact_url
-from ...core.sources import Source, parse_source
 from ...core.tasks import Task
 from ..runtime.cluster import ClusterRuntime
 from ..runtime.executor import Job, TaskExecutor
-from ..runtime.signals import TaskSignal, WorkerOpError, api_error
 from .engine import CopyEngine, Payload
-from .httpfetch import Room, precheck
 from .model_users import ModelUsers
-from .weightstore import acquire_weights, drop_weights, read_weights, write_weights
+from .weightstore import drop_weights, read_weights, write_weights
 
 log = logging.getLogger(__name__)
 
@@ -92,27 +81,21 @@ class ModelStore:
         registry: ModelRegistry,
         runtime: ClusterRuntime,
         executor: TaskExecutor,
-        model_roots: list[str],
         capacity: dict[str, int] | None = None,
-        fetch_policy: FetchPolicy | None = None,
         users: ModelUsers | None = None,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
         self.executor = executor
-        self.model_roots = list(model_roots)
         self.capacity = dict(capacity or {})  # bytes models may take per device (bare or node:dev)
-        self.fetch_policy = fetch_policy or FetchPolicy()  # where http(s) sources may be fetched
         self.listeners: list[Listener] = []
         self.services: dict[str, dict[str, str]] = {}  # model -> {node: url}, from the services
         self.users = users if users is not None else ModelUsers()
         self.engine = CopyEngine(MODELS, registry.copies, registry.exists, runtime, executor,
                                  notify=self.emit, in_use=self.users.in_use)
         self.copies = registry.copies
-        self._registering: set[str] = set()  # names held by registrations not recorded yet
-        for task_type in TASK_TYPES:
-            executor.register(task_type, self._run_download if task_type == DOWNLOAD
-                              else self._run_copy)
+        for task_type in (COPY, MOVE):
+            executor.register(task_type, self._run_copy)
         executor.queue.listeners.append(self._on_task)
 
     def start(self) -> None:
@@ -214,75 +197,6 @@ class ModelStore:
         """Memory copies of a worker that is gone are lost."""
         self.engine.reconcile()
 
-    # -- registering --------------------------------------------------------------------------
-
-    async def register(self, req: ModelCreate) -> dict[str, Any]:
-        """A new model. builtin:// and file:// answer with their first copy ready; http(s)://
-        with the model `downloading` and the download task's id in `task_id`. The name is held
-        while the registration runs."""
-        name = check_model_name(req.model_name)
-        if self.registry.exists(name) or name in self._registering:
-            raise Conflict(f"model {name!r} already exists", {"model_name": name})
-        self._registering.add(name)
-        try:
-            return await self._register(name, req)
-        finally:
-            self._registering.discard(name)
-
-    async def _register(self, name: str, req: ModelCreate) -> dict[str, Any]:
-        source = parse_source(req.source_url, self.model_roots)
-        await self._precheck(source)
-        arch, estimate = _expected(source)
-        if req.model_type is not None and arch is not None and req.model_type != arch:
-            raise InvalidRequest(
-                f"model_type {req.model_type!r} does not match the source's architecture {arch!r}",
-                {"field": "model_type", "expected": arch},
-            )
-        target = self._target(req.download_to, "download_to")
-        node = self.runtime.nodes.online_node(target.node)
-        if estimate is not None:
-            await self._make_room(name, target, estimate, req.evict)
-        metadata = dict(req.metadata)
-        entry = {"source_url": redact_url(req.source_url), "model_type": req.model_type or arch,
-                 "metadata": metadata}
-        if source.kind == "http":
-            self.registry.create(name, **entry)
-            return self._start_download(name, source, target, req.checksum, req.priority,
-                                        req.dependencies, registered=True)
-        stored = await self._acquire_now(name, 1, target, node, source, req.checksum)
-        # The entry comes with its first copy, in one transaction: a registration cut short
-        # (a failure, a killed server) never leaves an entry without bytes.
-        try:
-            with self.registry.db.transaction():
-                self.registry.create(name, **entry)
-                self.measured(name, stored, metadata)
-                self.copies.put(name, target.node, target.device, "ready",
-                                size=stored["size"], worker=stored["worker"])
-        except BaseException:
-            await self.engine.drop_quietly(name, target.node, target.device)
-            raise
-        self.emit(name, "registered", status="ready")
-        self.emit(name, "location_added", device=str(target), status="ready")
-        return self.record(name)
-
-    async def _acquire_now(self, name: str, version: int, target: DeviceRef, node: Node,
-                           source: Source, checksum: str | None) -> dict[str, Any]:
-        client = self.runtime.require_client()
-        future = client.submit(
-            acquire_weights, name, version, target.device, source.params(),
-            TaskSignal(f"register-{name}"), checksum, workers=[node.address],
-            allow_other_workers=False, pure=False,
-        )
-        try:
-            return await future
-        except WorkerOpError as exc:
-            if exc.details.get("field") == "checksum":
-                # The caller's checksum does not match the source's bytes: its request is wrong.
-                raise InvalidRequest(exc.message, exc.details) from None
-            raise api_error(exc) from None
-        finally:
-            future.release()
-
     def measured(self, name: str, stored: dict[str, Any], metadata: dict[str, Any]) -> None:
         row = self.registry.row(name)
         measured = stored["metadata"]
@@ -297,24 +211,6 @@ class ModelStore:
         )
 
     # -- task-starting requests ---------------------------------------------------------------
-
-    async def download(self, name: str, req: DownloadRequest) -> Task:
-        row = self.registry.row(name)
-        if req.source_url is None and has_redacted_userinfo(row["source_url"]):
-            raise InvalidRequest(
-                f"the credentials of {name}'s source_url were not kept: give source_url again",
-                {"field": "source_url"},
-            )
-        source = parse_source(req.source_url or row["source_url"], self.model_roots)
-        await self._precheck(source)
-        target = self._target(req.target_device, "target_device")
-        self.runtime.nodes.online_node(target.node)
-        self._free_target(name, target)
-        if row["size"] is not None:
-            await self._make_room(name, target, row["size"], req.evict)
-        checksum = req.checksum or (row["checksum"] if req.verify_checksum else None)
-        self._start_download(name, source, target, checksum, req.priority, req.dependencies)
-        return self.executor.queue.get(self.registry.row(name)["task_id"])
 
     async def move(self, name: str, req: MoveRequest) -> Task:
         return await self._copy_request(
@@ -333,7 +229,7 @@ class ModelStore:
     async def add_location(self, name: str, req: LocationCreate) -> Task:
         """A copy on `req.device` from the best existing copy."""
         self.registry.row(name)
-        target = self._target(req.device, "device")
+        target = self.target(req.device, "device")
         source = self._best_source(name, target)
         return await self._copy_request(
             name, str(source), str(target), COPY, keep_source=True, bandwidth_limit=None,
@@ -346,8 +242,8 @@ class ModelStore:
         dependencies: list[str],
     ) -> Task:
         row = self.registry.row(name)
-        source = self._target(source_text, "source_device")
-        target = self._target(target_text, "target_device")
+        source = self.target(source_text, "source_device")
+        target = self.target(target_text, "target_device")
         self.runtime.nodes.online_node(target.node)
         self.reconcile()
         loc = self.copies.get(name, source.node, source.device)
@@ -357,9 +253,9 @@ class ModelStore:
         if source == target:
             raise Conflict(f"model {name} is already on {target}",
                            {"model_name": name, "device": str(target)})
-        self._free_target(name, target)
+        self.free_target(name, target)
         if row["size"] is not None:
-            await self._make_room(name, target, row["size"], evict)
+            await self.make_room(name, target, row["size"], evict)
         task = self.executor.submit(
             kind,
             name,
@@ -382,36 +278,6 @@ class ModelStore:
             self.emit(name, "location_added", device=str(target), status="copying",
                        task_id=task.task_id)
         return task
-
-    def _start_download(
-        self, name: str, source: Source, target: DeviceRef, checksum: str | None, priority: str,
-        dependencies: list[str], registered: bool = False,
-    ) -> dict[str, Any]:
-        row = self.registry.row(name)
-        try:
-            task = self.executor.submit(
-                DOWNLOAD,
-                name,
-                priority=priority,
-                dependencies=dependencies,
-                resources={"devices": [str(target)], "models": [name]},
-                params={"model_name": name, "source": source.params(), "target": str(target),
-                        "checksum": checksum, "version": row["version"]},
-                locks=[f"model:{name}"],
-            )
-        except BaseException:
-            if registered:
-                self.registry.delete(name)
-            raise
-        self.registry.update(name, task_id=task.task_id, error=task.error)
-        if registered:
-            self.emit(name, "registered", status="downloading", task_id=task.task_id)
-        if not task.finished:
-            self.copies.put(name, target.node, target.device, "copying",
-                                       size=row["size"], task_id=task.task_id)
-            self.emit(name, "location_added", device=str(target), status="copying",
-                       task_id=task.task_id)
-        return self.record(name)
 
     # -- deleting -----------------------------------------------------------------------------
 
@@ -445,7 +311,7 @@ class ModelStore:
         """Drop one copy. The last ready copy is never dropped (`Conflict`, force or not);
         a copy in use or being written is refused unless `force`."""
         self.registry.row(name)
-        ref = self._target(device, "device")
+        ref = self.target(device, "device")
         async with self.engine.locks(name):
             self._droppable(name, ref)
             busy = [t for t in self.engine.tasks_using(name) if str(ref) in t.resources.get("devices", [])]
@@ -487,38 +353,10 @@ class ModelStore:
 
     # -- task runners -------------------------------------------------------------------------
 
-    async def _run_download(self, job: Job) -> dict[str, Any]:
-        p = job.params
-        name = p["model_name"]
-        target = _ref(p["target"])
-        self.registry.row(name)
-        stored = await self.engine.run_write(
-            job, name, target, acquire_weights, name, p["version"], target.device, p["source"],
-            job.signal, p.get("checksum"), self._download_room(name, target), self.fetch_policy)
-        if stored is None:
-            return {"model_name": name, "deleted": True}
-        row = self.registry.row(name)
-        if row["checksum"] is not None and row["checksum"] != stored["checksum"] and any(
-            loc["status"] == "ready" for loc in self.copies.of(name)
-        ):
-            await self.engine.forget_target(name, target, job, drop=True)
-            raise Conflict(
-                f"the download of {name} differs from its registered copies "
-                f"(sha256 {stored['checksum']} != {row['checksum']})",
-                {"model_name": name, "expected": row["checksum"], "got": stored["checksum"]},
-            )
-        self.measured(name, stored, {k: v for k, v in (loads(row["metadata"]) or {}).items()})
-        self.copies.put(name, target.node, target.device, "ready", size=stored["size"],
-                        worker=stored["worker"], task_id=job.task.task_id)
-        self.emit(name, "location_added", device=str(target), status="ready")
-        self.emit(name, "updated", status="ready", checksum=stored["checksum"])
-        return {"model_name": name, "device": str(target), "size": stored["size"],
-                "checksum": stored["checksum"], "format": stored["format"]}
-
     async def _run_copy(self, job: Job) -> dict[str, Any]:
         p = job.params
         name = p["model_name"]
-        source, target = _ref(p["source"]), _ref(p["target"])
+        source, target = device_ref(p["source"]), device_ref(p["target"])
         row = self.registry.row(name)
         self.reconcile()
         loc = self.copies.get(name, source.node, source.device)
@@ -551,19 +389,21 @@ class ModelStore:
                 return DeviceRef(*chosen)
         raise Conflict(f"model {name} has no copy to copy from", {"model_name": name})
 
-    def _free_target(self, name: str, target: DeviceRef) -> None:
+    def free_target(self, name: str, target: DeviceRef) -> None:
+        """`Conflict` if `target` holds a copy of `name` (a lost one is replaced)."""
         loc = self.engine.check_free_target(name, target)
         if loc is not None:  # a lost copy is replaced
             self.copies.remove(name, target.node, target.device)
 
-    async def _make_room(self, name: str, target: DeviceRef, size: int, evict: bool) -> None:
+    async def make_room(self, name: str, target: DeviceRef, size: int, evict: bool) -> None:
         """`InsufficientMemory` unless `size` bytes fit on `target`, evicting when `evict`."""
-        await self.engine.make_room(name, target, size, evict, self._capacity(target))
+        await self.engine.make_room(name, target, size, evict, self.capacity_of(target))
 
-    def _capacity(self, target: DeviceRef) -> int | None:
+    def capacity_of(self, target: DeviceRef) -> int | None:
+        """The bytes models may take on `target`, where configured."""
         return self.capacity.get(str(target), self.capacity.get(target.device))
 
-    def _target(self, text: str | None, field: str) -> DeviceRef:
+    def target(self, text: str | None, field: str) -> DeviceRef:
         """A qualified device of a known node that has it (unknown node or device: NOT_FOUND);
         None: the first online node's disk."""
         if text is None:
@@ -572,24 +412,6 @@ class ModelStore:
                 raise ResourceUnavailable("no node is online")
             return DeviceRef(online[0].name, "disk")
         return self.engine.device(text, field)
-
-    async def _precheck(self, source: Source) -> None:
-        """An http(s) source the fetch policy denies is refused now, before anything is made."""
-        if source.kind == "http":
-            await asyncio.to_thread(precheck, source.url, self.fetch_policy)
-
-    def _download_room(self, name: str, target: DeviceRef) -> Room:
-        """What a download to `target` may take: the free bytes the node reports, within the
-        model capacity left there."""
-        return Room(self.engine.room(name, target, self._capacity(target)), str(target))
-
-def _expected(source: Source) -> tuple[str | None, int | None]:
-    """The architecture and the byte size a source will have, where known before making it."""
-    if source.kind == "builtin":
-        return checkpoints.builtin_expected(source.url)
-    if source.kind == "file" and source.path is not None:
-        return None, os.path.getsize(source.path)
-    return None, None
 
 
 def raise_unless_completed(task: Task) -> None:
@@ -600,6 +422,6 @@ def raise_unless_completed(task: Task) -> None:
     raise Conflict(f"task {task.task_id} was {task.status}", {"task_id": task.task_id})
 
 
-def _ref(text: str) -> DeviceRef:
+def device_ref(text: str) -> DeviceRef:
     node, _, device = text.rpartition(":")
     return DeviceRef(node, device)

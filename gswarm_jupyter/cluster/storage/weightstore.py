@@ -19,10 +19,7 @@ The serving side reads weights on its own worker with `load_weights(name, device
 from __future__ import annotations
 
 import hashlib
-import http.client
-import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,19 +28,15 @@ import numpy as np
 from distributed import get_worker
 
 from ...backends import checkpoints
-from ...backends.devices import framework_device
-from ...core.errors import InvalidRequest, NetworkError, NotFound, TaskFailed
+from ...core.errors import InvalidRequest, NotFound, TaskFailed
 from ...core.fetchpolicy import FetchPolicy
 from ...core.redact import redact_url
 from ..runtime.signals import TaskSignal, worker_op
 from . import weightfile
-from .httpfetch import Room, open_url, status_error
+from .buffers import allocate, cuda, host_view
+from .httpfetch import READ_BLOCK, Room, download_file
 from .weightfile import SAFETENSORS, SUFFIX, TORCHSCRIPT, Described
-from .workerstore import WorkerStore, as_byte_array, copy_blocks
-
-READ_BLOCK = 1024 * 1024
-DOWNLOAD_ATTEMPTS = 5  # a dropped connection is resumed with a Range request this many times
-
+from .workerstore import WorkerStore, as_byte_array, copy_blocks, fsync_file, stored_here
 
 
 @dataclass(slots=True)
@@ -135,24 +128,16 @@ class WeightStore(WorkerStore):
         if device == "disk":
             final = self.path(name, version, described.format)
             final.parent.mkdir(parents=True, exist_ok=True)
-            part = final.with_name(f"{final.name}.{signal.task_id}.part")
-            try:
-                with open(part, "wb") as f:
-                    copy_blocks(src, hashed(lambda off, blk: f.write(blk)), total, signal,
-                                bandwidth_limit, progress_range)
-                    f.flush()
-                    os.fsync(f.fileno())
-                checksum = check()
-                self._install(name, part, final)
-            finally:
-                part.unlink(missing_ok=True)
+            self.write_disk(final.with_name(f"{final.name}.{signal.task_id}.part"), final, src,
+                            signal, bandwidth_limit, progress_range, tap=hashed, check=check)
+            checksum = None if digest is None else digest.hexdigest()
         else:
-            if self._adoptable(src, device, bandwidth_limit):
+            if self.adoptable(src, device, bandwidth_limit):
                 dest = src  # bytes just read or received: kept as they are, not copied again
 
                 def sink(offset: int, block: np.ndarray) -> None:
                     pass
-            elif isinstance(dest := _allocate(total, device), np.ndarray):
+            elif isinstance(dest := allocate(total, device), np.ndarray):
                 def sink(offset: int, block: np.ndarray) -> None:
                     dest[offset : offset + len(block)] = block
             else:
@@ -172,14 +157,11 @@ class WeightStore(WorkerStore):
             "metadata": described.metadata(),
         }
 
-    def _adoptable(self, src: np.ndarray, device: str, bandwidth_limit: int | None) -> bool:
-        """A dram write may keep `src` itself: writable bytes no copy here shares (a file just
-        read, a copy just received), when dram needs no pinning and the write no pacing."""
-        if device != "dram" or bandwidth_limit or not src.flags.writeable or _cuda():
-            return False
-        with self._lock:
-            held = [c.buffer for c in self.memory.values()]
-        return not any(np.may_share_memory(src, _host_view(b)) for b in held)
+    def _pinned(self) -> bool:
+        return cuda()
+
+    def _host_view(self, value: Any) -> np.ndarray | None:
+        return host_view(value.buffer)
 
     def write_file(
         self,
@@ -262,12 +244,9 @@ class WeightStore(WorkerStore):
         with self._lock:
             return self.memory.pop((name, device), None) is not None
 
-    def _install(self, name: str, part: Path, final: Path) -> None:
-        """Make the written, fsynced `part` the disk copy: renamed into place first, then the
-        other versions dropped, then the folder synced (a reader always finds one whole file)."""
-        os.replace(part, final)
-        self._drop_disk(name, keep=final)
-        _fsync_dir(final.parent)
+    def _installed(self, final: Path) -> None:
+        """The other versions of the model go once `final` is in place."""
+        self._drop_disk(final.parent.name, keep=final)
 
     def _drop_disk(self, name: str, remove_folder: bool = False,
                    keep: Path | None = None) -> bool:
@@ -312,7 +291,7 @@ class WeightStore(WorkerStore):
         folder.mkdir(parents=True, exist_ok=True)
         part = folder / f"v{version}.{signal.task_id}.download.part"
         try:
-            _fetch(url, part, signal, policy, room or Room(None, device))
+            download_file(url, part, policy, room or Room(None, device), signal)
             checksum = _sha256_file(part)
             if expect_checksum and checksum != expect_checksum.lower():
                 raise TaskFailed(
@@ -326,8 +305,8 @@ class WeightStore(WorkerStore):
                 raise TaskFailed(f"{shown}: {exc}", {"url": shown}) from None
             if device == "disk":
                 final = self.path(name, version, described.format)
-                _fsync_file(part)
-                self._install(name, part, final)
+                fsync_file(part)
+                self.install(part, final)
                 signal.progress(100)
                 return {
                     "size": final.stat().st_size,
@@ -348,119 +327,12 @@ def _describe(src: np.ndarray) -> Described:
         raise InvalidRequest(str(exc), {"field": "source_url"}) from None
 
 
-def _fetch(url: str, part: Path, signal: TaskSignal, policy: FetchPolicy, room: Room) -> None:
-    """Download `url` into `part`, resuming after dropped connections; progress 0..90."""
-    shown = redact_url(url)
-    attempts = 0
-    total: int | None = None
-    while True:
-        have = part.stat().st_size if part.exists() else 0
-        try:
-            response = open_url(url, policy, {"Range": f"bytes={have}-"} if have else None)
-        except NetworkError:  # unreachable for now (a policy refusal is not retried)
-            attempts += 1
-            if attempts >= DOWNLOAD_ATTEMPTS:
-                raise
-            time.sleep(min(2.0, 0.2 * attempts))
-            continue
-        with response:
-            if response.status >= 400:
-                if response.status == 416 and have and total == have:
-                    return
-                raise status_error(response)
-            resumed = have and response.status == 206
-            length = response.headers.get("Content-Length")
-            if resumed:
-                content_range = response.headers.get("Content-Range", "")
-                if not content_range.startswith(f"bytes {have}-"):
-                    resumed = False
-                full = content_range.rpartition("/")[2]
-                total = int(full) if full.isdigit() else None
-            else:
-                total = int(length) if length and length.isdigit() else None
-            if total is not None:
-                room.check(total, url, declared=True)
-            done = have if resumed else 0
-            try:
-                with open(part, "ab" if resumed else "wb") as f:
-                    while True:
-                        signal.check()
-                        block = response.read(READ_BLOCK)
-                        if not block:
-                            break
-                        f.write(block)
-                        done += len(block)
-                        room.check(done, url)
-                        if total:
-                            signal.progress(90 * min(1.0, done / total))
-            except (OSError, http.client.HTTPException) as exc:
-                attempts += 1
-                if attempts >= DOWNLOAD_ATTEMPTS:
-                    raise NetworkError(f"{shown} broke off after {done} bytes: {exc}",
-                                       {"url": shown}) from None
-                continue
-        if total is None or done == total:
-            return
-        attempts += 1  # the source ended early: resume, or give up
-        if attempts >= DOWNLOAD_ATTEMPTS:
-            raise NetworkError(f"{shown} ended after {done} of {total} bytes", {"url": shown})
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make renames and unlinks in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(8 * READ_BLOCK):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _allocate(size: int, device: str) -> Any:
-    """An empty byte buffer on `device`: dram pinned host memory when CUDA exists."""
-    if device == "dram":
-        if _cuda():
-            import torch
-
-            return torch.empty(size, dtype=torch.uint8).pin_memory().numpy()
-        return np.empty(size, dtype=np.uint8)
-    import torch
-
-    return torch.empty(size, dtype=torch.uint8, device=framework_device(device))
-
-
-def _host_view(buffer: Any) -> Any:
-    """A memory copy's buffer as numpy where it is in host memory (else a placeholder)."""
-    if isinstance(buffer, np.ndarray):
-        return buffer
-    return buffer.numpy() if buffer.device.type == "cpu" else np.empty(0, dtype=np.uint8)
-
-
-def _cuda() -> bool:
-    """CUDA is usable here (torch imported only where a GPU device file exists)."""
-    import glob
-
-    if not glob.glob("/dev/nvidia[0-9]*"):
-        return False
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
 
 
 # -- Dask ops (run on a worker) -----------------------------------------------------------------
@@ -480,26 +352,22 @@ def acquire_weights(
     """Make the first copy of a model from its source (builtin, file, or http where `policy`
     allows: the default policy when none is given); answers what was stored and the worker that
     holds it."""
-    worker = get_worker()
-    store = WeightStore.of(worker)
-    try:
+    def acquire(store: WeightStore) -> dict[str, Any]:
         kind = source["kind"]
         if kind == "builtin":
             data = checkpoints.builtin_checkpoint(source["url"])
-            stored = store.write(name, version, device, data, signal,
-                                 expect_checksum=expect_checksum)
-        elif kind == "file":
-            stored = store.write_file(name, version, device, Path(source["path"]), signal,
-                                      expect_checksum=expect_checksum)
-        elif kind == "http":
-            stored = store.download(name, version, device, source["url"], signal,
-                                    policy=policy or FetchPolicy(), room=room,
+            return store.write(name, version, device, data, signal,
+                               expect_checksum=expect_checksum)
+        if kind == "file":
+            return store.write_file(name, version, device, Path(source["path"]), signal,
                                     expect_checksum=expect_checksum)
-        else:
-            raise InvalidRequest(f"unknown source kind {kind!r}", {"field": "source_url"})
-    finally:
-        signal.done()
-    return {**stored, "worker": worker.address}
+        if kind == "http":
+            return store.download(name, version, device, source["url"], signal,
+                                  policy=policy or FetchPolicy(), room=room,
+                                  expect_checksum=expect_checksum)
+        raise InvalidRequest(f"unknown source kind {kind!r}", {"field": "source_url"})
+
+    return stored_here(WeightStore, signal, acquire)
 
 
 @worker_op
@@ -519,15 +387,10 @@ def write_weights(
     expect_checksum: str | None = None,
 ) -> dict[str, Any]:
     """Write one copy from another copy's bytes; answers what was stored and where."""
-    worker = get_worker()
-    try:
-        stored = WeightStore.of(worker).write(
-            name, version, device, data, signal, bandwidth_limit=bandwidth_limit,
-            expect_checksum=expect_checksum, measure=False,
-        )
-    finally:
-        signal.done()
-    return {**stored, "worker": worker.address}
+    return stored_here(WeightStore, signal, lambda store: store.write(
+        name, version, device, data, signal, bandwidth_limit=bandwidth_limit,
+        expect_checksum=expect_checksum, measure=False,
+    ))
 
 
 @worker_op

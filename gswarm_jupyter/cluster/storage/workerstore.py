@@ -1,21 +1,26 @@
 """What the worker-side stores (chunks, model weights) share: one instance per worker, kept on
 the `Worker` object so re-registering plugins or restarting the server (with an external
-cluster) drops no memory copy, and a folder of its own in the node's store; and the block copy
-every write goes through (progress, cancellation, bandwidth pacing)."""
+cluster) drops no memory copy, and a folder of its own in the node's store; the block copy
+every write goes through (progress, cancellation, bandwidth pacing); disk writes staged in a
+`.part` file, fsynced and renamed into place (a cancelled or failed write leaves nothing, a
+reader finds one whole file); and the check that a dram write may keep the bytes it was given."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from distributed import Worker
+from distributed import Worker, get_worker
 
 from ..runtime.signals import TaskSignal
 
 S = TypeVar("S", bound="WorkerStore")
+Sink = Callable[[int, np.ndarray], Any]  # (offset, block): where a block copy puts each block
 
 _create_lock = threading.Lock()
 BLOCK = 8 * 1024 * 1024
@@ -42,6 +47,87 @@ class WorkerStore:
                 store = cls(node_store(worker) / cls.SUBFOLDER)
                 setattr(worker, cls.ATTRIBUTE, store)
             return store
+
+    # -- disk ---------------------------------------------------------------------------------
+
+    def write_disk(
+        self,
+        part: Path,
+        final: Path,
+        src: np.ndarray,
+        signal: TaskSignal,
+        bandwidth_limit: int | None,
+        progress_range: tuple[float, float],
+        tap: Callable[[Sink], Sink] = lambda sink: sink,
+        check: Callable[[], Any] = lambda: None,
+    ) -> None:
+        """Write `src` into `part` block by block (each block through `tap`), fsync it, run
+        `check`, then make it `final`; `part` never stays behind."""
+        try:
+            with open(part, "wb") as f:
+                copy_blocks(src, tap(lambda off, blk: f.write(blk)), int(src.nbytes), signal,
+                            bandwidth_limit, progress_range)
+                f.flush()
+                os.fsync(f.fileno())
+            check()
+            self.install(part, final)
+        finally:
+            part.unlink(missing_ok=True)
+
+    def install(self, part: Path, final: Path) -> None:
+        """Make the written, fsynced `part` the file `final`: renamed into place, what the store
+        drops beside it gone (`_installed`), then the folder synced."""
+        os.replace(part, final)
+        self._installed(final)
+        fsync_dir(final.parent)
+
+    def _installed(self, final: Path) -> None:
+        """What goes once `final` is in place (nothing here)."""
+
+    # -- memory -------------------------------------------------------------------------------
+
+    def adoptable(self, src: np.ndarray, device: str, bandwidth_limit: int | None) -> bool:
+        """A dram write may keep `src` itself: writable bytes no copy here shares (a file just
+        read, a copy just received), when dram needs no pinning and the write no pacing."""
+        if device != "dram" or bandwidth_limit or not src.flags.writeable or self._pinned():
+            return False
+        with self._lock:
+            held = [self._host_view(value) for value in self.memory.values()]
+        return not any(np.may_share_memory(src, h) for h in held if h is not None)
+
+    def _pinned(self) -> bool:
+        """dram copies are pinned memory (never adopted)."""
+        return False
+
+    def _host_view(self, value: Any) -> np.ndarray | None:
+        """A memory copy's bytes where they are a host array (else None)."""
+        return value if isinstance(value, np.ndarray) else None
+
+
+def stored_here(cls: type[S], signal: TaskSignal,
+                write: Callable[[S], dict[str, Any]]) -> dict[str, Any]:
+    """On a worker: `write` into this worker's store of `cls`, the signal done however it ends;
+    answers what was stored and the worker that holds it."""
+    worker = get_worker()
+    try:
+        stored = write(cls.of(worker))
+    finally:
+        signal.done()
+    return {**stored, "worker": worker.address}
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames and unlinks in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def node_store(worker: Worker) -> Path:

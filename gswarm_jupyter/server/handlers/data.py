@@ -1,4 +1,4 @@
-"""Data pool routes: thin adapters over `DataPool`."""
+"""Data pool routes: thin adapters over `DataPool` and `ChunkUploads`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class ChunksHandler(GswarmHandler):
     async def post(self) -> None:
         req = self.body(ChunkCreate)
         user = self.current_user
-        record = await self.gswarm.data.put(req, getattr(user, "username", None))
+        record = await self.gswarm.uploads.put(req, getattr(user, "username", None))
         self.reply(record, 201, {"Location": self._location(record["chunk_id"])})
 
     def _location(self, chunk_id: str) -> str:

@@ -1,5 +1,5 @@
 """Model registry and placement routes and the `/ws/models` stream: thin adapters over
-`ModelStore`."""
+`ModelStore` and `ModelSources`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from ...cluster.storage.modelstore import ModelStore
+from ...cluster.storage.registration import ModelSources
 from ...core.models_api import (
     CopyDropped,
     CopyRequest,
@@ -37,6 +38,10 @@ class ModelHandlerBase(GswarmHandler):
     def models(self) -> ModelStore:
         return self.gswarm.models  # type: ignore[return-value]
 
+    @property
+    def sources(self) -> ModelSources:
+        return self.gswarm.model_sources  # type: ignore[return-value]
+
     def reply_task(self, task: Task) -> None:
         """`202` with the task record, its place in the queue and an estimate where one exists."""
         queue = self.gswarm.tasks.queue
@@ -54,7 +59,7 @@ class ModelsHandler(ModelHandlerBase):
         self.reply(self.models.list(self.query(ModelQuery)))
 
     async def post(self) -> None:
-        record = await self.models.register(self.body(ModelCreate))
+        record = await self.sources.register(self.body(ModelCreate))
         location = f"{self.base_url.rstrip('/')}{CONTROL}/models/{quote(record['model_name'])}"
         self.reply(record, 201, {"Location": location})
 
@@ -87,7 +92,7 @@ class LocationHandler(ModelHandlerBase):
 
 class DownloadHandler(ModelHandlerBase):
     async def post(self, name: str) -> None:
-        self.reply_task(await self.models.download(unquote(name), self.body(DownloadRequest)))
+        self.reply_task(await self.sources.download(unquote(name), self.body(DownloadRequest)))
 
 
 class MoveHandler(ModelHandlerBase):
