@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 from .errors import Conflict, DependencyFailed, GswarmError, InvalidRequest, NotFound
 
@@ -102,6 +102,17 @@ class Task:
 
 
 Listener = Callable[[Task], None]
+
+
+class TaskOptions(TypedDict, total=False):
+    """What a task may say besides its type and subject (`TaskQueue.submit`'s keywords)."""
+
+    priority: str
+    dependencies: Iterable[str]
+    resources: dict[str, list[str]] | None
+    params: dict[str, Any] | None
+    payload: dict[str, Any] | None
+    locks: Iterable[str]
 
 
 class TaskQueue:

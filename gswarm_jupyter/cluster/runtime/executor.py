@@ -21,8 +21,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Unpack
 
 from distributed import Client, Future
 
@@ -35,7 +35,7 @@ from ...core.errors import (
     TaskFailed,
 )
 from ...core.retention import Retention, apply_retention
-from ...core.tasks import DASK_PRIORITY, Task, TaskQueue
+from ...core.tasks import DASK_PRIORITY, Task, TaskOptions, TaskQueue
 from ...core.taskstore import TaskStore
 from .cluster import ClusterRuntime
 from .signals import (
@@ -211,32 +211,12 @@ class TaskExecutor:
         """Make `task_type` runnable; register before the server starts."""
         self.runners[task_type] = runner
 
-    def submit(
-        self,
-        task_type: str,
-        subject: str,
-        *,
-        priority: str = "normal",
-        dependencies: Iterable[str] = (),
-        resources: dict[str, list[str]] | None = None,
-        params: dict[str, Any] | None = None,
-        payload: dict[str, Any] | None = None,
-        locks: Iterable[str] = (),
-    ) -> Task:
+    def submit(self, task_type: str, subject: str, **options: Unpack[TaskOptions]) -> Task:
         """Queue a task (`InvalidRequest` for an unknown priority or dependency) and start it
         if it may run now. `payload` holds big inputs only the runner reads."""
         if task_type not in self.runners:
             raise ValueError(f"no runner registered for task type {task_type!r}")
-        task = self.queue.submit(
-            task_type,
-            subject,
-            priority=priority,
-            dependencies=dependencies,
-            resources=resources,
-            params=params,
-            payload=payload,
-            locks=locks,
-        )
+        task = self.queue.submit(task_type, subject, **options)
         self.dispatch()
         return task
 
