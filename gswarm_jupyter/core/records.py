@@ -23,6 +23,7 @@ class SchedulerState(Record):
     embedded: bool
     connected: bool
     reason: str | None
+    dashboard_path: str | None = None  # the Dask dashboard's page, relative to the server's URL
 
 
 class Health(Record):

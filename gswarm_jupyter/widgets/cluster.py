@@ -1,13 +1,15 @@
 """`ClusterPanel`: a card per node with its status, sparklines of its CPU, memory and each GPU
 (from the profiler's latest frames), a bar per storage device, and the tasks and services running
-on it. It refreshes itself while displayed and stops when closed; failures are shown in the panel,
-never raised."""
+on it; a link to the embedded Dask dashboard (through the server, its authentication) when the
+server has one. It refreshes itself while displayed and stops when closed; failures are shown in
+the panel, never raised."""
 
 from __future__ import annotations
 
 import html
 import threading
 from typing import Any
+from urllib.parse import urljoin
 
 import ipywidgets as w
 
@@ -35,6 +37,15 @@ def gpu_reading(gpu: dict[str, Any]) -> tuple[float | None, str]:
     if used is not None and total:
         parts.append(f"{used / GIB:.1f}/{total / GIB:.1f} GiB")
     return (None if util is None else 100.0 * util), " · ".join(parts)
+
+
+def dashboard_link(server_url: str, health: dict[str, Any]) -> str:
+    """The header's "Dask dashboard" link (HTML), or "" when the server has no dashboard."""
+    path = (health.get("scheduler") or {}).get("dashboard_path")
+    if not path:
+        return ""
+    href = html.escape(urljoin(server_url.rstrip("/") + "/", path), quote=True)
+    return f' · <a href="{href}" target="_blank" rel="noopener">Dask dashboard</a>'
 
 
 class NodeCard(w.VBox):
@@ -135,6 +146,7 @@ class ClusterPanel(LivePanel):
         """Read the cluster once and redraw."""
         with self._lock:
             try:
+                health = self.client.health()
                 metrics = self.client.metrics()
                 frames = self.client.profiler.latest()
                 tasks = self.client.tasks.list(status="running", limit=100)
@@ -146,7 +158,8 @@ class ClusterPanel(LivePanel):
             nodes = metrics["nodes"]
             online = sum(1 for n in nodes.values() if n["status"] == "online")
             self.header.value = (f"<b>gswarm</b> · {online} of {len(nodes)} nodes online · "
-                                 f"{len(tasks)} tasks running · {len(services)} services")
+                                 f"{len(tasks)} tasks running · {len(services)} services"
+                                 + dashboard_link(self.client.base_url, health))
             for name in sorted(nodes):
                 card = self.cards.get(name)
                 if card is None:

@@ -1,11 +1,13 @@
 """Who can reach the Dask cluster: the embedded one speaks mutual TLS with credentials of its own
-and serves no HTTP; an external TLS scheduler is reached with the configured files.
+and serves HTTP on no TCP port (its scheduler's dashboard on a unix socket only); an external TLS scheduler is reached with the configured files.
 Loopback only."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import stat
 from pathlib import Path
 
 import psutil
@@ -64,7 +66,7 @@ async def test_the_embedded_cluster_admits_only_peers_holding_its_credentials(tm
         await runtime.stop()
 
 
-async def test_no_part_of_the_embedded_cluster_listens_for_http(tmp_path):
+async def test_no_part_of_the_embedded_cluster_listens_for_http_on_a_port(tmp_path):
     before = _listening_ports(_family())
     runtime = ClusterRuntime(
         ClusterConfig(local_nodes=2, local_processes=True, data_dir=tmp_path,
@@ -74,7 +76,12 @@ async def test_no_part_of_the_embedded_cluster_listens_for_http(tmp_path):
     try:
         await runtime.wait_ready(120)
         scheduler = runtime.cluster.scheduler
-        assert scheduler.services == {} and not hasattr(scheduler, "http_server")
+        assert scheduler.services == {}
+        # its HTTP (the dashboard) on a unix socket only, in a folder of the server's alone
+        assert {s.family for s in scheduler.http_server._sockets.values()} == {socket.AF_UNIX}
+        sock = Path(runtime.dashboard_socket)
+        assert sock.parent == tmp_path / "dask-http"
+        assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
         identity = await runtime.client.scheduler.identity()
         workers = identity["workers"]
         assert sorted(w["name"] for w in workers.values()) == ["node1", "node2"]
@@ -124,6 +131,7 @@ async def test_an_external_tls_scheduler_is_reached_with_the_configured_files(tm
     try:
         await runtime.wait_ready(60)
         assert runtime.connected and [n.name for n in runtime.nodes.all()] == ["gpu-host-1"]
+        assert runtime.dashboard_socket is None  # an external scheduler's dashboard is not ours
         assert runtime.security.require_encryption
         # without the files the server keeps saying why it cannot reach the scheduler
         for _ in range(100):

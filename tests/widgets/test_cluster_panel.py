@@ -3,14 +3,16 @@ errors are shown, not raised."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import bqplot as bq
+import httpx
 
 from gswarm_jupyter.client import GswarmClient
 from gswarm_jupyter.testing import free_port
 from gswarm_jupyter.widgets import ClusterPanel
-from gswarm_jupyter.widgets.cluster import gpu_reading, task_nodes
+from gswarm_jupyter.widgets.cluster import dashboard_link, gpu_reading, task_nodes
 
 
 def test_a_card_per_node_with_sparklines_and_storage_bars(live_env):
@@ -66,3 +68,25 @@ def test_an_unreachable_server_is_shown_not_raised():
     assert "NETWORK_ERROR" in panel.problem.value
     assert panel.bars == {}
     panel.close()
+
+
+def test_the_dask_dashboard_link_opens_through_the_server(live_env):
+    with GswarmClient() as client:
+        panel = ClusterPanel(client, interval=60)
+        try:
+            links = re.findall(r'<a href="([^"]+)"[^>]*>Dask dashboard</a>', panel.header.value)
+            assert links == [client.base_url + "gswarm/dask/status"]
+            page = httpx.get(links[0], headers={"Authorization": f"token {client.token}"})
+            assert page.status_code == 200 and "bokeh" in page.text.lower()
+            assert httpx.get(links[0]).status_code == 401
+        finally:
+            panel.close()
+
+
+def test_no_dashboard_link_without_a_dashboard():
+    assert dashboard_link("http://127.0.0.1:1/", {"scheduler": {"dashboard_path": None}}) == ""
+    assert dashboard_link("http://127.0.0.1:1/base/", {"scheduler": {}}) == ""
+    assert dashboard_link("http://127.0.0.1:1/base", {"scheduler": {
+        "dashboard_path": "gswarm/dask/status"}}) == (
+        ' · <a href="http://127.0.0.1:1/base/gswarm/dask/status" target="_blank" '
+        'rel="noopener">Dask dashboard</a>')

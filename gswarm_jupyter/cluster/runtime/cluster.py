@@ -1,11 +1,13 @@
 """The Dask cluster behind the server: an embedded `LocalCluster` of `node1..nodeN` (mutual TLS, no
-HTTP), or an existing scheduler, plus a watcher that keeps the node directory true from the
-scheduler's heartbeats. The server's client always uses the cluster's `security`."""
+HTTP port: its scheduler's dashboard is on a unix socket), or an existing scheduler, plus a
+watcher that keeps the node directory true from the scheduler's heartbeats. The server's client
+always uses the cluster's `security`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from ...core.aio import cancel_and_wait
 from ...core.errors import ResourceUnavailable
 from ...core.nodes import NodeChange, NodeDirectory, WorkerSeen
 from .agent import METRIC, NodeAgent
-from .embedded import NodeCluster
+from .embedded import NodeCluster, http_socket_path
 from .security import SchedulerTls, cluster_security
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class ClusterConfig:
     poll_interval: float = 0.5
     connect_timeout: float = 3.0
     scheduler_tls: SchedulerTls = SchedulerTls()  # for an external scheduler only
+    dashboard_prefix: str = "/gswarm/dask/"  # the embedded scheduler's HTTP prefix (its dashboard)
 
     @property
     def embedded(self) -> bool:
@@ -72,6 +75,14 @@ class ClusterRuntime:
         if self.cluster is not None:
             return self.cluster.scheduler_address
         return self.config.scheduler_address or None
+
+    @property
+    def dashboard_socket(self) -> str | None:
+        """The unix socket the embedded scheduler serves its dashboard on (at `dashboard_prefix`),
+        or None: an external scheduler, one not started yet, or no bokeh to draw it."""
+        if self.cluster is None or self.cluster.http_socket is None or not _has_bokeh():
+            return None
+        return self.cluster.http_socket
 
     def require_client(self) -> Client:
         if self.client is None:
@@ -140,6 +151,8 @@ class ClusterRuntime:
                 scheduler_port=0,
                 local_directory=str(scratch),
                 asynchronous=True,
+                http_socket=str(http_socket_path(cfg.data_dir)),
+                http_prefix=cfg.dashboard_prefix,
                 **_worker_env(cfg),
             )
             # assigned before it is awaited, so a stop during start-up still closes it
@@ -197,6 +210,16 @@ async def _connected_client(address: str, timeout: float, security: Security) ->
             await client.close(timeout=timeout)
         raise
     return client
+
+
+@functools.cache
+def _has_bokeh() -> bool:
+    """Whether Dask's dashboard can run here (it needs bokeh)."""
+    try:
+        import distributed.dashboard.scheduler  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _unresponsive_after() -> float:

@@ -1,5 +1,7 @@
 """The embedded Dask cluster: workers `node1..nodeN` on loopback, mutual TLS between every part,
-and no HTTP endpoint (dashboard, /metrics, proxy) on the scheduler or any worker. Worker processes
+and no HTTP port on the scheduler or any worker. The scheduler's HTTP application (its dashboard
+included, never its proxy) may be served on a unix socket, mode 0600 in a 0700 folder, for the
+server to pass on behind its own authentication; no TCP port ever serves it. Worker processes
 live in a session of their own: only the server, never a terminal, tells them to stop. A node's
 nanny stays as long as the cluster: whenever its worker process dies, it starts a new one under
 the same name."""
@@ -8,11 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from distributed import LocalCluster, Nanny, Scheduler, Worker
 from distributed.deploy.cluster import Cluster
+from distributed.http.routing import RoutingApplication
 from distributed.security import Security
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_unix_socket
+
+SOCKET_NAME = "scheduler-http.sock"
+_MAX_SOCKET_PATH = 100  # AF_UNIX paths hold 108 bytes on Linux, fewer elsewhere
+_OPEN_PROXY = "distributed.http.proxy"  # would relay to any host:port a caller names
 
 
 class _NoHttp:
@@ -25,6 +36,31 @@ class _NoHttp:
 
 class HttpFreeScheduler(_NoHttp, Scheduler):
     """A scheduler without its HTTP server."""
+
+
+class SocketScheduler(Scheduler):
+    """A scheduler whose HTTP application, its dashboard at `http_prefix` included, listens on the
+    unix socket `http_socket` alone."""
+
+    def __init__(self, *args: Any, http_socket: str, **kwargs: Any) -> None:
+        self.http_socket = http_socket
+        kwargs.update(dashboard=True, dashboard_address=None)
+        super().__init__(*args, **kwargs)
+
+    def start_http_server(self, routes: Any, dashboard_address: Any, default_port: int = 0,
+                          ssl_options: Any = None) -> None:
+        """Serve Dask's routes, without its open proxy, on the unix socket only."""
+        kept = [r for r in routes if getattr(r[1], "__module__", "") != _OPEN_PROXY]
+        self.http_application = RoutingApplication(kept)
+        self.http_server = HTTPServer(self.http_application)
+        self.http_server.add_socket(bind_unix_socket(self.http_socket, mode=0o600))
+        self.http_server.address, self.http_server.port = self.http_socket, 0
+
+    async def _stop_services(self) -> None:
+        await super()._stop_services()
+        self.http_server.stop()
+        with contextlib.suppress(OSError):
+            os.unlink(self.http_socket)
 
 
 class HttpFreeWorker(_NoHttp, Worker):
@@ -47,10 +83,25 @@ def leave_session() -> None:
         os.setsid()
 
 
-class NodeCluster(LocalCluster):
-    """A `LocalCluster` whose workers are named `node1`, `node2`, ..., none of them serving HTTP."""
+def http_socket_path(data_dir: Path) -> Path:
+    """Where the scheduler's HTTP socket goes: a fresh 0700 folder under `data_dir`, or under the
+    temporary directory when that path would be too long for a unix socket."""
+    folder = data_dir / "dask-http"
+    if len(str(folder / SOCKET_NAME)) > _MAX_SOCKET_PATH:
+        return Path(tempfile.mkdtemp(prefix="gswarm-dask-")) / SOCKET_NAME
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)  # an existing folder may have been made with other rights
+    return folder / SOCKET_NAME
 
-    def __init__(self, *, security: Security, processes: bool, **kwargs: Any) -> None:
+
+class NodeCluster(LocalCluster):
+    """A `LocalCluster` whose workers are named `node1`, `node2`, ..., none of them serving HTTP;
+    the scheduler serves HTTP on `http_socket` (a unix socket) at `http_prefix`, or not at all."""
+
+    def __init__(self, *, security: Security, processes: bool, http_socket: str | None = None,
+                 http_prefix: str = "/", **kwargs: Any) -> None:
+        self.http_socket = http_socket
+        self.http_prefix = http_prefix
         super().__init__(
             security=security,
             protocol="tls://",
@@ -65,7 +116,12 @@ class NodeCluster(LocalCluster):
         return f"node{worker_number + 1}"
 
     async def _start(self) -> None:
-        self.scheduler_spec = {**self.scheduler_spec, "cls": HttpFreeScheduler}
+        if self.http_socket is None:
+            self.scheduler_spec = {**self.scheduler_spec, "cls": HttpFreeScheduler}
+        else:
+            options = {**self.scheduler_spec["options"], "http_socket": self.http_socket,
+                       "http_prefix": self.http_prefix}
+            self.scheduler_spec = {"cls": SocketScheduler, "options": options}
         await super()._start()
 
     def new_worker_spec(self) -> dict[str, dict[str, Any]]:

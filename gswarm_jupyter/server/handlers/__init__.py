@@ -6,6 +6,7 @@ from ..base import GswarmHandler, NotFoundHandler
 from ..routes import CONTROL, Op, Route
 from . import (
     compute,
+    dask_dashboard,
     data,
     inference,
     keys,
@@ -49,5 +50,10 @@ def all_routes() -> list[Route]:
 
 
 def tornado_handlers() -> list[tuple]:
-    """The tornado table: documented routes first, then NOT_FOUND for the rest of /gswarm/."""
-    return [route.tornado() for route in all_routes()] + [(r"/gswarm/.*", NotFoundHandler, {})]
+    """The tornado table: documented routes first, the Dask dashboard's proxy (pages, not API
+    operations: in no document), then NOT_FOUND for the rest of /gswarm/."""
+    return (
+        [route.tornado() for route in all_routes()]
+        + dask_dashboard.tornado_handlers()
+        + [(r"/gswarm/.*", NotFoundHandler, {})]
+    )

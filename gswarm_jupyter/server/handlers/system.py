@@ -10,6 +10,7 @@ from ...core.records import ClusterMetrics, Health, NodeDetail, NodeList, NodeRe
 from ..base import GswarmHandler
 from ..context import GswarmContext
 from ..routes import CONTROL, Op, Route
+from .dask_dashboard import dashboard_path
 
 
 def health(ctx: GswarmContext) -> dict[str, Any]:
@@ -24,7 +25,7 @@ def health(ctx: GswarmContext) -> dict[str, Any]:
         "uptime": ctx.uptime,
         "nodes_online": online,
         "nodes_total": len(runtime.nodes.all()),
-        "scheduler": runtime.scheduler_info(),
+        "scheduler": {**runtime.scheduler_info(), "dashboard_path": dashboard_path(runtime)},
         "reason": reason,
     }
 
