@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 
 from .._version import __version__
@@ -168,6 +169,7 @@ class GswarmApp(ExtensionApp):
                 worker_memory_limit=self._memory_limit(),
                 local_processes=self.local_processes,
                 data_dir=data_dir,
+                dashboard_prefix=url_path_join(self.serverapp.base_url, "gswarm/dask/"),
                 scheduler_tls=SchedulerTls(
                     self.scheduler_tls_ca_file, self.scheduler_tls_cert, self.scheduler_tls_key
                 ),
