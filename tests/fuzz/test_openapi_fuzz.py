@@ -42,8 +42,8 @@ MIN_CASES = 2000  # the fixed run must reach this many cases (asserted)
 # stateful sequences. The random run adds new fuzzing and stateful cases only (coverage does
 # not depend on the seed). EXAMPLES is per operation and phase.
 RUNS = {
-    "fixed": {"phases": "examples,coverage,fuzzing,stateful", "examples": 10},
-    "random": {"phases": "fuzzing,stateful", "examples": 10},
+    "fixed": {"phases": "examples,coverage,fuzzing,stateful", "examples": 6},
+    "random": {"phases": "fuzzing,stateful", "examples": 6},
 }
 CHECKS = (
     "status_code_conformance",
