@@ -239,7 +239,7 @@ class GswarmApp(ExtensionApp):
         )
         self.context.services = Serving(
             runtime,
-            StoreWeights(self.context.models),  # the services' WeightSource
+            StoreWeights(self.context.models, self.context.model_sources),  # the services' WeightSource
             self.context.db,
             self.context.tasks,
             compute_url=f"{self.serverapp.base_url.rstrip('/')}/gswarm/compute/v1/inference",

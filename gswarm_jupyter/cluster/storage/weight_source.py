@@ -11,13 +11,15 @@ from ...core.db import loads
 from ...core.errors import Conflict, InvalidRequest, ResourceUnavailable
 from ...core.models_api import LocationCreate, ModelCreate
 from .modelstore import ModelStore, raise_unless_completed
+from .registration import ModelSources
 from .weights import Loader, ModelSpec
 from .weightstore import load_weights
 
 
 class StoreWeights:
-    def __init__(self, store: ModelStore) -> None:
+    def __init__(self, store: ModelStore, sources: ModelSources) -> None:
         self.store = store
+        self.sources = sources  # registers a model named with its source on first use
 
     async def resolve(
         self, name: str, source_url: str | None = None, model_type: str | None = None
@@ -29,7 +31,7 @@ class StoreWeights:
             if source_url is None:
                 registry.row(name)  # ModelNotFound
             with contextlib.suppress(Conflict):  # registered meanwhile by another caller
-                await self.store.register(ModelCreate(model_name=name, source_url=source_url,
+                await self.sources.register(ModelCreate(model_name=name, source_url=source_url,
                                                       model_type=model_type))
         row = registry.row(name)
         if row["task_id"] and row["checksum"] is None:  # still downloading its first copy
