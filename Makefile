@@ -52,13 +52,20 @@ browser:
 		{ apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; }; } || \
 		echo "gswarm: chromium is not installed (as root: apt-get install -y chromium); the browser tests are skipped"
 
+# The Hugging Face model tests run in a pytest process of their own: after them, the in-process
+# Dask workers that the server tests start in the same process stopped running tasks.
+HF_TESTS := tests/kernels/test_hf_*.py tests/backends/test_hf_runners.py
+
 test: env browser
-	@rm -rf $(TMP)/pytest && mkdir -p $(TMP)
+	@rm -rf $(TMP)/pytest $(TMP)/pytest-hf $(TMP)/junit*.xml && mkdir -p $(TMP)
 	@# Dask may print leftovers at interpreter exit: the last line is always the plain count.
 	DASK_TEMPORARY_DIRECTORY=$(TMP)/dask $(PY) -m pytest -q --basetemp=$(TMP)/pytest \
-		--junitxml=$(TMP)/junit.xml \
+		--junitxml=$(TMP)/junit.xml $(addprefix --ignore=,$(wildcard $(HF_TESTS))) \
 		--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks; \
-	status=$$?; $(PY) .ci/summary.py $(TMP)/junit.xml; exit $$status
+	status=$$?; \
+	DASK_TEMPORARY_DIRECTORY=$(TMP)/dask $(PY) -m pytest -q --basetemp=$(TMP)/pytest-hf \
+		--junitxml=$(TMP)/junit-hf.xml $(wildcard $(HF_TESTS)) || status=1; \
+	$(PY) .ci/summary.py $(TMP)/junit.xml $(TMP)/junit-hf.xml; exit $$status
 
 # The soak (benchmarks/bench_soak.py) loads the server with wrk, installed here when missing
 # (Debian package, as root); without it the soak is skipped. GSWARM_SOAK_SECONDS shortens it.
