@@ -25,7 +25,7 @@ SCHEMES: dict[str, SourceKind] = {
 @dataclass(frozen=True, slots=True)
 class Source:
     kind: SourceKind
-    url: str  # as given, credentials included: never stored or shown (core/redact.py)
+    url: str  # as given, credentials included: only in an unfinished task's payload, never shown
     path: str | None = None  # file://: the resolved path, checked against the roots
 
     def params(self) -> dict[str, str | None]:

@@ -138,6 +138,9 @@ async def test_credentials_in_a_source_url_are_never_stored_shown_or_logged(api,
     assert "hunter2" not in caplog.text
     rows = gswarm_app.context.db.all("SELECT source_url FROM models", ())
     assert all("hunter2" not in row["source_url"] for row in rows)
+    # Finished download tasks keep their params: the url there is redacted too.
+    tasks = gswarm_app.context.db.all("SELECT params FROM tasks", ())
+    assert tasks and all("hunter2" not in row["params"] for row in tasks)
 
 
 async def test_a_model_download_is_bounded_by_the_model_capacity(api, gswarm_app):

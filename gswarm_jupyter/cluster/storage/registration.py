@@ -145,8 +145,11 @@ class ModelSources:
                 priority=priority,
                 dependencies=dependencies,
                 resources={"devices": [str(target)], "models": [name]},
-                params={"model_name": name, "source": source.params(), "target": str(target),
-                        "checksum": checksum, "version": row["version"]},
+                # The source as given (credentials included) rides in the payload, dropped when
+                # the task finishes; the task's stored params show it redacted.
+                params={"model_name": name, "source": _redacted(source.params()),
+                        "target": str(target), "checksum": checksum, "version": row["version"]},
+                payload={"source": source.params()},
                 locks=[f"model:{name}"],
             )
         except BaseException:
@@ -170,7 +173,8 @@ class ModelSources:
         target = device_ref(p["target"])
         store.registry.row(name)
         stored = await store.engine.run_write(
-            job, name, target, acquire_weights, name, p["version"], target.device, p["source"],
+            job, name, target, acquire_weights, name, p["version"], target.device,
+            job.payload.get("source", p["source"]),
             job.signal, p.get("checksum"), self._download_room(name, target), self.fetch_policy)
         if stored is None:
             return {"model_name": name, "deleted": True}
@@ -213,3 +217,9 @@ def _expected(source: Source) -> tuple[str | None, int | None]:
     if source.kind == "file" and source.path is not None:
         return None, os.path.getsize(source.path)
     return None, None
+
+
+def _redacted(params: dict[str, Any]) -> dict[str, Any]:
+    """A source's params as stored with its task: the url without its userinfo."""
+    url = params.get("url")
+    return {**params, "url": redact_url(url)} if isinstance(url, str) else params

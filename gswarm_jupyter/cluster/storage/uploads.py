@@ -25,6 +25,7 @@ from ...core.data_api import ChunkCreate
 from ...core.errors import GswarmError, InvalidRequest, PayloadTooLarge
 from ...core.fetchpolicy import FetchPolicy
 from ...core.names import DeviceRef
+from ...core.redact import redact_url
 from ...core.sources import file_path, resolve_under_roots
 from ..runtime.executor import Job
 from ..runtime.signals import TaskSignal, WorkerOpError, api_error
@@ -151,8 +152,11 @@ class ChunkUploads:
                 priority=req.priority,
                 dependencies=req.dependencies,
                 resources={"devices": [str(ref)], "chunks": [chunk_id]},
+                # The url as given rides in the payload (dropped when the task finishes); the
+                # task's stored params show it without its userinfo.
                 params={"chunk_id": chunk_id, "node": ref.node, "device": ref.device,
-                        "url": req.url, "layout": layout},
+                        "url": redact_url(req.url), "layout": layout},
+                payload={"url": req.url},
                 locks=[chunk_id],
             )
         except BaseException:
@@ -176,7 +180,8 @@ class ChunkUploads:
                     limit=pool.max_chunk_bytes)
         try:
             stored = await pool.engine.run_write(
-                job, chunk_id, DeviceRef(node, device), fetch_chunk, chunk_id, device, p["url"],
+                job, chunk_id, DeviceRef(node, device), fetch_chunk, chunk_id, device,
+                job.payload.get("url", p["url"]),
                 job.signal, layout, room, self.fetch_policy)
         except GswarmError as exc:
             with contextlib.suppress(sqlite3.Error):
