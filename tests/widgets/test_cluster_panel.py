@@ -28,7 +28,7 @@ def test_a_card_per_node_with_sparklines_and_storage_bars(live_env):
         assert len(card.cpu.line.y) == 1 and card.cpu.reading.value.endswith("%")
         assert len(card.memory.line.y) == 1 and "GiB" in card.memory.reading.value
         assert card.gpus == {}  # no GPU here
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 45  # a generous bound: a loaded machine samples late
         while len(card.cpu.line.y) < 2 and time.monotonic() < deadline:
             time.sleep(0.3)
             panel.refresh()
