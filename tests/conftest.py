@@ -34,7 +34,9 @@ def gswarm_config(tmp_path) -> dict[str, Any]:
         "local_nodes": 2,
         "local_processes": False,
         "data_dir": str(tmp_path / "gswarm-data"),
-        "worker_memory_limit": "2GiB",
+        # In-process workers measure this test process (grown by torch and JAX models): a small
+        # limit gets them paused by Dask, and then no task runs.
+        "worker_memory_limit": "8GiB",
         "grpc_port": 0,
         **{k: list(v) for k, v in LOOPBACK_ONLY.items()},  # http(s) sources on loopback only
     }

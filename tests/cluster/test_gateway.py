@@ -37,7 +37,7 @@ def mlp_weights() -> tuple[str, dict, dict]:
 async def two_replicas(tmp_path) -> AsyncIterator[tuple[ClusterRuntime, Gateway, Service]]:
     """A service `mlp-s` with a running replica on node1 and one on node2, behind a gateway."""
     runtime = ClusterRuntime(ClusterConfig(local_nodes=2, local_processes=False,
-                                           data_dir=tmp_path, worker_memory_limit="1GiB"))
+                                           data_dir=tmp_path, worker_memory_limit="8GiB"))
     await runtime.start()
     try:
         await runtime.wait_ready(120)

@@ -33,7 +33,7 @@ def nap(seconds: float) -> float:
 @contextlib.asynccontextmanager
 async def one_node(tmp_path) -> AsyncIterator[ClusterRuntime]:
     runtime = ClusterRuntime(ClusterConfig(local_nodes=1, local_processes=False,
-                                           data_dir=tmp_path, worker_memory_limit="1GiB"))
+                                           data_dir=tmp_path, worker_memory_limit="8GiB"))
     await runtime.start()
     try:
         await runtime.wait_ready(120)
