@@ -55,6 +55,7 @@ async def test_health_is_degraded_while_the_scheduler_is_unreachable(jp_serverap
         "embedded": False,
         "connected": False,
         "reason": health["reason"],
+        "dashboard_path": None,  # no dashboard of a scheduler it cannot reach
     }
     assert health["nodes_online"] == 0
 

@@ -48,7 +48,9 @@ async def test_a_killed_replica_fails_over_then_loads_again_when_its_worker_is_b
     assert service["status"] == "degraded"
     replicas = {r["node"]: r for r in service["replicas"]}
     assert replicas["node1"]["status"] == "running"
-    assert replicas["node2"]["status"] == "failed" and "worker lost" in replicas["node2"]["error"]
+    lost = replicas["node2"]
+    # Under load the nanny may already have brought node2 back and its replica be loading again.
+    assert lost["status"] == "loading" or (lost["status"] == "failed" and "worker lost" in lost["error"]), lost
     assert service["requests_served"] == 4  # the live replica's counters
 
     # The nanny brings node2 back under a new address: the replica loads there again.

@@ -72,7 +72,7 @@ async def test_nodes_carry_real_capacities(api):
     assert [n["node_id"] for n in body["data"]["nodes"]] == ["node1", "node2"]
     _, body, _ = await api("GET", "gswarm/api/v1/nodes/node1")
     devices = body["data"]["devices"]
-    assert devices["dram"]["total"] == 2 * 1024**3  # the configured worker memory limit
+    assert devices["dram"]["total"] == 8 * 1024**3  # the configured worker memory limit (tests/conftest.py)
     assert devices["disk"]["total"] > devices["disk"]["available"] > 0
     assert body["data"]["capabilities"]["gpus"] == []  # no GPU here: none invented
 
