@@ -26,12 +26,14 @@ MAY_IMPORT = {
     "magics": {"client", "core"},
     "widgets": {"client", "core"},
 }
-# Inside cluster/: the wings it may import (runtime is the ground; tenancy/ may come later).
+# Inside cluster/: the wings it may import (runtime is the ground; tenancy/ holds the ledgers that
+# storage and serving enforce where they place bytes and run batches).
 WINGS = {
     "runtime": set(),
-    "storage": {"runtime"},
-    "serving": {"runtime", "storage"},
-    "training": {"runtime", "storage"},
+    "tenancy": {"runtime"},
+    "storage": {"runtime", "tenancy"},
+    "serving": {"runtime", "storage", "tenancy"},
+    "training": {"runtime", "storage", "tenancy"},
 }
 CORE_THIRD_PARTY = {"pydantic", "pydantic_core", "typing_extensions"}
 NEVER_IN_FRONT = {"tornado", "jupyter_server", "distributed", "dask", "grpc", "torch", "jax"}
