@@ -4,15 +4,15 @@ and what is written to the audit log. No HTTP here: the server hands in strings 
 Invariant: a Jupyter identity (the server owner: token or login) holds every scope and is rate
 limited only when `limit_owner`; a key holds its scopes and roles, is rate limited by its own
 `requests_per_minute` (else the server's default), and is refused a task-starting call at
-`max_concurrent_tasks` and a placement past `max_bytes`. Unauthenticated calls are limited by
-address.
+`max_concurrent_tasks` and a placement past `max_bytes` (its models and chunks, and the bytes its
+allocations reserve that they do not hold). Unauthenticated calls are limited by address.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .audit import AuditEvent, AuditLog, should_log
 from .errors import Forbidden, GswarmError, InsufficientMemory, RateLimitExceeded
@@ -35,6 +35,24 @@ class Caller:
         return self.key.key_id if self.key is not None else None
 
 
+class Reserved(Protocol):
+    """What the gate needs of an owner's resource allocations."""
+
+    def unused_bytes(self, owner: str) -> int:
+        """Bytes the owner's allocations reserve that its own placements do not fill."""
+
+    def records(self, owner: str) -> list[dict[str, Any]]:
+        """The owner's allocations as the API shows them."""
+
+
+class _NoReservations:
+    def unused_bytes(self, owner: str) -> int:
+        return 0
+
+    def records(self, owner: str) -> list[dict[str, Any]]:
+        return []
+
+
 class BytesQuotaExceeded(InsufficientMemory):
     """A key's `max_bytes` would be passed: `details` `{quota, used, required}`."""
 
@@ -54,8 +72,10 @@ class Access:
         *,
         audit_reads: bool = False,
         limit_owner: bool = False,
+        reserved: Reserved | None = None,
     ) -> None:
         self.keys = keys
+        self.reserved: Reserved = reserved if reserved is not None else _NoReservations()
         self.usage = usage
         self.audit = audit
         self.limiter = limiter
@@ -120,13 +140,17 @@ class Access:
         quota = caller.key.quota("max_bytes") if caller.key is not None else None
         if quota is None or caller.key is None:
             return
-        used = self.usage.bytes_placed(caller.key.key_id)
+        used = self.bytes_placed(caller.key.key_id)
         if used + (size or 0) > quota or (size is None and used >= quota):
             raise BytesQuotaExceeded(
                 f"API key {caller.key.key_id} may place {quota} bytes; it has {used} placed and "
                 f"asks for {size if size is not None else 'more'}",
                 quota=quota, used=used, required=size,
             )
+
+    def bytes_placed(self, key_id: str) -> int:
+        """A key's models and chunks, and what its allocations reserve beyond them."""
+        return self.usage.bytes_placed(key_id) + self.reserved.unused_bytes(f"key:{key_id}")
 
     def made(self, caller: Caller, data: Any, status: int, registers_model: bool) -> None:
         """Note in the key's ledger what a successful answer says it made."""
@@ -147,8 +171,8 @@ class Access:
             "key_id": key_id,
             "requests_last_minute": self.limiter.count(f"key:{key_id}"),
             "concurrent_tasks": self.usage.concurrent_tasks(key_id),
-            "bytes_placed": self.usage.bytes_placed(key_id),
-            "allocations": [],
+            "bytes_placed": self.bytes_placed(key_id),
+            "allocations": self.reserved.records(f"key:{key_id}"),
             "quotas": dict(key.quotas),
         }
 

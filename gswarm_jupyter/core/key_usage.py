@@ -96,3 +96,28 @@ class KeyUsage:
         self._forget(key_id, "chunk", gone_chunks)
         self._forget(key_id, "model", gone_models)
         return total
+
+    def owner_of(self, ref: str) -> str | None:
+        """The key that made the chunk or model `ref`, if a key did."""
+        row = self.db.one(
+            "SELECT key_id FROM key_objects WHERE ref = ? AND kind IN ('chunk', 'model') "
+            "ORDER BY created_at LIMIT 1",
+            (ref,),
+        )
+        return None if row is None else str(row["key_id"])
+
+    def bytes_on(self, key_id: str, node: str, device: str) -> int:
+        """Bytes of the key's model copies and chunks on `node:device` now (lost copies aside)."""
+        models = self.db.one(
+            "SELECT COALESCE(SUM(l.size), 0) AS n FROM key_objects k JOIN model_locations l "
+            "ON l.name = k.ref WHERE k.key_id = ? AND k.kind = 'model' AND l.node = ? "
+            "AND l.device = ? AND l.status != 'lost'",
+            (key_id, node, device),
+        )
+        chunks = self.db.one(
+            "SELECT COALESCE(SUM(c.size), 0) AS n FROM key_objects k JOIN chunk_locations l "
+            "ON l.chunk_id = k.ref JOIN chunks c ON c.chunk_id = l.chunk_id WHERE k.key_id = ? "
+            "AND k.kind = 'chunk' AND l.node = ? AND l.device = ? AND l.status != 'lost'",
+            (key_id, node, device),
+        )
+        return int(models["n"] if models else 0) + int(chunks["n"] if chunks else 0)
