@@ -137,6 +137,28 @@ class ComputeApi(_Part):
                       calibration_data=_as_rows(calibration_data), options=options)
         return self._call("POST", COMPUTE + f"models/{_seg(model_id)}/optimize", json=body)
 
+    # -- resource allocations
+    def reserve(self, memory_size: int, duration: float, compute_units: float = 1.0,
+                device: str | None = None, user_id: str = "notebook") -> Any:
+        """Reserve `memory_size` bytes (and `compute_units`) on `device` (None: the least loaded
+        GPU, else a vGPU, else dram) for `duration` s: `{allocation_id, gpu_id, node, ...}`.
+        Until it ends, only its owner's copies and chunks go into those bytes."""
+        body = _clean(user_id=user_id, memory_size=memory_size, compute_units=compute_units,
+                      duration=duration, device=device)
+        return self._call("POST", COMPUTE + "resources", json=body)
+
+    def allocations(self, owner: str | None = None) -> Any:
+        """Live allocations (a key sees its own; the admin every one, or `owner`'s)."""
+        params = _clean(owner=owner, per_page=MAX_PAGE)
+        return self._call("GET", COMPUTE + "resources", params=params, key="allocations")
+
+    def allocation(self, allocation_id: str) -> Any:
+        return self._call("GET", COMPUTE + f"resources/{_seg(allocation_id)}")
+
+    def free(self, allocation_id: str) -> Any:
+        """Free an allocation before it ends."""
+        return self._call("DELETE", COMPUTE + f"resources/{_seg(allocation_id)}")
+
 
 _HYPERPARAMETERS = ("batch_size", "gradient_clip_norm", "weight_decay")
 
