@@ -1,7 +1,8 @@
 """`ModelPanel`: the tier map (nodes as columns; disk, dram, gpuN, vgpuN as rows; each model a chip
 where it has a copy, coloured by the copy's status), move/copy/delete actions picked from dropdowns
 (the model's copies as sources, the cluster's real devices as targets), and a progress bar per
-running model task. It polls the registry with a `Refresher` while displayed and stops when closed;
+running model task. Resource allocations are drawn as reserved bands in their device's cell. It
+polls the registry with a `Refresher` while displayed and stops when closed;
 errors are shown in the panel, never raised."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ipywidgets as w
 
 from ..client import GswarmClient
 from ..core.errors import GswarmError
+from ..core.units import format_bytes
 from .panel import LivePanel
 
 _CHIP = {"ready": "#2e9e44", "copying": "#2f7fc1", "failed": "#c0392b", "lost": "#888"}
@@ -58,6 +60,18 @@ def chip(name: str, status: str) -> str:
             "style='display:inline-block;"
             f"margin:1px;padding:0 6px;border-radius:8px;color:white;background:{color};"
             f"font-size:90%'>{label}</span>")
+
+
+def band(alloc: dict[str, Any]) -> str:
+    """A reservation drawn across its cell: its size, how much its owner fills, when it ends."""
+    size, used = alloc["memory_size"], alloc.get("used_bytes") or 0
+    filled = min(100, round(100 * used / size)) if size else 0
+    title = html.escape(f"{alloc['allocation_id']} for {alloc.get('owner', alloc['user_id'])} "
+                        f"until {alloc['end_time']}", quote=True)
+    return (f"<div class='gswarm-band' title='{title}' style='margin:2px 0;padding:1px 4px;"
+            "border:1px dashed #8e44ad;color:#5b2c6f;font-size:90%;background:linear-gradient("
+            f"to right,#d7bde2 {filled}%,#f4ecf7 {filled}%)'>reserved "
+            f"{html.escape(format_bytes(size))} · {html.escape(alloc['user_id'])}</div>")
 
 
 class TaskBar(w.HBox):
@@ -109,6 +123,7 @@ class ModelPanel(LivePanel):
         self.nodes: list[str] = []
         self.devices: list[str] = []
         self.task_bars: dict[str, TaskBar] = {}
+        self.reserved: dict[Cell, list[dict[str, Any]]] = {}  # (device, node) -> allocations
         self._lock = threading.RLock()
         super().__init__([self.header, self.grid, actions, self.progress], interval)
         self.refresh()
@@ -125,6 +140,7 @@ class ModelPanel(LivePanel):
             except GswarmError as exc:
                 self.refresh_failed(exc)
                 return
+            self.reserved = self._allocations()
             self.refreshed()
             self._draw_map(nodes, models)
             self._draw_tasks(tasks)
@@ -174,6 +190,17 @@ class ModelPanel(LivePanel):
                 continue  # gone from the queue: nothing to draw
         return found
 
+    def _allocations(self) -> dict[Cell, list[dict[str, Any]]]:
+        """The allocations the caller may see, by cell (none when it may see none)."""
+        try:
+            allocations = self.client.compute.allocations()
+        except GswarmError:
+            return {}
+        by_cell: dict[Cell, list[dict[str, Any]]] = {}
+        for alloc in allocations:
+            by_cell.setdefault((alloc["device"], alloc["node"]), []).append(alloc)
+        return by_cell
+
     def _draw_map(self, nodes: list[dict[str, Any]], models: list[dict[str, Any]]) -> None:
         cells: dict[Cell, dict[str, str]] = {}
         devices = {d for n in nodes for d in n["capabilities"]["storage"]}
@@ -184,6 +211,7 @@ class ModelPanel(LivePanel):
                 devices.add(device)
         node_names = sorted({n["node_id"] for n in nodes} | {node for _, node in cells})
         self.cells, self.nodes = cells, node_names
+        devices |= {device for device, _ in self.reserved}
         self.devices = sorted(devices, key=device_order)
         self.grid.value = self.map_html()
 
@@ -197,6 +225,7 @@ class ModelPanel(LivePanel):
                 f"<td style='{cell}'>"
                 + "".join(chip(name, status)
                           for name, status in sorted(self.cells.get((device, node), {}).items()))
+                + "".join(band(a) for a in self.reserved.get((device, node), []))
                 + "</td>"
                 for node in self.nodes
             )
