@@ -7,15 +7,19 @@ and hands each piece its rows back. Pieces are compatible when one pass can serv
 float rows; any token rows of an encoder (the runner pads the batch to its longest row and masks
 the padding, so a row answers as it would alone); greedy generations of the same length. A
 sampled generation runs alone (its seed's tokens must not depend on whose rows shared its batch).
+`turn`, when given, is entered around every forward pass (on the compute thread): the fair queue
+that shares one device among the services on its virtual GPUs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -50,10 +54,17 @@ class Served:
 class Batcher:
     """Feeds one runner from a queue; counts what it served."""
 
-    def __init__(self, runner: Runner, max_batch_size: int = 32, batch_timeout_ms: float = 2.0) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        max_batch_size: int = 32,
+        batch_timeout_ms: float = 2.0,
+        turn: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.runner = runner
+        self._turn = turn or contextlib.nullcontext
         self.max_batch_size = max_batch_size
         self.batch_timeout = max(0.0, batch_timeout_ms) / 1000.0
         self.requests_served = 0
@@ -184,7 +195,7 @@ class Batcher:
             rows = [row for piece in batch for row in piece.rows]
             self.batch_histogram[len(rows)] += 1
             try:
-                outputs = await loop.run_in_executor(self._pool, self.runner.run, rows, batch[0].options)
+                outputs = await loop.run_in_executor(self._pool, self._forward, rows, batch[0].options)
             except Exception as exc:  # the whole batch failed: every piece learns why
                 for piece in batch:
                     if not piece.future.done():
@@ -195,6 +206,11 @@ class Batcher:
                 if not piece.future.done():
                     piece.future.set_result(outputs[start : start + len(piece.rows)])
                 start += len(piece.rows)
+
+    def _forward(self, rows: list[np.ndarray], options: GenerateOptions) -> Any:
+        """One forward pass, on the compute thread, in the device's turn."""
+        with self._turn():
+            return self.runner.run(rows, options)
 
     async def _next_batch(self) -> list[_Piece]:
         while not self._pending:

@@ -159,6 +159,33 @@ class ComputeApi(_Part):
         """Free an allocation before it ends."""
         return self._call("DELETE", COMPUTE + f"resources/{_seg(allocation_id)}")
 
+    # -- virtual GPUs
+    def vgpus(self, node: str | None = None) -> Any:
+        """Virtual GPUs, each with `memory_size`, `memory_used`, `compute_units`, `backing`."""
+        params = _clean(node=node, per_page=MAX_PAGE)
+        return self._call("GET", COMPUTE + "virtualization/gpus", params=params, key="vgpus")
+
+    def vgpu(self, virtual_gpu_id: str) -> Any:
+        return self._call("GET", COMPUTE + f"virtualization/gpus/{_seg(virtual_gpu_id)}")
+
+    def vgpu_create(self, virtual_gpu_id: str, memory_size: int, compute_units: int = 1,
+                    scheduling_policy: str = "weighted", node: str | None = None,
+                    physical_device: str | None = None) -> Any:
+        """Carve a virtual GPU (admin): a `vgpuN` device of `node` with a hard memory quota and a
+        share of its physical device's batches by `compute_units`; answers its record (`node`,
+        `device`, `physical_gpu_id`, `backing`: cuda, or cpu where the node has no GPU)."""
+        body = _clean(virtual_gpu_id=virtual_gpu_id, memory_size=memory_size,
+                      compute_units=compute_units, scheduling_policy=scheduling_policy,
+                      node=node, physical_device=physical_device)
+        return self._call("POST", COMPUTE + "virtualization/gpus", json=body)
+
+    def vgpu_delete(self, virtual_gpu_id: str, force: bool = False) -> Any:
+        """Destroy a virtual GPU (admin); `Conflict` while anything sits on it unless `force`."""
+        params = {"force": "true"} if force else None
+        return self._call("DELETE", COMPUTE + f"virtualization/gpus/{_seg(virtual_gpu_id)}",
+                          params=params)
+
+
 
 _HYPERPARAMETERS = ("batch_size", "gradient_clip_norm", "weight_decay")
 

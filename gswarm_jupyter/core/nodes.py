@@ -5,6 +5,7 @@ Pure: the cluster package feeds it what the Dask scheduler saw; it decides what 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,23 @@ class WorkerSeen:
     report: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class VirtualDevices:
+    """A node's virtual GPUs as the server books them: their records, their usage as devices,
+    and the bytes they carved and do not use yet from each physical device (`dram`, `gpuN`)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    carved: dict[str, int] = field(default_factory=dict)
+
+
+VirtualOf = Callable[[str], VirtualDevices]
+
+
+def no_virtual(node: str) -> VirtualDevices:
+    return VirtualDevices()
+
+
 @dataclass(slots=True)
 class Node:
     name: str
@@ -35,16 +53,37 @@ class Node:
     # The scheduler no longer lists the worker at `address`: that process, and whatever it held
     # in memory, is gone (offline for a late heartbeat alone, it may still be there).
     gone: bool = False
+    # The server's virtual GPUs on this node, asked each time (their usage changes with copies).
+    virtual: VirtualOf = no_virtual
 
     @property
     def devices(self) -> dict[str, dict[str, int | None]]:
-        return dict(self.report.get("devices", {}))
+        """Measured devices (less what virtual GPUs carved of them and do not use) and the
+        virtual GPUs, each with total/used/available bytes."""
+        devices = dict(self.report.get("devices", {}))
+        virtual = self.virtual(self.name)
+        for name, carved in virtual.carved.items():
+            usage = devices.get(name)
+            if usage is not None and carved:
+                used, free = usage.get("used"), usage.get("available")
+                devices[name] = {
+                    **usage,
+                    "used": None if used is None else used + carved,
+                    "available": None if free is None else max(0, free - carved),
+                }
+        devices.update(virtual.usage)
+        return devices
+
+    @property
+    def vgpus(self) -> list[dict[str, Any]]:
+        """Virtual GPUs the node agent reports and those the server carved here."""
+        return [*self.report.get("vgpus", []), *self.virtual(self.name).records]
 
     @property
     def device_names(self) -> set[str]:
         """Every device a copy may be placed on: measured devices and virtual GPUs."""
         names = set(self.devices)
-        for vgpu in self.report.get("vgpus", []):
+        for vgpu in self.vgpus:
             name = vgpu.get("device") or vgpu.get("virtual_gpu_id")
             if name:
                 names.add(str(name))
@@ -66,7 +105,7 @@ class Node:
             "last_heartbeat": iso_or_none(self.last_seen),
             "capabilities": {
                 "gpus": list(self.report.get("gpus", [])),
-                "vgpus": list(self.report.get("vgpus", [])),
+                "vgpus": self.vgpus,
                 "storage": {dev: usage.get("total") for dev, usage in self.devices.items()},
             },
         }
@@ -95,8 +134,9 @@ class NodeChange:
 class NodeDirectory:
     """Every node ever seen, online while the scheduler reports it with a fresh heartbeat."""
 
-    def __init__(self, stale_after: float = 10.0) -> None:
+    def __init__(self, stale_after: float = 10.0, virtual: VirtualOf = no_virtual) -> None:
         self.stale_after = stale_after
+        self.virtual = virtual
         self._nodes: dict[str, Node] = {}
 
     def observe(self, seen: list[WorkerSeen], now: float) -> list[NodeChange]:
@@ -109,7 +149,8 @@ class NodeDirectory:
             node = self._nodes.get(worker.name)
             if node is None:
                 node = self._nodes[worker.name] = Node(
-                    worker.name, worker.address, worker.host, worker.last_seen, online=not online
+                    worker.name, worker.address, worker.host, worker.last_seen, online=not online,
+                    virtual=self.virtual,
                 )
             node.address, node.host, node.last_seen = worker.address, worker.host, worker.last_seen
             node.gone = False

@@ -17,6 +17,7 @@ from ..cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from ..cluster.runtime.executor import TaskExecutor
 from ..cluster.runtime.security import SchedulerTls
 from ..cluster.serving.component import Serving
+from ..cluster.serving.vgpu_occupants import VgpuOccupants
 from ..cluster.storage.datapool import DataPool
 from ..cluster.storage.model_users import ModelUsers
 from ..cluster.storage.modelstore import ModelStore
@@ -24,6 +25,7 @@ from ..cluster.storage.registration import ModelSources
 from ..cluster.storage.uploads import ChunkUploads
 from ..cluster.storage.versions import ModelVersions
 from ..cluster.storage.weight_source import StoreWeights
+from ..cluster.tenancy.vgpus import TablePlacements, VgpuBook, VirtualGpus
 from ..cluster.training.trainer import Trainer
 from ..core.access import Access
 from ..core.audit import AuditLog
@@ -162,6 +164,9 @@ class GswarmApp(ExtensionApp):
         self._stopped: asyncio.Future[None] | None = None
         fetch_policy = FetchPolicy(self.fetch_allow, self.fetch_deny)
         data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(data_dir / "gswarm.sqlite3")
+        # Virtual GPUs are devices of their nodes: the runtime shows what the book carved.
+        vgpu_book = VgpuBook(db, TablePlacements(ModelRegistry(db), ChunkRegistry(db)))
         runtime = ClusterRuntime(
             ClusterConfig(
                 scheduler_address=self.scheduler_address,
@@ -173,9 +178,9 @@ class GswarmApp(ExtensionApp):
                 scheduler_tls=SchedulerTls(
                     self.scheduler_tls_ca_file, self.scheduler_tls_cert, self.scheduler_tls_key
                 ),
-            )
+            ),
+            virtual=vgpu_book.of_node,
         )
-        db = Database(data_dir / "gswarm.sqlite3")
         limiter = RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst)
         queue = TaskQueue(max(1, self.max_concurrent_tasks))
         access = Access(
@@ -245,6 +250,10 @@ class GswarmApp(ExtensionApp):
             compute_url=f"{self.serverapp.base_url.rstrip('/')}/gswarm/compute/v1/inference",
             users=users,
             quantize=self.context.training.quantized,
+        )
+        self.context.vgpus = VirtualGpus(
+            vgpu_book, runtime.nodes,
+            VgpuOccupants(self.context.services.services, self.context.models, self.context.data),
         )
         self.settings.update({"gswarm": self.context})
         self._connection_file: Path | None = None

@@ -16,6 +16,7 @@ from ..cluster.storage.datapool import DataPool
 from ..cluster.storage.modelstore import ModelStore
 from ..cluster.storage.registration import ModelSources
 from ..cluster.storage.uploads import ChunkUploads
+from ..cluster.tenancy.vgpus import VirtualGpus
 from ..cluster.training.trainer import Trainer
 from ..core.access import Access
 from ..core.db import Database
@@ -44,6 +45,7 @@ class GswarmContext:
     model_sources: ModelSources | None = None  # registrations and downloads of models
     services: Serving | None = None  # services and the compute plane over them
     training: Trainer | None = None  # training and optimisation of registered models
+    vgpus: VirtualGpus | None = None  # virtual GPUs: their book (durable) and their lifecycle
 
     @property
     def uptime(self) -> float:
@@ -53,6 +55,8 @@ class GswarmContext:
         """Start every component; each feature adds its own here, after the runtime."""
         self.db.migrate()
         self.access.keys.load()
+        if self.vgpus is not None:  # before the runtime: nodes show their vGPUs at once
+            self.vgpus.book.load()
         await self.runtime.start()
         if self.tasks is not None:
             await self.tasks.start()  # restores tasks; dispatches once the cluster is ready

@@ -22,7 +22,7 @@ from distributed.security import Security
 
 from ...core.aio import cancel_and_wait
 from ...core.errors import ResourceUnavailable
-from ...core.nodes import NodeChange, NodeDirectory, WorkerSeen
+from ...core.nodes import NodeChange, NodeDirectory, VirtualOf, WorkerSeen, no_virtual
 from .agent import METRIC, NodeAgent
 from .embedded import NodeCluster, http_socket_path
 from .security import SchedulerTls, cluster_security
@@ -53,11 +53,12 @@ class ClusterRuntime:
 
     `security` is what a Dask peer needs to reach the cluster: made for this run when embedded."""
 
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, virtual: VirtualOf = no_virtual) -> None:
+        """`virtual`: the server's virtual GPUs of a node, shown among its devices."""
         self.config = config
         self.security = cluster_security(config.embedded, config.scheduler_tls)
         stale_after = max(_unresponsive_after(), 10 * config.poll_interval)
-        self.nodes = NodeDirectory(stale_after=stale_after)
+        self.nodes = NodeDirectory(stale_after=stale_after, virtual=virtual)
         self.client: Client | None = None
         self.cluster: NodeCluster | None = None
         self.reason: str | None = "starting"

@@ -13,6 +13,7 @@ from ...backends.batcher import Batcher
 from ...backends.registry import load_runner
 from ...core.errors import GswarmError, ResourceUnavailable
 from ..runtime.signals import WorkerOpError
+from ..tenancy.vgpu_worker import bound_cuda_memory, runner_device, turn_of
 from ..storage.weights import Loader
 
 
@@ -31,11 +32,14 @@ class ServiceActor:
         loader: Loader,
         max_batch_size: int,
         batch_timeout_ms: float,
+        share: dict[str, Any] | None = None,
     ) -> None:
+        """`share`: the virtual GPU `device` is, if it is one (`Vgpu.share()`)."""
         started = time.perf_counter()
         try:
+            bound_cuda_memory(share)
             arch, config, params = loader()
-            self.runner = load_runner(framework, arch, config, params, device)
+            self.runner = load_runner(framework, arch, config, params, runner_device(device, share))
         except GswarmError as exc:
             raise _crossing(exc) from None
         self.replica_id = replica_id
@@ -44,12 +48,14 @@ class ServiceActor:
         self.load_time = time.perf_counter() - started
         self.max_batch_size = max_batch_size
         self.batch_timeout_ms = batch_timeout_ms
+        self.share = share
         self.batcher: Batcher | None = None
 
     async def start(self) -> dict[str, Any]:
         """Start the batching loop (on the worker's event loop); answer what loading measured."""
         if self.batcher is None:
-            self.batcher = Batcher(self.runner, self.max_batch_size, self.batch_timeout_ms)
+            self.batcher = Batcher(self.runner, self.max_batch_size, self.batch_timeout_ms,
+                                   turn=turn_of(self.share))
         return {
             "load_time": self.load_time,
             "memory_usage": self.runner.memory_bytes(),
@@ -81,7 +87,8 @@ class ServiceActor:
 
         def build() -> Any:
             arch, config, params = context.run(loader)
-            return load_runner(self.framework, arch, config, params, self.device_name)
+            return load_runner(self.framework, arch, config, params,
+                               runner_device(self.device_name, self.share))
 
         try:
             await self.batcher.replace_runner(build)

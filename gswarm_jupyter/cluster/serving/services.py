@@ -133,6 +133,7 @@ class ServiceManager:
             loader,
             cfg.max_batch_size,
             cfg.batch_timeout_ms,
+            self._vgpu_share(replica.node, replica.device),
             actor=True,
             workers=[replica.address],
             allow_other_workers=False,
@@ -151,6 +152,14 @@ class ServiceManager:
         replica.memory_usage = int(info["memory_usage"])
         replica.load_time = float(info["load_time"])
         replica.status = "running"
+
+    def _vgpu_share(self, node: str, device: str) -> dict[str, Any] | None:
+        """What a replica on a virtual GPU needs of it (its fair-queue weight, its backing)."""
+        for vgpu in self.runtime.nodes.get(node).vgpus:
+            if vgpu.get("device") == device and "group" in vgpu:
+                return {k: vgpu[k] for k in ("virtual_gpu_id", "group", "weight", "backing",
+                                             "physical_device", "memory_size")}
+        return None
 
     # -- stopping -----------------------------------------------------------------------------
 

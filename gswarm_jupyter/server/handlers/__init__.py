@@ -18,11 +18,12 @@ from . import (
     system,
     training,
     unserved,
+    vgpus,
 )
 
 RESOURCE_MODULES = (
     system, compute, inference, training, services, profiler, models, data, queue, prometheus,
-    unserved, keys,
+    unserved, keys, vgpus,
 )
 
 

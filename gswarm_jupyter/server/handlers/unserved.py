@@ -1,8 +1,7 @@
 """Routes API.md documents that this build does not serve yet: they answer `501 NOT_IMPLEMENTED`
 saying so, rather than a `404` that would claim they do not exist, or a fake success.
 
-Resource reservations need a scheduler that enforces them, and virtual GPUs need hard memory
-quotas and compute shares on the nodes; neither exists here yet.
+Resource reservations need a scheduler that enforces them; it does not exist here yet.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from ..routes import COMPUTE, Op, Route
 
 WHY = {
     "resources": "resource reservations (/resources) are not served by this build",
-    "virtualization": "virtual GPUs (/virtualization/gpus) are not served by this build",
 }
 
 
@@ -38,10 +36,6 @@ class ResourcesHandler(UnservedHandler):
     feature = "resources"
 
 
-class VirtualGpusHandler(UnservedHandler):
-    feature = "virtualization"
-
-
 def _route(path: str, handler: type, methods: tuple[str, ...]) -> Route:
     summary = "Not served by this build: answers 501 NOT_IMPLEMENTED"
     ops = {m: Op(summary, status=None, errors=(501,)) for m in methods}
@@ -51,6 +45,4 @@ def _route(path: str, handler: type, methods: tuple[str, ...]) -> Route:
 routes = [
     _route(f"{COMPUTE}/resources", ResourcesHandler, ("get", "post")),
     _route(f"{COMPUTE}/resources/{{allocation_id}}", ResourcesHandler, ("get", "delete")),
-    _route(f"{COMPUTE}/virtualization/gpus", VirtualGpusHandler, ("get", "post")),
-    _route(f"{COMPUTE}/virtualization/gpus/{{gpu_id}}", VirtualGpusHandler, ("get", "delete")),
 ]
