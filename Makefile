@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gswarm-installed
+BENCH_STAMP := $(VENV)/.gswarm-bench-installed
 
 PORT ?= 8888
 IP ?= 127.0.0.1
@@ -54,7 +55,7 @@ browser:
 
 # The Hugging Face model tests run in a pytest process of their own: after them, the in-process
 # Dask workers that the server tests start in the same process stopped running tasks.
-HF_TESTS := tests/kernels/test_hf_*.py tests/backends/test_hf_runners.py
+HF_TESTS := tests/kernels/test_hf_*.py tests/backends/test_hf_runners.py tests/server/test_hf_*.py
 
 test: env browser
 	@rm -rf $(TMP)/pytest $(TMP)/pytest-hf $(TMP)/junit*.xml && mkdir -p $(TMP)
@@ -67,13 +68,20 @@ test: env browser
 		--junitxml=$(TMP)/junit-hf.xml $(wildcard $(HF_TESTS)) || status=1; \
 	$(PY) .ci/summary.py $(TMP)/junit.xml $(TMP)/junit-hf.xml; exit $$status
 
-# The soak (benchmarks/bench_soak.py) loads the server with wrk, installed here when missing
-# (Debian package, as root); without it the soak is skipped. GSWARM_SOAK_SECONDS shortens it.
-bench: env
+# The peers serving is compared with (the `bench` extra: LitServe), never runtime dependencies.
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[bench]'
+	@touch $(BENCH_STAMP)
+
+# The soak (benchmarks/bench_soak.py) and the LitServe comparison (bench_litserve.py) load the
+# servers with wrk, installed here when missing (Debian package, as root); without it they are
+# skipped. GSWARM_SOAK_SECONDS shortens the soak, GSWARM_SERVE_SECONDS the serving loads.
+bench: env $(BENCH_STAMP)
 	@mkdir -p $(TMP)
 	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
 		{ apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; }; } || \
-		echo "gswarm: wrk is not installed (as root: apt-get install -y wrk); the soak is skipped"
+		echo "gswarm: wrk is not installed (as root: apt-get install -y wrk); the soak and LitServe comparison are skipped"
+	@command -v wrk >/dev/null && echo "gswarm: load generator $$(command -v wrk) ($$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2))" || true
 	DASK_TEMPORARY_DIRECTORY=$(TMP)/dask $(PY) -m benchmarks
 
 proto: env
