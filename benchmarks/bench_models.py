@@ -179,7 +179,9 @@ def _load_benchmark() -> list[Result]:
 
 
 async def _copy_rounds(st: Path, size: int) -> tuple[list[float], list[float]]:
+    from gswarm_jupyter.cluster.storage.model_users import ModelUsers
     from gswarm_jupyter.cluster.storage.modelstore import ModelStore
+    from gswarm_jupyter.cluster.storage.registration import ModelSources
     from gswarm_jupyter.core.modelregistry import ModelRegistry
     from gswarm_jupyter.core.models_api import CopyRequest, ModelCreate
 
@@ -187,9 +189,9 @@ async def _copy_rounds(st: Path, size: int) -> tuple[list[float], list[float]]:
     from .cluster import swarm
 
     async with swarm() as s:
-        models = ModelStore(ModelRegistry(s.db), s.runtime, s.executor, [str(st.parent)])
+        models = ModelStore(ModelRegistry(s.db), s.runtime, s.executor, users=ModelUsers())
         models.start()
-        await models.register(ModelCreate(model_name="bench", source_url=f"file://{st}",
+        await ModelSources(models, [str(st.parent)]).register(ModelCreate(model_name="bench", source_url=f"file://{st}",
                                           download_to="node1:dram"))
         store_rates, raw_rates = [], []
         for _ in range(ROUNDS):

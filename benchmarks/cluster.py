@@ -39,7 +39,7 @@ async def swarm(nodes: int = 2, max_concurrent: int = 4) -> AsyncIterator[Swarm]
         db = Database(data_dir / "gswarm.sqlite3")
         db.migrate()
         executor = TaskExecutor(TaskQueue(max_concurrent), runtime, TaskStore(db))
-        pool = DataPool(ChunkRegistry(db), runtime, executor, [])
+        pool = DataPool(ChunkRegistry(db), runtime, executor)
         await runtime.start()
         await executor.start()
         pool.start()

@@ -18,6 +18,7 @@ from distributed.security import Security
 from gswarm_jupyter.cluster.runtime.embedded import HttpFreeScheduler
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from gswarm_jupyter.cluster.runtime.security import SchedulerTls
+from gswarm_jupyter.server.unix_http import serve_on_unix_socket
 
 
 def _listening_ports(pids: list[int]) -> set[int]:
@@ -70,7 +71,8 @@ async def test_no_part_of_the_embedded_cluster_listens_for_http_on_a_port(tmp_pa
     before = _listening_ports(_family())
     runtime = ClusterRuntime(
         ClusterConfig(local_nodes=2, local_processes=True, data_dir=tmp_path,
-                      worker_memory_limit="1GiB")
+                      worker_memory_limit="1GiB"),
+        serve_http=serve_on_unix_socket,  # as the server's app gives it
     )
     await runtime.start()
     try:

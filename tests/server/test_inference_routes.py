@@ -8,14 +8,6 @@ import asyncio
 import numpy as np
 import pytest
 
-from .serving_support import start_without_profiler
-
-
-@pytest.fixture
-def gswarm_app(jp_serverapp, jp_asyncio_loop):
-    return start_without_profiler(jp_serverapp, jp_asyncio_loop)
-
-
 MLP = "builtin://mlp?in=8&hidden=16&out=4&seed=3"
 GPT = "builtin://gpt?vocab=32&d_model=16&layers=1&heads=2&context=16&seed=1"
 C = "gswarm/compute/v1"

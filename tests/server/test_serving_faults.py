@@ -9,14 +9,6 @@ import signal
 import numpy as np
 import pytest
 
-from .serving_support import start_without_profiler
-
-
-@pytest.fixture
-def gswarm_app(jp_serverapp, jp_asyncio_loop):
-    return start_without_profiler(jp_serverapp, jp_asyncio_loop)
-
-
 MLP = "builtin://mlp?in=8&hidden=16&out=4"
 ROWS = np.ones((2, 8)).tolist()
 

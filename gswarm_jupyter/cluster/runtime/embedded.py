@@ -1,29 +1,39 @@
 """The embedded Dask cluster: workers `node1..nodeN` on loopback, mutual TLS between every part,
 and no HTTP port on the scheduler or any worker. The scheduler's HTTP application (its dashboard
-included, never its proxy) may be served on a unix socket, mode 0600 in a 0700 folder, for the
-server to pass on behind its own authentication; no TCP port ever serves it. Worker processes
-live in a session of their own: only the server, never a terminal, tells them to stop. A node's
-nanny stays as long as the cluster: whenever its worker process dies, it starts a new one under
-the same name."""
+included, never its proxy) may be served on a unix socket in a 0700 folder, by the `ServeHttp`
+the server gives (server/unix_http.py: tornado, mode 0600), for the server to pass on behind its
+own authentication; no TCP port ever serves it, and this module serves no HTTP itself. Worker
+processes live in a session of their own: only the server, never a terminal, tells them to stop.
+A node's nanny stays as long as the cluster: whenever its worker process dies, it starts a new
+one under the same name."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from distributed import LocalCluster, Nanny, Scheduler, Worker
 from distributed.deploy.cluster import Cluster
 from distributed.http.routing import RoutingApplication
 from distributed.security import Security
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_unix_socket
 
 SOCKET_NAME = "scheduler-http.sock"
 _MAX_SOCKET_PATH = 100  # AF_UNIX paths hold 108 bytes on Linux, fewer elsewhere
 _OPEN_PROXY = "distributed.http.proxy"  # would relay to any host:port a caller names
+
+
+class HttpService(Protocol):
+    """A running HTTP server (tornado's `HTTPServer`) over the scheduler's application."""
+
+    def stop(self) -> None: ...
+
+
+# (the scheduler's HTTP application, a unix socket path) -> the server serving it there alone
+ServeHttp = Callable[[RoutingApplication, str], HttpService]
 
 
 class _NoHttp:
@@ -42,8 +52,10 @@ class SocketScheduler(Scheduler):
     """A scheduler whose HTTP application, its dashboard at `http_prefix` included, listens on the
     unix socket `http_socket` alone."""
 
-    def __init__(self, *args: Any, http_socket: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, http_socket: str, serve_http: ServeHttp,
+                 **kwargs: Any) -> None:
         self.http_socket = http_socket
+        self.serve_http = serve_http
         kwargs.update(dashboard=True, dashboard_address=None)
         super().__init__(*args, **kwargs)
 
@@ -52,9 +64,8 @@ class SocketScheduler(Scheduler):
         """Serve Dask's routes, without its open proxy, on the unix socket only."""
         kept = [r for r in routes if getattr(r[1], "__module__", "") != _OPEN_PROXY]
         self.http_application = RoutingApplication(kept)
-        self.http_server = HTTPServer(self.http_application)
-        self.http_server.add_socket(bind_unix_socket(self.http_socket, mode=0o600))
-        self.http_server.address, self.http_server.port = self.http_socket, 0
+        self.http_server = self.serve_http(self.http_application, self.http_socket)
+        self.http_server.address, self.http_server.port = self.http_socket, 0  # Dask reads them
 
     async def _stop_services(self) -> None:
         await super()._stop_services()
@@ -96,11 +107,14 @@ def http_socket_path(data_dir: Path) -> Path:
 
 class NodeCluster(LocalCluster):
     """A `LocalCluster` whose workers are named `node1`, `node2`, ..., none of them serving HTTP;
-    the scheduler serves HTTP on `http_socket` (a unix socket) at `http_prefix`, or not at all."""
+    the scheduler serves HTTP through `serve_http` on `http_socket` (a unix socket) at
+    `http_prefix`, or not at all (without either)."""
 
     def __init__(self, *, security: Security, processes: bool, http_socket: str | None = None,
-                 http_prefix: str = "/", **kwargs: Any) -> None:
-        self.http_socket = http_socket
+                 serve_http: ServeHttp | None = None, http_prefix: str = "/",
+                 **kwargs: Any) -> None:
+        self.http_socket = http_socket if serve_http is not None else None
+        self.serve_http = serve_http
         self.http_prefix = http_prefix
         super().__init__(
             security=security,
@@ -120,7 +134,7 @@ class NodeCluster(LocalCluster):
             self.scheduler_spec = {**self.scheduler_spec, "cls": HttpFreeScheduler}
         else:
             options = {**self.scheduler_spec["options"], "http_socket": self.http_socket,
-                       "http_prefix": self.http_prefix}
+                       "serve_http": self.serve_http, "http_prefix": self.http_prefix}
             self.scheduler_spec = {"cls": SocketScheduler, "options": options}
         await super()._start()
 

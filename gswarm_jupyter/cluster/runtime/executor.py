@@ -44,7 +44,7 @@ from .signals import (
     TaskSignal,
     flag_cancelled,
 )
-from .watch import WorkerLost, watch
+from .watch import WorkerLost, moved, watch
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +136,8 @@ class Job:
     def _lost_node(self) -> str | None:
         """The first node this job's work went to that is gone (offline or moved), if any."""
         nodes = self.executor.runtime.nodes
-        for node, address in self.pinned.items():
-            try:
-                current = nodes.get(node)
-            except GswarmError:
-                return node
-            if not current.online or current.address != address:
-                return node
-        return None
+        return next((node for node, address in self.pinned.items()
+                     if moved(nodes, node, address)), None)
 
 
 class TaskExecutor:

@@ -4,7 +4,8 @@
 the worker it runs on is still there. It never waits on a worker that no longer exists: when
 `gone()` names a loss, or the call fails the way a lost worker makes it fail, it raises
 `WorkerLost`; a worker op's `WorkerOpError` comes back as the API error it stands for
-(`signals.api_error`); any other failure of the call is raised as it is.
+(`signals.api_error`); any other failure of the call is raised as it is. `moved(nodes, node,
+address)` is the one test of whether a call's worker is gone.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ...core.errors import GswarmError
+from ...core.nodes import NodeDirectory
 from .signals import WorkerOpError, api_error
 
 WATCH_INTERVAL = 0.25  # how often a waiting call checks that its worker is still there
@@ -33,6 +36,16 @@ class WorkerLost(Exception):
 
 class WatchTimeout(Exception):
     """The watched call gave no answer within its timeout."""
+
+
+def moved(nodes: NodeDirectory, node: str, address: str) -> bool:
+    """Whether the worker of `node` at `address` is gone: the node unknown, offline, or back
+    under another address (a new worker process)."""
+    try:
+        current = nodes.get(node)
+    except GswarmError:
+        return True
+    return not current.online or current.address != address
 
 
 def is_loss(exc: BaseException) -> bool:

@@ -28,10 +28,10 @@ class Serving:
         runtime: ClusterRuntime,
         weights: WeightSource,
         db: Database,
-        tasks: TaskExecutor | None,
+        tasks: TaskExecutor,
         compute_url: str,
         *,
-        users: ModelUsers | None = None,
+        users: ModelUsers,
         quantize: Quantizer | None = None,
     ) -> None:
         self.weights = weights
@@ -41,8 +41,7 @@ class Serving:
             self.services, weights, SessionStore(db), RequestMap(db), tasks, runtime.nodes,
             quantize=quantize,
         )
-        if users is not None:
-            users.join(self)
+        users.join(self)
 
     async def start(self) -> None:
         self.services.restore()

@@ -54,7 +54,7 @@ class ComputePlane:
         weights: WeightSource,
         sessions: SessionStore,
         requests: RequestMap,
-        tasks: TaskExecutor | None,
+        tasks: TaskExecutor,
         nodes: NodeDirectory,
         clock: Callable[[], float] = time.time,
         quantize: Quantizer | None = None,
@@ -230,8 +230,6 @@ class ComputePlane:
 
     def submit(self, req: AsyncInferenceRequest) -> dict[str, Any]:
         """Queue the request as an `inference` task; answers `queued` with an estimate."""
-        if self.tasks is None:
-            raise NotImplementedFeature("this server has no task queue")
         self.services.live_replicas(req.model_id, req.service_id)  # unknown model: 404 now
         if req.session_id is not None:
             self._session_for(req)
@@ -261,7 +259,6 @@ class ComputePlane:
         return result
 
     def request_status(self, request_id: str) -> dict[str, Any]:
-        assert self.tasks is not None
         task = self.tasks.queue.get(self.requests.task_id(request_id))
         result = task.result if isinstance(task.result, dict) else {}
         return {
@@ -297,9 +294,7 @@ class ComputePlane:
     def metrics(self) -> dict[str, Any]:
         window = self.log.window(METRICS_WINDOW)
         gpus = [g for n in self.nodes.online() for g in n.report.get("gpus", [])]
-        queued = 0
-        if self.tasks is not None:
-            queued = len(self.tasks.queue.tasks(status="pending", task_type=TASK_TYPE))
+        queued = len(self.tasks.queue.tasks(status="pending", task_type=TASK_TYPE))
         return {
             "metrics": {
                 "gpu_utilization": _mean(g.get("usage") for g in gpus),

@@ -32,7 +32,7 @@ from ...core.names import is_device
 from ...core.nodes import NodeDirectory
 from ...core.service_store import StoredReplica, StoredService
 from ...core.serving_api import ServiceConfig
-from ..runtime.watch import WatchTimeout, WorkerLost, watch
+from ..runtime.watch import WatchTimeout, WorkerLost, moved, watch
 from ..storage.weights import ModelSpec
 
 CONTROL_TIMEOUT = 30.0  # stats and stop calls
@@ -261,12 +261,9 @@ async def watched(
 
 def gone(nodes: NodeDirectory, replica: Replica) -> str | None:
     """Why the replica's worker is gone (its node unknown, offline or moved), or None."""
-    try:
-        node = nodes.get(replica.node)
-        here = node.online and node.address == replica.address
-    except GswarmError:
-        here = False
-    return None if here else f"node {replica.node} ({replica.address}) is gone"
+    if not moved(nodes, replica.node, replica.address):
+        return None
+    return f"node {replica.node} ({replica.address}) is gone"
 
 
 def release(replica: Replica) -> None:

@@ -25,7 +25,14 @@ from typing import Any
 from ...core.chunks import ChunkRegistry
 from ...core.data_api import ChunkMove, ChunkQuery, ChunkTransfer
 from ...core.db import loads
-from ...core.errors import Conflict, GswarmError, InvalidRequest, NotFound
+from ...core.errors import (
+    Conflict,
+    GswarmError,
+    InvalidRequest,
+    NetworkError,
+    NotFound,
+    ResourceUnavailable,
+)
 from ...core.locations import is_memory_device
 from ...core.names import DeviceRef
 from ...core.nodes import NodeChange
@@ -34,7 +41,6 @@ from ...core.placement import read_cost
 from ...core.tasks import Task
 from ..runtime.cluster import ClusterRuntime
 from ..runtime.executor import Job, TaskExecutor
-from ..runtime.signals import WorkerOpError
 from .chunkstore import drop_chunk, get_chunk, put_chunk
 from .engine import CopyEngine, Payload
 
@@ -143,24 +149,20 @@ class DataPool:
         for loc in self._sources(chunk_id):
             node, device = loc["node"], loc["device"]
             try:
-                address = self.runtime.nodes.online_node(node).address
+                self.runtime.nodes.online_node(node)
             except GswarmError as exc:
                 last = exc
                 continue
-            client = self.runtime.require_client()
-            future = client.submit(
-                get_chunk, chunk_id, device, workers=[address], allow_other_workers=False,
-                pure=False,
-            )
             try:
-                array = await future
-            except WorkerOpError as exc:
+                array = await self.runtime.run_on(node, get_chunk, chunk_id, device)
+            except (NetworkError, ResourceUnavailable) as exc:  # its worker went away
+                last = exc
+                continue
+            except GswarmError as exc:  # the worker's answer: no such copy there
                 if exc.code == "NOT_FOUND" and is_memory_device(device):
                     self.copies.set_status(chunk_id, node, device, "lost")
                 last = NotFound(exc.message)
                 continue
-            finally:
-                future.release()
             self.registry.count_access(chunk_id)
             return await asyncio.to_thread(bytes, array.data), row["format"]  # up to a GiB
         if last is not None and not isinstance(last, NotFound):

@@ -81,8 +81,8 @@ class ModelStore:
         registry: ModelRegistry,
         runtime: ClusterRuntime,
         executor: TaskExecutor,
+        users: ModelUsers,
         capacity: dict[str, int] | None = None,
-        users: ModelUsers | None = None,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
@@ -90,7 +90,7 @@ class ModelStore:
         self.capacity = dict(capacity or {})  # bytes models may take per device (bare or node:dev)
         self.listeners: list[Listener] = []
         self.services: dict[str, dict[str, str]] = {}  # model -> {node: url}, from the services
-        self.users = users if users is not None else ModelUsers()
+        self.users = users
         self.engine = CopyEngine(MODELS, registry.copies, registry.exists, runtime, executor,
                                  notify=self.emit, in_use=self.users.in_use)
         self.copies = registry.copies

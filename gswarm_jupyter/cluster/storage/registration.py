@@ -14,7 +14,7 @@ from typing import Any
 
 from ...backends import checkpoints
 from ...core.db import loads
-from ...core.errors import Conflict, InvalidRequest
+from ...core.errors import Conflict, GswarmError, InvalidRequest
 from ...core.fetchpolicy import FetchPolicy
 from ...core.models_api import DownloadRequest, ModelCreate
 from ...core.names import DeviceRef, check_model_name
@@ -23,7 +23,7 @@ from ...core.redact import has_redacted_userinfo, redact_url
 from ...core.sources import Source, parse_source
 from ...core.tasks import Task
 from ..runtime.executor import Job
-from ..runtime.signals import TaskSignal, WorkerOpError, api_error
+from ..runtime.signals import TaskSignal
 from .httpfetch import Room, precheck
 from .modelstore import DOWNLOAD, ModelStore, device_ref
 from .weightstore import acquire_weights
@@ -94,21 +94,16 @@ class ModelSources:
 
     async def _acquire_now(self, name: str, version: int, target: DeviceRef, node: Node,
                            source: Source, checksum: str | None) -> dict[str, Any]:
-        client = self.store.runtime.require_client()
-        future = client.submit(
-            acquire_weights, name, version, target.device, source.params(),
-            TaskSignal(f"register-{name}"), checksum, workers=[node.address],
-            allow_other_workers=False, pure=False,
-        )
         try:
-            return await future
-        except WorkerOpError as exc:
+            return await self.store.runtime.run_on(
+                node.name, acquire_weights, name, version, target.device, source.params(),
+                TaskSignal(f"register-{name}"), checksum,
+            )
+        except GswarmError as exc:
             if exc.details.get("field") == "checksum":
                 # The caller's checksum does not match the source's bytes: its request is wrong.
                 raise InvalidRequest(exc.message, exc.details) from None
-            raise api_error(exc) from None
-        finally:
-            future.release()
+            raise
 
     # -- downloading --------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from ...core.names import DeviceRef
 from ...core.redact import redact_url
 from ...core.sources import file_path, resolve_under_roots
 from ..runtime.executor import Job
-from ..runtime.signals import TaskSignal, WorkerOpError, api_error
+from ..runtime.signals import TaskSignal
 from .chunkstore import Layout, fetch_chunk, put_chunk
 from .datapool import DataPool
 from .httpfetch import Room, precheck
@@ -70,17 +70,16 @@ class ChunkUploads:
 
         chunk_id = new_chunk_id()
         client = pool.runtime.require_client()
-        [scattered] = await client.scatter([data], workers=[node.address], hash=False)
-        future = client.submit(
-            put_chunk, chunk_id, ref.device, scattered, TaskSignal(f"put-{chunk_id}"), layout,
-            workers=[node.address], allow_other_workers=False, pure=False,
+        [scattered] = await pool.runtime.watch_on(
+            ref.node, node.address, client.scatter([data], workers=[node.address], hash=False),
+            "the upload",
         )
         try:
-            stored = await future
-        except WorkerOpError as exc:
-            raise api_error(exc) from None
+            stored = await pool.runtime.run_on(
+                ref.node, put_chunk, chunk_id, ref.device, scattered,
+                TaskSignal(f"put-{chunk_id}"), layout,
+            )
         finally:
-            future.release()
             scattered.release()
         # The chunk comes with its copy, in one transaction: an upload cut short (a failure, a
         # killed server) never leaves a chunk without bytes.

@@ -63,7 +63,7 @@ class Trainer:
         executor: TaskExecutor,
         runtime: ClusterRuntime,
         requests: RequestMap,
-        data: DataPool | None = None,
+        data: DataPool,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.models = models
@@ -360,8 +360,6 @@ class Trainer:
     def _layouts(self, ids: list[str] | None) -> list[dict[str, Any]] | None:
         if ids is None:
             return None
-        if self.data is None:
-            raise NotImplementedFeature("this server has no data pool", {"field": "training_data"})
         layouts = []
         for cid in ids:
             record = self.data.registry.record(cid)  # unknown chunk: NOT_FOUND
@@ -374,7 +372,6 @@ class Trainer:
         """Each chunk's bytes, read where a copy is (this node's first)."""
         if ids is None:
             return None
-        assert self.data is not None
         futures = []
         for cid in ids:
             available = [loc for loc in self.data.copies.of(cid)

@@ -9,7 +9,6 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ...core.errors import ResourceUnavailable
 from ...core.pagination import PageQuery, paginate
 from ...core.profiler_api import (
     ClientList,
@@ -35,18 +34,12 @@ from ..websocket import GswarmSocket, socket_op
 PROFILER = f"{CONTROL}/profiler"
 
 
-def profiler_of(ctx: GswarmContext) -> Profiler:
-    if ctx.profiler is None:
-        raise ResourceUnavailable("the profiler is not running")
-    return ctx.profiler
-
-
 class ProfilerHandler(GswarmHandler):
     auth_resource = "gswarm:profiler"
 
     @property
     def profiler(self) -> Profiler:
-        return profiler_of(self.gswarm)
+        return self.gswarm.profiler
 
 
 class StatusHandler(ProfilerHandler):
@@ -118,7 +111,7 @@ class ProfilingSocket(GswarmSocket):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         super().open(*args, **kwargs)
-        self._follow(profiler_of(self.gswarm).subscribe())
+        self._follow(self.gswarm.profiler.subscribe())
 
     def on_json(self, data: dict[str, Any]) -> None:
         wanted = {k: data.get(k) for k in ("sessions", "nodes", "metrics")}
@@ -134,7 +127,7 @@ class ProfilingSocket(GswarmSocket):
                 },
             )
             return
-        self._follow(profiler_of(self.gswarm).subscribe(**wanted))
+        self._follow(self.gswarm.profiler.subscribe(**wanted))
         self.send_event("filter", wanted)
 
     def on_close(self) -> None:
@@ -166,8 +159,6 @@ def _str_list(value: Any) -> bool:
 
 def prometheus_families(ctx: GswarmContext) -> Iterator[Any]:
     """The profiler's latest reading of every client and device, as gauges."""
-    if ctx.profiler is None:
-        return
     profiler = ctx.profiler
     families: dict[str, GaugeMetricFamily] = {}
     for frame in profiler.latest():

@@ -71,7 +71,7 @@ def cluster_metrics(ctx: GswarmContext) -> dict[str, Any]:
         }
     requests = {"total": sum(ctx.requests.values())}
     requests.update({str(status): n for status, n in sorted(ctx.requests.items())})
-    tasks = ctx.tasks.queue.counts() if ctx.tasks is not None else {}
+    tasks = ctx.tasks.queue.counts()
     return {"nodes": nodes, "tasks": tasks, "requests": requests, "timestamp": iso()}
 
 
