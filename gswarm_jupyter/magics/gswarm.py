@@ -13,7 +13,7 @@ from ..client import GswarmClient
 from ..core.errors import GswarmError
 # Each command module registers its commands when imported.
 from . import (  # noqa: F401
-    alloc, dashboard, data, keys, models, profile, serving, system, tasks, training,
+    alloc, dashboard, data, keys, models, profile, serving, system, tasks, training, vgpus,
 )
 from .commands import COMMANDS, parse
 
