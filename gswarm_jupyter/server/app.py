@@ -48,6 +48,7 @@ from .context import GswarmContext
 from .handlers import tornado_handlers
 from .interrupt import stop_on_interrupt
 from .statedir import DataDirInUse, StateLock, default_data_dir
+from .unix_http import serve_on_unix_socket
 
 
 class GswarmApp(ExtensionApp):
@@ -180,6 +181,7 @@ class GswarmApp(ExtensionApp):
                 ),
             ),
             virtual=vgpu_book.of_node,
+            serve_http=serve_on_unix_socket,
         )
         limiter = RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst)
         queue = TaskQueue(max(1, self.max_concurrent_tasks))
@@ -188,26 +190,13 @@ class GswarmApp(ExtensionApp):
             AuditLog(db), limiter, audit_reads=self.audit_reads,
             limit_owner=self.rate_limit_owner,
         )
-        self.context = GswarmContext(
-            runtime=runtime,
-            limiter=limiter,
-            db=db,
-            access=access,
-            max_body_bytes=self.max_body_bytes,
-            config={
-                "data_dir": str(data_dir),
-                "model_roots": self.resolved_model_roots(),
-                "grpc_port": self.grpc_port,
-            },
-        )
-        self.context.profiler = Profiler(
-            self.context.db,
-            data_dir / "profiler",
-            client=lambda: runtime.client,
+        model_roots = self.resolved_model_roots()
+        profiler = Profiler(
+            db, data_dir / "profiler", client=lambda: runtime.client,
             node_names=runtime.nodes.names,
         )
-        self.context.profiler_grpc = GrpcServer(
-            self.context.profiler,
+        profiler_grpc = GrpcServer(
+            profiler,
             _grpc_host(self.serverapp.ip),
             self.grpc_port,
             token=lambda: str(self.serverapp.identity_provider.token or ""),
@@ -216,44 +205,54 @@ class GswarmApp(ExtensionApp):
             ),
             access=access,
         )
-        self.context.tasks = TaskExecutor(
-            queue, runtime, TaskStore(self.context.db),
+        tasks = TaskExecutor(
+            queue, runtime, TaskStore(db),
             Retention(self.task_history_days, self.task_history_max,
                       self.task_history_sweep_seconds),
         )
-        self.context.data = DataPool(
-            ChunkRegistry(self.context.db), runtime, self.context.tasks,
-            max_chunk_bytes=self.max_chunk_bytes,
-        )
-        self.context.uploads = ChunkUploads(
-            self.context.data, self.context.config["model_roots"], fetch_policy=fetch_policy,
-        )
+        data = DataPool(ChunkRegistry(db), runtime, tasks, max_chunk_bytes=self.max_chunk_bytes)
+        uploads = ChunkUploads(data, model_roots, fetch_policy=fetch_policy)
         # The serving side joins `users` as it is built: copies its replicas hold stay, a deleted
         # model's services stop, a new version written by training is reloaded between batches.
         users = ModelUsers()
-        self.context.models = ModelStore(
-            ModelRegistry(self.context.db), runtime, self.context.tasks,
-            capacity=dict(self.model_capacity), users=users,
+        models = ModelStore(
+            ModelRegistry(db), runtime, tasks, users=users, capacity=dict(self.model_capacity),
         )
-        self.context.model_sources = ModelSources(
-            self.context.models, self.context.config["model_roots"], fetch_policy=fetch_policy,
+        model_sources = ModelSources(models, model_roots, fetch_policy=fetch_policy)
+        training = Trainer(
+            models, ModelVersions(models, users), tasks, runtime, RequestMap(db), data,
         )
-        self.context.training = Trainer(
-            self.context.models, ModelVersions(self.context.models, users), self.context.tasks,
-            runtime, RequestMap(self.context.db), self.context.data,
-        )
-        self.context.services = Serving(
+        services = Serving(
             runtime,
-            StoreWeights(self.context.models, self.context.model_sources),  # the services' WeightSource
-            self.context.db,
-            self.context.tasks,
+            StoreWeights(models, model_sources),  # the services' WeightSource
+            db,
+            tasks,
             compute_url=f"{self.serverapp.base_url.rstrip('/')}/gswarm/compute/v1/inference",
             users=users,
-            quantize=self.context.training.quantized,
+            quantize=training.quantized,
         )
-        self.context.vgpus = VirtualGpus(
-            vgpu_book, runtime.nodes,
-            VgpuOccupants(self.context.services.services, self.context.models, self.context.data),
+        vgpus = VirtualGpus(vgpu_book, runtime.nodes, VgpuOccupants(services.services, models, data))
+        self.context = GswarmContext(
+            runtime=runtime,
+            limiter=limiter,
+            db=db,
+            access=access,
+            profiler=profiler,
+            profiler_grpc=profiler_grpc,
+            tasks=tasks,
+            data=data,
+            uploads=uploads,
+            models=models,
+            model_sources=model_sources,
+            services=services,
+            training=training,
+            vgpus=vgpus,
+            max_body_bytes=self.max_body_bytes,
+            config={
+                "data_dir": str(data_dir),
+                "model_roots": model_roots,
+                "grpc_port": self.grpc_port,
+            },
         )
         self.settings.update({"gswarm": self.context})
         self._connection_file: Path | None = None

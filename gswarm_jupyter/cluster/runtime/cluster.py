@@ -10,7 +10,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,12 @@ from distributed import Client
 from distributed.security import Security
 
 from ...core.aio import cancel_and_wait
-from ...core.errors import ResourceUnavailable
+from ...core.errors import NetworkError, ResourceUnavailable
 from ...core.nodes import NodeChange, NodeDirectory, VirtualOf, WorkerSeen, no_virtual
 from .agent import METRIC, NodeAgent
-from .embedded import NodeCluster, http_socket_path
+from .embedded import NodeCluster, ServeHttp, http_socket_path
 from .security import SchedulerTls, cluster_security
+from .watch import WatchTimeout, WorkerLost, moved, watch
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,13 @@ class ClusterRuntime:
 
     `security` is what a Dask peer needs to reach the cluster: made for this run when embedded."""
 
-    def __init__(self, config: ClusterConfig, virtual: VirtualOf = no_virtual) -> None:
-        """`virtual`: the server's virtual GPUs of a node, shown among its devices."""
+    def __init__(self, config: ClusterConfig, virtual: VirtualOf = no_virtual,
+                 serve_http: ServeHttp | None = None) -> None:
+        """`virtual`: the server's virtual GPUs of a node, shown among its devices.
+        `serve_http`: serves the embedded scheduler's HTTP application (its dashboard) on a unix
+        socket (server/unix_http.py); without it the scheduler serves no HTTP at all."""
         self.config = config
+        self.serve_http = serve_http
         self.security = cluster_security(config.embedded, config.scheduler_tls)
         stale_after = max(_unresponsive_after(), 10 * config.poll_interval)
         self.nodes = NodeDirectory(stale_after=stale_after, virtual=virtual)
@@ -90,16 +95,34 @@ class ClusterRuntime:
             raise ResourceUnavailable("the Dask cluster is not connected")
         return self.client
 
-    async def run_on(self, node: str, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
-        """`fn(*args)` on an online node's worker, answered within `timeout` seconds."""
+    async def run_on(
+        self, node: str, fn: Callable[..., Any], *args: Any, timeout: float | None = None
+    ) -> Any:
+        """`fn(*args)` on an online node's worker (Dask futures among `args` are carried there),
+        watched: `NetworkError` when that worker goes away meanwhile or gives no answer within
+        `timeout` seconds, a worker op's error as the API's."""
         address = self.nodes.online_node(node).address
         future = self.require_client().submit(
             fn, *args, workers=[address], allow_other_workers=False, pure=False
         )
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await self.watch_on(node, address, future, fn.__name__, timeout)
         finally:
             future.release()
+
+    async def watch_on(self, node: str, address: str, call: Awaitable[Any], what: str,
+                       timeout: float | None = None) -> Any:
+        """`call`, running on `node`'s worker at `address`, awaited with `watch`: its loss or
+        silence past `timeout` is the API's `NetworkError` naming the node."""
+        try:
+            return await watch(call, lambda: node if moved(self.nodes, node, address) else None,
+                               timeout)
+        except WorkerLost as exc:
+            raise NetworkError(f"node {node} was lost during {what}: {exc}",
+                               {"node": node}) from None
+        except WatchTimeout:
+            raise NetworkError(f"node {node} gave no answer to {what} within {timeout:g} s",
+                               {"node": node}) from None
 
     def scheduler_info(self) -> dict[str, Any]:
         return {
@@ -152,7 +175,8 @@ class ClusterRuntime:
                 scheduler_port=0,
                 local_directory=str(scratch),
                 asynchronous=True,
-                http_socket=str(http_socket_path(cfg.data_dir)),
+                http_socket=str(http_socket_path(cfg.data_dir)) if self.serve_http else None,
+                serve_http=self.serve_http,
                 http_prefix=cfg.dashboard_prefix,
                 **_worker_env(cfg),
             )
