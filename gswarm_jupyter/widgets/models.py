@@ -1,7 +1,8 @@
 """`ModelPanel`: the tier map (nodes as columns; disk, dram, gpuN, vgpuN as rows; each model a chip
 where it has a copy, coloured by the copy's status), move/copy/delete actions picked from dropdowns
 (the model's copies as sources, the cluster's real devices as targets), and a progress bar per
-running model task. Resource allocations are drawn as reserved bands in their device's cell. It
+running model task. Resource allocations are drawn as reserved bands in their device's cell, and a
+virtual GPU's cell shows its quota used and free (from the nodes' `capabilities.vgpus`). It
 polls the registry with a `Refresher` while displayed and stops when closed;
 errors are shown in the panel, never raised."""
 
@@ -88,6 +89,19 @@ class TaskBar(w.HBox):
         self.status.value = f"{task['status']} {task['progress']:.0f}%"
 
 
+def quota(vgpu: dict[str, Any]) -> str:
+    """A virtual GPU's quota line: a bar filled by the bytes in use, then used and free."""
+    size, used = vgpu["memory_size"], vgpu.get("memory_used") or 0
+    free = vgpu.get("memory_available", max(0, size - used))
+    fill = min(100, round(100 * used / size)) if size else 0
+    title = html.escape(f"{vgpu['virtual_gpu_id']}: {vgpu.get('compute_units')} compute units, "
+                        f"backing {vgpu.get('backing')}", quote=True)
+    return (f"<div class='gswarm-quota' title='{title}' style='margin:2px 0;font-size:85%'>"
+            f"<div style='height:4px;background:linear-gradient(90deg,#8e44ad {fill}%,#eee {fill}%)'>"
+            f"</div>{html.escape(vgpu['virtual_gpu_id'])} · used {html.escape(format_bytes(used))}"
+            f" · free {html.escape(format_bytes(free))} of {html.escape(format_bytes(size))}</div>")
+
+
 class ModelPanel(LivePanel):
     css_class = "gswarm-model-panel"
 
@@ -124,6 +138,7 @@ class ModelPanel(LivePanel):
         self.devices: list[str] = []
         self.task_bars: dict[str, TaskBar] = {}
         self.reserved: dict[Cell, list[dict[str, Any]]] = {}  # (device, node) -> allocations
+        self.quotas: dict[Cell, dict[str, Any]] = {}  # (vgpuN, node) -> its vGPU record
         self._lock = threading.RLock()
         super().__init__([self.header, self.grid, actions, self.progress], interval)
         self.refresh()
@@ -204,6 +219,8 @@ class ModelPanel(LivePanel):
     def _draw_map(self, nodes: list[dict[str, Any]], models: list[dict[str, Any]]) -> None:
         cells: dict[Cell, dict[str, str]] = {}
         devices = {d for n in nodes for d in n["capabilities"]["storage"]}
+        self.quotas = {(v["device"], n["node_id"]): v for n in nodes
+                       for v in n["capabilities"].get("vgpus", []) if "memory_size" in v}
         for model in models:
             for loc in model["locations"]:
                 node, _, device = loc["device"].rpartition(":")
@@ -226,6 +243,7 @@ class ModelPanel(LivePanel):
                 + "".join(chip(name, status)
                           for name, status in sorted(self.cells.get((device, node), {}).items()))
                 + "".join(band(a) for a in self.reserved.get((device, node), []))
+                + (quota(self.quotas[(device, node)]) if (device, node) in self.quotas else "")
                 + "</td>"
                 for node in self.nodes
             )
