@@ -57,11 +57,19 @@ def load_runner(
 
     A Hugging Face model is `arch` `HF_ARCH` with `config` `{"model_dir", "model_type"?,
     "num_labels"?, "seed"?}`; non-empty `params` replace the directory's weights (a trained or
-    quantised version, under the same names). Its int8 linear layers run as dynamic int8."""
+    quantised version, under the same names). A stored copy gives `config` `{"files": {name:
+    text}, "model_type", "num_labels"?}` and all its tensors in `params` instead of a directory.
+    Its int8 linear layers run as dynamic int8."""
     if arch == HF_ARCH:
-        from .hf_model import read_model
+        from .hf_model import read_model, read_model_files
 
         cls = runner_class(framework, HF_ARCH)  # a missing framework fails before any reading
+        if "files" in config:
+            return cls(  # type: ignore[call-arg]
+                read_model_files(config["files"], params, config.get("model_type"),
+                                 num_labels=config.get("num_labels"), seed=config.get("seed", 0)),
+                device,
+            )
         model = read_model(
             config["model_dir"],
             config.get("model_type"),

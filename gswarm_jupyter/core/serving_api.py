@@ -152,7 +152,9 @@ class ModelUnloaded(BaseModel):
 class InferenceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float | None = Field(None, ge=0)
+    temperature: float | None = Field(
+        None, ge=0, description="0: greedy; absent: 1.0 (sampled, reproducible with seed)"
+    )
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=0, le=4096)
     seed: int | None = Field(None, ge=0)
@@ -162,7 +164,10 @@ class InferenceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model_id: str
-    input_data: Any = Field(description="float rows (vectors) or token-id rows (language models)")
+    input_data: Any = Field(
+        description="float rows (vectors), token-id rows (language models), or strings (models "
+        "with a tokenizer: embedding, causal_lm, classifier)"
+    )
     batch_size: int | None = Field(None, ge=1)
     sequence_length: int | None = Field(None, ge=1)
     data_type: str | None = None
@@ -180,7 +185,13 @@ class InferenceResult(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     request_id: str
-    output_data: list[Any]
+    output_data: list[Any] = Field(
+        description="per input row: a float vector (mlp, embedding), class scores (classifier), "
+        "or the generated token ids only (gpt, causal_lm)"
+    )
+    output_text: list[str] | None = Field(
+        None, description="the generated ids decoded, for language models with a tokenizer"
+    )
     inference_time: float
     tokens_generated: int
     memory_used: int | None
@@ -203,6 +214,7 @@ class AsyncStatus(BaseModel):
     request_id: str
     status: Literal["queued", "running", "completed", "failed", "cancelled"]
     output_data: list[Any] | None = None
+    output_text: list[str] | None = None
     inference_time: float | None = None
     completion_time: str | None = None
     error: dict[str, Any] | None = None

@@ -4,6 +4,7 @@ passes run on the batcher's own thread. Errors of `core` cross back as `WorkerOp
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from typing import Any
@@ -73,10 +74,18 @@ class ServiceActor:
         extra = self.runner.peak_extra_bytes()
         return {
             "output_data": served.rows,
+            "output_text": served.texts,
             "tokens_generated": served.tokens_generated,
             "inference_time": served.latency,
             "memory_used": self.runner.memory_bytes() + (extra or 0),
         }
+
+    async def infer_many(self, requests: list[tuple[Any, dict[str, Any] | None]]) -> list[Any]:
+        """Requests the gateway sent in one message, each answered on its own (batched with the
+        others by the batcher): its `infer` result, or the exception it raised."""
+        return await asyncio.gather(
+            *(self.infer(rows, options) for rows, options in requests), return_exceptions=True
+        )
 
     async def reload(self, loader: Loader) -> dict[str, Any]:
         """Switch to the weights `loader` answers now (a new version), between batches."""

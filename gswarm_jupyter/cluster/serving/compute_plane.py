@@ -181,6 +181,8 @@ class ComputePlane:
         return {
             "request_id": request_id,
             "output_data": result["output_data"],
+            # generated rows decoded, for language models with a tokenizer (else null)
+            "output_text": result.get("output_text"),
             "inference_time": time.perf_counter() - started,
             "tokens_generated": result["tokens_generated"],
             "memory_used": result["memory_used"],
@@ -265,6 +267,7 @@ class ComputePlane:
             "request_id": request_id,
             "status": _ASYNC_STATUS.get(task.status, task.status),
             "output_data": result.get("output_data"),
+            "output_text": result.get("output_text"),
             "inference_time": result.get("inference_time"),
             "completion_time": iso_or_none(task.completed_at),
             "error": task.error,

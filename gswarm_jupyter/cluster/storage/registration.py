@@ -9,7 +9,7 @@ the fetch policy denies is refused before anything is made; the node checks ever
 from __future__ import annotations
 
 import asyncio
-import os
+from pathlib import Path
 from typing import Any
 
 from ...backends import checkpoints
@@ -24,6 +24,7 @@ from ...core.sources import Source, parse_source
 from ...core.tasks import Task
 from ..runtime.executor import Job
 from ..runtime.signals import TaskSignal
+from . import hfdir
 from .httpfetch import Room, precheck
 from .modelstore import DOWNLOAD, ModelStore, device_ref
 from .weightstore import acquire_weights
@@ -74,9 +75,10 @@ class ModelSources:
                  "metadata": metadata}
         if source.kind == "http":
             store.registry.create(name, **entry)
-            return self._start_download(name, source, target, req.checksum, req.priority,
-                                        req.dependencies, registered=True)
-        stored = await self._acquire_now(name, 1, target, node, source, req.checksum)
+            return self._start_download(name, _with_type(source, req), target, req.checksum,
+                                        req.priority, req.dependencies, registered=True)
+        stored = await self._acquire_now(name, 1, target, node, _with_type(source, req),
+                                         req.checksum)
         # The entry comes with its first copy, in one transaction: a registration cut short
         # (a failure, a killed server) never leaves an entry without bytes.
         try:
@@ -93,10 +95,10 @@ class ModelSources:
         return store.record(name)
 
     async def _acquire_now(self, name: str, version: int, target: DeviceRef, node: Node,
-                           source: Source, checksum: str | None) -> dict[str, Any]:
+                           source: dict[str, Any], checksum: str | None) -> dict[str, Any]:
         try:
             return await self.store.runtime.run_on(
-                node.name, acquire_weights, name, version, target.device, source.params(),
+                node.name, acquire_weights, name, version, target.device, source,
                 TaskSignal(f"register-{name}"), checksum,
             )
         except GswarmError as exc:
@@ -124,12 +126,15 @@ class ModelSources:
         if row["size"] is not None:
             await store.make_room(name, target, row["size"], req.evict)
         checksum = req.checksum or (row["checksum"] if req.verify_checksum else None)
-        self._start_download(name, source, target, checksum, req.priority, req.dependencies)
+        meta = loads(row["metadata"]) or {}
+        typed = {**source.params(), "model_type": row["model_type"],
+                 "num_labels": (meta.get("config") or {}).get("num_labels")}
+        self._start_download(name, typed, target, checksum, req.priority, req.dependencies)
         return store.executor.queue.get(store.registry.row(name)["task_id"])
 
     def _start_download(
-        self, name: str, source: Source, target: DeviceRef, checksum: str | None, priority: str,
-        dependencies: list[str], registered: bool = False,
+        self, name: str, source: dict[str, Any], target: DeviceRef, checksum: str | None,
+        priority: str, dependencies: list[str], registered: bool = False,
     ) -> dict[str, Any]:
         store = self.store
         row = store.registry.row(name)
@@ -142,9 +147,9 @@ class ModelSources:
                 resources={"devices": [str(target)], "models": [name]},
                 # The source as given (credentials included) rides in the payload, dropped when
                 # the task finishes; the task's stored params show it redacted.
-                params={"model_name": name, "source": _redacted(source.params()),
+                params={"model_name": name, "source": _redacted(source),
                         "target": str(target), "checksum": checksum, "version": row["version"]},
-                payload={"source": source.params()},
+                payload={"source": source},
                 locks=[f"model:{name}"],
             )
         except BaseException:
@@ -206,12 +211,22 @@ class ModelSources:
 
 
 def _expected(source: Source) -> tuple[str | None, int | None]:
-    """The architecture and the byte size a source will have, where known before making it."""
+    """The architecture and the byte size a source will have, where known before making it
+    (a folder: the files its packed copy keeps)."""
     if source.kind == "builtin":
         return checkpoints.builtin_expected(source.url)
-    if source.kind == "file" and source.path is not None:
-        return None, os.path.getsize(source.path)
+    if source.kind in ("file", "pkg") and source.path is not None:
+        path = Path(source.path)
+        return None, hfdir.size_of(path) if path.is_dir() else path.stat().st_size
     return None, None
+
+
+def _with_type(source: Source, req: ModelCreate) -> dict[str, Any]:
+    """A source's params with what a Hugging Face directory from it is served as: the request's
+    model_type (None: from its config.json) and `metadata.num_labels` (a classifier's classes)."""
+    num_labels = req.metadata.get("num_labels")
+    return {**source.params(), "model_type": req.model_type,
+            "num_labels": num_labels if isinstance(num_labels, int) else None}
 
 
 def _redacted(params: dict[str, Any]) -> dict[str, Any]:

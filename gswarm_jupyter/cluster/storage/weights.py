@@ -23,7 +23,8 @@ class ModelSpec:
 
     @property
     def model_type(self) -> str:
-        return self.arch
+        """The architecture's name for built-ins; what a Hugging Face model is served as."""
+        return str(self.config.get("model_type") or self.arch)
 
     @property
     def size(self) -> int:

@@ -2,7 +2,8 @@
 
 One `WeightStore` per worker (`WeightStore.of(worker)`) holds, per model name and device:
 
-- `disk`: the file `<store>/models/<name>/v<version>.safetensors` (`.pt` for TorchScript);
+- `disk`: the file `<store>/models/<name>/v<version>.safetensors` (`.pt` for TorchScript, `.tar`
+  for a packed Hugging Face model directory, see `hfdir`);
 - `dram`: the file's bytes in the worker's memory (pinned when CUDA exists), its tensors numpy
   views of them;
 - `gpuN` / `vgpuN`: the file's bytes as a torch uint8 tensor on that device, its tensors views.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,12 @@ from ...backends import checkpoints
 from ...core.errors import InvalidRequest, NotFound, TaskFailed
 from ...core.fetchpolicy import FetchPolicy
 from ...core.redact import redact_url
+from ...core.sources import package_path
 from ..runtime.signals import TaskSignal, worker_op
-from . import weightfile
+from . import hfdir, weightfile
 from .buffers import allocate, cuda, host_view
 from .httpfetch import READ_BLOCK, Room, download_file
-from .weightfile import SAFETENSORS, SUFFIX, TORCHSCRIPT, Described
+from .weightfile import HUGGINGFACE, SAFETENSORS, SUFFIX, TORCHSCRIPT, Described
 from .workerstore import WorkerStore, as_byte_array, copy_blocks, fsync_file, stored_here
 
 
@@ -57,6 +60,11 @@ class WeightStore(WorkerStore):
     ATTRIBUTE = "_gswarm_weight_store"
     SUBFOLDER = "models"
     STALE = "*/*.part"
+    STAGING = ".staging"  # archives unpacked and directories packed, gone however it ends
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        shutil.rmtree(self.folder / self.STAGING, ignore_errors=True)
 
     # -- where things are ---------------------------------------------------------------------
 
@@ -66,7 +74,7 @@ class WeightStore(WorkerStore):
     def disk_file(self, name: str) -> Path | None:
         """The newest version's file of `name` on disk, if any."""
         folder = self.folder / name
-        files = [p for p in folder.glob("v*") if p.suffix in (".safetensors", ".pt")]
+        files = [p for p in folder.glob("v*") if p.suffix in _SUFFIXES]
         files = [p for p in files if p.stem[1:].isdigit()]
         return max(files, key=lambda p: int(p.stem[1:]), default=None)
 
@@ -179,6 +187,38 @@ class WeightStore(WorkerStore):
         return self.write(name, version, device, data, signal, expect_checksum=expect_checksum,
                           progress_range=progress_range)
 
+    def write_model_dir(
+        self,
+        name: str,
+        version: int,
+        device: str,
+        path: Path,
+        signal: TaskSignal,
+        *,
+        model_type: str | None = None,
+        num_labels: int | None = None,
+        expect_checksum: str | None = None,
+        limit: int | None = None,
+        progress_range: tuple[float, float] = (0.0, 100.0),
+    ) -> dict[str, Any]:
+        """Store the Hugging Face model directory at `path` (or the archive holding one, which
+        unpacks to at most `limit` bytes) as one packed copy (`hfdir`). `expect_checksum` may be
+        the archive's sha256 or the packed copy's. Nothing stays on failure."""
+        staging = self.folder / self.STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=staging, prefix=f"{signal.task_id}-") as scratch:
+            root = path
+            if path.is_file():
+                if expect_checksum and _sha256_file(path) == expect_checksum.lower():
+                    expect_checksum = None  # the archive is the one asked for
+                root = hfdir.unpack(path, Path(scratch) / "unpacked", limit)
+            signal.check()
+            packed = Path(scratch) / f"packed{hfdir.SUFFIX}"
+            hfdir.pack(root, packed, model_type, num_labels)
+            signal.check()
+            return self.write_file(name, version, device, packed, signal,
+                                   expect_checksum=expect_checksum, progress_range=progress_range)
+
     # -- reading ------------------------------------------------------------------------------
 
     def read(self, name: str, device: str) -> np.ndarray:
@@ -210,6 +250,9 @@ class WeightStore(WorkerStore):
             if path.suffix == ".pt":
                 module = weightfile.torchscript_module(path.read_bytes())
                 return weightfile.TORCHSCRIPT_ARCH, {}, weightfile.torchscript_params(module)
+            if path.suffix == hfdir.SUFFIX:
+                data = np.fromfile(path, dtype=np.uint8)
+                return _packed(weightfile.describe(data), data)
             return checkpoints.read_file(path)
         copy = self._memory(name, device)
         d = copy.described
@@ -217,6 +260,8 @@ class WeightStore(WorkerStore):
             module = weightfile.torchscript_module(self.read(name, device))
             return d.arch, d.config, weightfile.torchscript_params(module)
         host = copy.buffer if isinstance(copy.buffer, np.ndarray) else copy.buffer.cpu().numpy()
+        if d.format == HUGGINGFACE:
+            return _packed(d, host)
         return d.arch, dict(d.config), weightfile.numpy_views(host, d.tensors)
 
     def tensors(self, name: str, device: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -234,7 +279,10 @@ class WeightStore(WorkerStore):
         if d.format == TORCHSCRIPT:
             module = weightfile.torchscript_module(self.read(name, device), str(buffer.device))
             return d.arch, d.config, dict(module.state_dict())
-        return d.arch, dict(d.config), weightfile.torch_views(buffer, d.tensors)
+        config = dict(d.config)
+        if d.format == HUGGINGFACE:
+            config["files"] = weightfile.packed_files(self.read(name, device))
+        return d.arch, config, weightfile.torch_views(buffer, d.tensors)
 
     # -- dropping -----------------------------------------------------------------------------
 
@@ -255,7 +303,7 @@ class WeightStore(WorkerStore):
             return False
         existed = False
         for p in folder.glob("v*"):
-            if p.suffix in (".safetensors", ".pt") and p != keep:
+            if p.suffix in _SUFFIXES and p != keep:
                 p.unlink(missing_ok=True)
                 existed = True
         if remove_folder and not any(folder.glob("*.part")):
@@ -282,16 +330,26 @@ class WeightStore(WorkerStore):
         policy: FetchPolicy,
         room: Room | None = None,
         expect_checksum: str | None = None,
+        hf: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Stream `url` (where `policy` allows) into the node's store, resuming with Range after
         a dropped connection and stopping once it outgrows `room`; check its sha256 and format,
-        then make it the copy on `device`. Nothing stays on failure."""
+        then make it the copy on `device`. An archive of a Hugging Face model directory is
+        unpacked and packed (`write_model_dir`, `hf` its model_type and num_labels). Nothing
+        stays on failure."""
+        hf = hf or {}
         shown = redact_url(url)
         folder = self.folder / name
         folder.mkdir(parents=True, exist_ok=True)
         part = folder / f"v{version}.{signal.task_id}.download.part"
         try:
             download_file(url, part, policy, room or Room(None, device), signal)
+            if hfdir.archive_kind(part) is not None:
+                return self.write_model_dir(
+                    name, version, device, part, signal, model_type=hf.get("model_type"),
+                    num_labels=hf.get("num_labels"), expect_checksum=expect_checksum,
+                    limit=_unpack_limit(room),
+                    progress_range=(90.0, 100.0))
             checksum = _sha256_file(part)
             if expect_checksum and checksum != expect_checksum.lower():
                 raise TaskFailed(
@@ -318,6 +376,21 @@ class WeightStore(WorkerStore):
                                    progress_range=(90.0, 100.0))
         finally:
             part.unlink(missing_ok=True)
+
+
+_SUFFIXES = tuple(SUFFIX.values())
+
+
+def _unpack_limit(room: Room | None) -> int | None:
+    """Bytes an archive may unpack to: the room of its download, where known."""
+    bounds = [] if room is None else [b for b in (room.available, room.limit) if b is not None]
+    return min(bounds) if bounds else None
+
+
+def _packed(d: Described, host: np.ndarray) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+    """(arch, config with the text files, tensor views) of a packed Hugging Face model."""
+    config = {**d.config, "files": weightfile.packed_files(host)}
+    return d.arch, config, weightfile.numpy_views(host, d.tensors)
 
 
 def _describe(src: np.ndarray) -> Described:
@@ -354,17 +427,23 @@ def acquire_weights(
     holds it."""
     def acquire(store: WeightStore) -> dict[str, Any]:
         kind = source["kind"]
+        hf = {"model_type": source.get("model_type"), "num_labels": source.get("num_labels")}
         if kind == "builtin":
             data = checkpoints.builtin_checkpoint(source["url"])
             return store.write(name, version, device, data, signal,
                                expect_checksum=expect_checksum)
-        if kind == "file":
-            return store.write_file(name, version, device, Path(source["path"]), signal,
+        if kind in ("file", "pkg"):
+            path = Path(source["path"]) if kind == "file" else package_path(source["url"])
+            if path.is_dir() or hfdir.archive_kind(path) is not None:
+                return store.write_model_dir(name, version, device, path, signal, **hf,
+                                             expect_checksum=expect_checksum,
+                                             limit=_unpack_limit(room))
+            return store.write_file(name, version, device, path, signal,
                                     expect_checksum=expect_checksum)
         if kind == "http":
             return store.download(name, version, device, source["url"], signal,
                                   policy=policy or FetchPolicy(), room=room,
-                                  expect_checksum=expect_checksum)
+                                  expect_checksum=expect_checksum, hf=hf)
         raise InvalidRequest(f"unknown source kind {kind!r}", {"field": "source_url"})
 
     return stored_here(WeightStore, signal, acquire)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +21,7 @@ import safetensors.numpy
 
 from ..quantization import SCALE_SUFFIX, params_precision
 from .layout import head_names, init_head, linear_layers, optional_names, param_shapes
-from .spec import HFSpec, read_json, read_spec
+from .spec import HFSpec, TextFiles, read_json, read_spec
 
 Params = dict[str, np.ndarray]
 
@@ -60,6 +61,22 @@ def load_model_dir(
     return HFModel(
         spec, params, tokenizer.read_text(encoding="utf-8") if tokenizer.is_file() else None
     )
+
+
+def load_model_files(
+    files: Mapping[str, str],
+    tensors: Params,
+    model_type: str | None = None,
+    *,
+    num_labels: int | None = None,
+    seed: int = 0,
+) -> HFModel:
+    """The model whose text files (relative name -> text: config.json, tokenizer.json, ...) and
+    tensors (as stored, any shard) are given, served as `model_type` (as `load_model_dir`)."""
+    if "config.json" not in files:
+        raise ValueError("model directory: expected config.json, got none")
+    spec = read_spec(TextFiles(files), model_type, num_labels)
+    return HFModel(spec, checked_params(spec, dict(tensors), seed), files.get(TOKENIZER))
 
 
 def read_tensors(root: Path) -> Params:

@@ -8,6 +8,7 @@ activation) is refused with a ValueError naming the field, never approximated.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -115,11 +116,43 @@ def default_model_type(family: str, config: dict[str, Any]) -> str:
     return "embedding"
 
 
+class TextFiles:
+    """A model directory's text files held in memory (relative name -> text), read through the
+    part of `pathlib.Path` that `read_spec` uses, so a packed copy needs no folder on disk."""
+
+    def __init__(self, files: Mapping[str, str], name: str = "") -> None:
+        self._files = files
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name.rsplit("/", 1)[-1]
+
+    def __truediv__(self, part: str) -> TextFiles:
+        joined = "/".join(p for p in (*self._name.split("/"), *str(part).split("/")) if p not in ("", "."))
+        return TextFiles(self._files, joined)
+
+    def __fspath__(self) -> str:
+        return self._name or "."
+
+    def is_file(self) -> bool:
+        return self._name in self._files
+
+    exists = is_file
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        try:
+            return self._files[self._name]
+        except KeyError:
+            raise FileNotFoundError(self._name) from None
+
+
 def read_spec(
-    path: str | Path, model_type: str | None = None, num_labels: int | None = None
+    path: str | Path | TextFiles, model_type: str | None = None, num_labels: int | None = None
 ) -> HFSpec:
-    """The spec of the model directory at `path` (config.json plus sentence-transformers files)."""
-    root = Path(path)
+    """The spec of the model directory at `path` (config.json plus sentence-transformers files);
+    `path` may be a `TextFiles`."""
+    root = path if isinstance(path, TextFiles) else Path(path)
     config = read_json(root / "config.json")
     family = family_of(config)
     model_type = model_type or default_model_type(family, config)
