@@ -34,8 +34,8 @@ class VgpuRecord(BaseModel):
     virtual_gpu_id: str
     node: str
     device: str = Field(description="its device on the node, e.g. vgpu0 (node1:vgpu0 qualified)")
-    physical_gpu_id: str = Field(description="the qualified physical device: node1:gpu0, or "
-                                 "node1:cpu for backing cpu")
+    physical_gpu_id: str = Field(description="the qualified physical device it is carved "
+                                 "from: node1:gpu0, or node1:dram for backing cpu")
     backing: Literal["cuda", "cpu"]
     memory_size: int
     memory_used: int = Field(description="bytes of model copies and chunks placed on it now")
