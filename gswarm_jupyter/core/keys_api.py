@@ -23,7 +23,8 @@ class Quotas(BaseModel):
         None, ge=1, description="queued tasks (pending or running) the key may have at once"
     )
     max_bytes: int | None = Field(
-        None, ge=0, description="bytes of models and chunks the key may have placed"
+        None, ge=0,
+        description="bytes of models, chunks and allocations the key may have placed"
     )
 
 
@@ -67,9 +68,12 @@ class KeyUsage(BaseModel):
     key_id: str
     requests_last_minute: int = Field(description="requests counted in the current minute window")
     concurrent_tasks: int = Field(description="the key's tasks pending or running now")
-    bytes_placed: int = Field(description="bytes of the chunks and models it placed that exist now")
+    bytes_placed: int = Field(
+        description="bytes of the chunks and models it placed that exist now, plus what its "
+        "allocations reserve beyond them"
+    )
     allocations: list[dict[str, object]] = Field(
-        default_factory=list, description="resource allocations (none: /resources is not served)"
+        default_factory=list, description="its live resource allocations (/resources records)"
     )
     quotas: Quotas
 

@@ -103,6 +103,9 @@ BODY_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "epochs": 5},
     ("post", "/gswarm/compute/v1/models/{model_id}/optimize"): {
         "optimization_type": "quantization", "target_precision": "int8"},
+    ("post", "/gswarm/compute/v1/resources"): {
+        "user_id": "alice", "memory_size": 536870912, "compute_units": 1, "duration": 3600,
+        "device": "node1:dram"},
     ("post", "/gswarm/api/v1/keys"): {
         "name": "alice", "roles": ["user"],
         "quotas": {"requests_per_minute": 600, "max_concurrent_tasks": 2}},

@@ -25,6 +25,7 @@ from ..cluster.storage.registration import ModelSources
 from ..cluster.storage.uploads import ChunkUploads
 from ..cluster.storage.versions import ModelVersions
 from ..cluster.storage.weight_source import StoreWeights
+from ..cluster.tenancy.allocations import Allocations
 from ..cluster.tenancy.vgpus import TablePlacements, VgpuBook, VirtualGpus
 from ..cluster.training.trainer import Trainer
 from ..core.access import Access
@@ -185,10 +186,13 @@ class GswarmApp(ExtensionApp):
         )
         limiter = RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst)
         queue = TaskQueue(max(1, self.max_concurrent_tasks))
+        usage = KeyUsage(db, queue, ChunkRegistry(db), ModelRegistry(db))
+        # Reservations: booked in their own ledger, withheld where copies and chunks are placed
+        # (the copy engines' room check) and counted in a key's bytes (the access gate).
+        allocations = Allocations(db, runtime.nodes, usage)
         access = Access(
-            KeyStore(db), KeyUsage(db, queue, ChunkRegistry(db), ModelRegistry(db)),
-            AuditLog(db), limiter, audit_reads=self.audit_reads,
-            limit_owner=self.rate_limit_owner,
+            KeyStore(db), usage, AuditLog(db), limiter, audit_reads=self.audit_reads,
+            limit_owner=self.rate_limit_owner, reserved=allocations,
         )
         model_roots = self.resolved_model_roots()
         profiler = Profiler(
@@ -210,13 +214,15 @@ class GswarmApp(ExtensionApp):
             Retention(self.task_history_days, self.task_history_max,
                       self.task_history_sweep_seconds),
         )
-        data = DataPool(ChunkRegistry(db), runtime, tasks, max_chunk_bytes=self.max_chunk_bytes)
+        data = DataPool(ChunkRegistry(db), runtime, tasks, max_chunk_bytes=self.max_chunk_bytes,
+                        reservations=allocations)
         uploads = ChunkUploads(data, model_roots, fetch_policy=fetch_policy)
         # The serving side joins `users` as it is built: copies its replicas hold stay, a deleted
         # model's services stop, a new version written by training is reloaded between batches.
         users = ModelUsers()
         models = ModelStore(
             ModelRegistry(db), runtime, tasks, users=users, capacity=dict(self.model_capacity),
+            reservations=allocations,
         )
         model_sources = ModelSources(models, model_roots, fetch_policy=fetch_policy)
         training = Trainer(
@@ -236,6 +242,7 @@ class GswarmApp(ExtensionApp):
             runtime=runtime,
             limiter=limiter,
             db=db,
+            allocations=allocations,
             access=access,
             profiler=profiler,
             profiler_grpc=profiler_grpc,

@@ -17,6 +17,7 @@ from ..cluster.storage.datapool import DataPool
 from ..cluster.storage.modelstore import ModelStore
 from ..cluster.storage.registration import ModelSources
 from ..cluster.storage.uploads import ChunkUploads
+from ..cluster.tenancy.allocations import Allocations
 from ..cluster.tenancy.vgpus import VirtualGpus
 from ..cluster.training.trainer import Trainer
 from ..core.access import Access
@@ -41,6 +42,7 @@ class GswarmContext:
     model_sources: ModelSources  # registrations and downloads of models
     services: Serving  # services and the compute plane over them
     training: Trainer  # training and optimisation of registered models
+    allocations: Allocations  # resource reservations on devices, and their expiry
     vgpus: VirtualGpus  # virtual GPUs: their book (durable) and their lifecycle
     max_body_bytes: int = 64 * 2**20  # the largest request body a handler reads
     version: str = __version__
@@ -58,6 +60,7 @@ class GswarmContext:
         self.access.keys.load()
         self.vgpus.book.load()  # before the runtime: nodes show their vGPUs at once
         await self.runtime.start()
+        self.allocations.start()  # restores the live ones; expires them on the loop
         await self.tasks.start()  # restores tasks; dispatches once the cluster is ready
         self.data.start()
         self.models.start()
@@ -71,5 +74,6 @@ class GswarmContext:
         await self.profiler_grpc.stop()
         await self.profiler.stop()
         await self.tasks.stop()
+        await self.allocations.stop()
         await self.runtime.stop()
         self.db.close()

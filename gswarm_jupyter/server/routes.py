@@ -171,8 +171,10 @@ ROUTE_RESOURCES: dict[str, tuple[str, ...] | dict[str, tuple[str, ...]]] = {
     f"{COMPUTE}/training": _BOTH,
     f"{COMPUTE}/training/async": _BOTH,
     f"{COMPUTE}/training/{{request_id}}": ("compute",),
+    # Others' allocations need gswarm:admin besides (checked by the handler, per allocation).
     f"{COMPUTE}/resources": ("compute",),
     f"{COMPUTE}/resources/{{allocation_id}}": ("compute",),
+    f"{CONTROL}/ws/resources": ("compute",),
     f"{COMPUTE}/virtualization/gpus": ("compute", "admin"),
     f"{COMPUTE}/virtualization/gpus/{{gpu_id}}": ("compute", "admin"),
 }

@@ -9,7 +9,7 @@ import pytest
 from gswarm_jupyter.cluster.tenancy.allocations import Allocations
 from gswarm_jupyter.core.chunks import ChunkRegistry
 from gswarm_jupyter.core.db import Database
-from gswarm_jupyter.core.errors import Forbidden, InsufficientMemory, NotFound
+from gswarm_jupyter.core.errors import Forbidden, InsufficientMemory, InvalidRequest, NotFound
 from gswarm_jupyter.core.key_usage import KeyUsage
 from gswarm_jupyter.core.modelregistry import ModelRegistry
 from gswarm_jupyter.core.nodes import NodeDirectory, WorkerSeen
@@ -59,7 +59,7 @@ def test_device_choice_least_loaded_gpu_else_dram(world):
     assert plain.reserve("carol", "carol", MB, 0, 60, None).where == "node1:dram"
     with pytest.raises(NotFound):
         plain.reserve("carol", "carol", MB, 0, 60, "node1:gpu7")
-    with pytest.raises(InsufficientMemory):
+    with pytest.raises(InvalidRequest):
         plain.reserve("carol", "carol", MB, 0, 60, "node1:disk")
 
 

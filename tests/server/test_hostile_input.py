@@ -271,11 +271,11 @@ async def test_a_cookie_write_needs_the_xsrf_token(api, jp_fetch, jp_serverapp, 
     "method, path, body, status, level",
     [
         ("GET", f"{API}/data/chunk-000000000000", None, 404, logging.INFO),
-        ("POST", f"{COMPUTE}/resources", {}, 501, logging.INFO),
+        ("POST", f"{COMPUTE}/resources", {}, 400, logging.INFO),
         ("POST", f"{API}/data", {"data": b64(b"x" * 2000), "device": "dram"}, 507,
          logging.WARNING),
     ],
-    ids=["404", "501", "507"],
+    ids=["404", "400", "507"],
 )
 async def test_an_expected_refusal_logs_one_line_without_a_traceback(
     api, gswarm_app, caplog, method, path, body, status, level

@@ -1,6 +1,7 @@
 """A real server process stopped and started again over the same data dir keeps what it knew:
-chunks and models with their disk copies, task history, services (loaded again) and sessions with
-their pins; memory copies died with their workers."""
+chunks and models with their disk copies, task history, services (loaded again), sessions with
+their pins, and resource allocations that have not ended (their bytes still withheld); memory
+copies died with their workers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import numpy as np
 import pytest
 
 from gswarm_jupyter.client import GswarmClient
-from gswarm_jupyter.core.errors import Conflict, ResourceUnavailable
+from gswarm_jupyter.core.errors import (
+    Conflict,
+    InsufficientMemory,
+    NotFound,
+    ResourceUnavailable,
+)
 from gswarm_jupyter.testing import LiveServer
 
 
@@ -30,6 +36,8 @@ def test_state_survives_a_server_restart(tmp_path):
         copy = client.models.copy("kept", "node1:disk", "node2:dram")
         assert client.tasks.wait(copy["task_id"], timeout=60)["status"] == "completed"
         checksum = client.models.get("kept")["checksum"]
+        reserved = client.compute.reserve(64 * 2**20, 600, device="node1:dram", user_id="alice")
+        ending = client.compute.reserve(2**20, 0.5, device="node1:dram", user_id="bob")
 
     with LiveServer(tmp_path, nodes=2) as server, GswarmClient(server.url, server.token) as client:
         chunks = {c["chunk_id"]: c for c in client.data.list()}
@@ -46,6 +54,18 @@ def test_state_survives_a_server_restart(tmp_path):
 
         history = client.tasks.history()
         assert task["task_id"] in {t["task_id"] for t in history}
+
+        [alloc] = client.compute.allocations()  # the one that ended while the server was down: gone
+        assert (alloc["allocation_id"], alloc["end_time"], alloc["owner"]) == (
+            reserved["allocation_id"], reserved["end_time"], "alice")
+        with pytest.raises(NotFound):
+            client.compute.allocation(ending["allocation_id"])
+        available = client.node("node1")["devices"]["dram"]["available"]
+        with pytest.raises(InsufficientMemory) as refused:
+            client.compute.reserve(2**50, 60, device="node1:dram")
+        # Still withheld: 64 MiB off what dram has free (the worker's own memory moves a little).
+        assert refused.value.details["available"] <= available - 60 * 2**20
+        assert client.compute.free(alloc["allocation_id"])["status"] == "freed"
 
 
 def wait_for_service(client: GswarmClient, service_id: str, status: str, timeout: float = 120) -> dict:

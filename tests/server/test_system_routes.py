@@ -255,22 +255,3 @@ class TestBodies:
         assert status == 400
         assert body["error"]["code"] == "INVALID_REQUEST"
         assert body["error"]["details"]["field"] == field
-
-
-async def test_documented_routes_this_build_does_not_serve_answer_501(api):
-    for method, path in [
-        ("GET", "gswarm/compute/v1/resources"),
-        ("POST", "gswarm/compute/v1/resources"),
-        ("GET", "gswarm/compute/v1/resources/alloc_1"),
-        ("DELETE", "gswarm/compute/v1/resources/alloc_1"),
-        ("GET", "gswarm/compute/v1/virtualization/gpus"),
-        ("POST", "gswarm/compute/v1/virtualization/gpus"),
-        ("GET", "gswarm/compute/v1/virtualization/gpus/vgpu0"),
-        ("DELETE", "gswarm/compute/v1/virtualization/gpus/vgpu0"),
-    ]:
-        status, body, _ = await api(method, path, body={} if method == "POST" else None)
-        assert status == 501, (method, path, body)
-        assert body["success"] is False and body["data"] is None, (method, path, body)
-        assert body["error"]["code"] == "NOT_IMPLEMENTED"
-    status, body, _ = await api("POST", "gswarm/compute/v1/resources", body={}, token=False)
-    assert status == 401

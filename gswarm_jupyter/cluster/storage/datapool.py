@@ -42,7 +42,7 @@ from ...core.tasks import Task
 from ..runtime.cluster import ClusterRuntime
 from ..runtime.executor import Job, TaskExecutor
 from .chunkstore import drop_chunk, get_chunk, put_chunk
-from .engine import CopyEngine, Payload
+from .engine import CopyEngine, Payload, Reservations
 
 log = logging.getLogger(__name__)
 TASK_TYPES = ("download", "move", "transfer")
@@ -57,13 +57,15 @@ class DataPool:
         runtime: ClusterRuntime,
         executor: TaskExecutor,
         max_chunk_bytes: int = 2**30,
+        reservations: Reservations | None = None,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
         self.executor = executor
         self.max_chunk_bytes = max_chunk_bytes  # the largest chunk an upload or download makes
         self._held: Counter[str] = Counter()
-        self.engine = CopyEngine(CHUNKS, registry.copies, registry.exists, runtime, executor)
+        self.engine = CopyEngine(CHUNKS, registry.copies, registry.exists, runtime, executor,
+                                 reservations=reservations)
         self.copies = registry.copies
         executor.register("move", self._run_copy)
         executor.register("transfer", self._run_copy)
@@ -187,7 +189,7 @@ class DataPool:
                 {"chunk_id": chunk_id, "node": target.node},
             )
         self._check_free_target(chunk_id, target)
-        self.engine.check_room(target, row["size"])
+        self.engine.check_room(target, row["size"], chunk_id)
         source = sources[0]
         return self._submit_copy("move", chunk_id, source, target, True, req.bandwidth_limit,
                                  req.priority, req.dependencies)
@@ -211,7 +213,7 @@ class DataPool:
                 {"chunk_id": chunk_id, "node": target.node},
             )
         self._check_free_target(chunk_id, target)
-        self.engine.check_room(target, row["size"])
+        self.engine.check_room(target, row["size"], chunk_id)
         return self._submit_copy("transfer", chunk_id, sources[0], target, req.delete_source,
                                  req.bandwidth_limit, req.priority, req.dependencies)
 

@@ -8,7 +8,9 @@ Invariants it holds for both:
 - a copy being written is recorded with its task (`copying`/`downloading`) and is forgotten, bytes
   and row, when that task ends without completing (`forget_unfinished`, `recover` after a restart);
 - a memory copy of a worker that is gone is `lost` (`reconcile`);
-- bytes travel worker to worker: a copy hands the source worker's read future to the target's write.
+- bytes travel worker to worker: a copy hands the source worker's read future to the target's write;
+- room on a device is what the node reports, less what `Reservations` withholds there (others'
+  allocations), within what it leaves an owner that holds allocations there.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ...core.errors import Conflict, GswarmError, NotFound
 from ...core.keylocks import KeyedLocks
@@ -33,6 +35,15 @@ log = logging.getLogger(__name__)
 
 Notify = Callable[..., None]  # notify(key, change, **data): what the face tells its listeners
 InUse = Callable[[str, str, str], bool]  # in_use(key, node, device): a user holds that copy
+
+
+class Reservations(Protocol):
+    """What the room check needs of reservations (tenancy's allocations)."""
+
+    def room(self, entry: str | None, node: str, device: str, available: int | None,
+             owner: str | None = None) -> int | None:
+        """Room for a copy of `entry` (placed by `owner`, when the entry does not say) on
+        `node:device`, given the `available` bytes found otherwise (None: unknown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +72,10 @@ class CopyEngine:
         *,
         notify: Notify | None = None,
         in_use: InUse | None = None,
+        reservations: Reservations | None = None,
     ) -> None:
         self.payload = payload
+        self.reservations = reservations
         self.copies = copies
         self.exists = exists
         self.runtime = runtime
@@ -157,10 +170,13 @@ class CopyEngine:
 
     # -- room -----------------------------------------------------------------------------------
 
-    def check_room(self, target: DeviceRef, size: int | None) -> None:
-        """`InsufficientMemory` unless `size` bytes fit on `target` as the node reports it."""
+    def check_room(self, target: DeviceRef, size: int | None, key: str | None = None,
+                   owner: str | None = None) -> None:
+        """`InsufficientMemory` unless `size` bytes of `key` (placed by `owner`, for a new
+        entry) fit on `target` as the node reports it, reservations withheld."""
         if size is not None:
-            plan_room(size, self.room(None, target, None), [], evict=None, device=str(target))
+            plan_room(size, self.room(key, target, None, owner), [], evict=None,
+                      device=str(target))
 
     async def make_room(self, key: str, target: DeviceRef, size: int, evict: bool,
                         capacity: int | None) -> None:
@@ -188,12 +204,16 @@ class CopyEngine:
                                        reason="evicted")
             freed += victim.size
 
-    def room(self, key: str | None, target: DeviceRef, capacity: int | None) -> int | None:
+    def room(self, key: str | None, target: DeviceRef, capacity: int | None,
+             owner: str | None = None) -> int | None:
         """The bytes free for `key` on `target`: what the node reports, within `capacity` less
-        what the other entries' copies take there."""
+        what the other entries' copies take there, less what reservations withhold from it."""
         reported = self.runtime.nodes.get(target.node).devices.get(target.device, {})
         taken = sum(r.size for r in self.residents(key, target)) if capacity is not None else 0
-        return free_bytes(reported.get("available"), capacity, taken)
+        free = free_bytes(reported.get("available"), capacity, taken)
+        if self.reservations is None:
+            return free
+        return self.reservations.room(key, target.node, target.device, free, owner)
 
     def residents(self, key: str | None, target: DeviceRef) -> list[Resident]:
         """The copies of other entries on `target`, as the placement policy sees them."""

@@ -46,7 +46,7 @@ from ...core.placement import choose_source, read_cost
 from ...core.tasks import Task
 from ..runtime.cluster import ClusterRuntime
 from ..runtime.executor import Job, TaskExecutor
-from .engine import CopyEngine, Payload
+from .engine import CopyEngine, Payload, Reservations
 from .model_users import ModelUsers
 from .weightstore import drop_weights, read_weights, write_weights
 
@@ -83,6 +83,7 @@ class ModelStore:
         executor: TaskExecutor,
         users: ModelUsers,
         capacity: dict[str, int] | None = None,
+        reservations: Reservations | None = None,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
@@ -92,7 +93,8 @@ class ModelStore:
         self.services: dict[str, dict[str, str]] = {}  # model -> {node: url}, from the services
         self.users = users
         self.engine = CopyEngine(MODELS, registry.copies, registry.exists, runtime, executor,
-                                 notify=self.emit, in_use=self.users.in_use)
+                                 notify=self.emit, in_use=self.users.in_use,
+                                 reservations=reservations)
         self.copies = registry.copies
         for task_type in (COPY, MOVE):
             executor.register(task_type, self._run_copy)

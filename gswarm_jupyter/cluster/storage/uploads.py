@@ -66,7 +66,7 @@ class ChunkUploads:
             await asyncio.to_thread(precheck, req.url, self.fetch_policy)
             return self._download(req, ref, created_by)
         data = await self._payload(req)
-        pool.engine.check_room(ref, len(data))
+        pool.engine.check_room(ref, len(data), owner=created_by)
 
         chunk_id = new_chunk_id()
         client = pool.runtime.require_client()

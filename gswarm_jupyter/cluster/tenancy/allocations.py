@@ -31,7 +31,13 @@ from typing import Any, Protocol
 
 from ...core.clock import iso
 from ...core.db import Database, migration
-from ...core.errors import Forbidden, InsufficientMemory, NotFound, ResourceUnavailable
+from ...core.errors import (
+    Forbidden,
+    InsufficientMemory,
+    InvalidRequest,
+    NotFound,
+    ResourceUnavailable,
+)
 from ...core.names import DeviceRef, parse_device
 from ...core.nodes import Node, NodeDirectory
 from .ledger import ByteLedger
@@ -145,7 +151,7 @@ class Allocations:
         """After the migrations: the allocations of the last run that have not ended."""
         now = self.clock()
         for row in self.db.all("SELECT * FROM allocations ORDER BY start_time"):
-            alloc = Allocation(**{k: row[k] for k in row.keys()})
+            alloc = Allocation(**dict(row))
             if alloc.end_time <= now:
                 self.db.execute("DELETE FROM allocations WHERE allocation_id = ?",
                                 (alloc.allocation_id,))
@@ -225,17 +231,18 @@ class Allocations:
 
     # -- enforcement: the room check's view ----------------------------------------------------
 
-    def room(self, entry: str | None, node: str, device: str,
-             available: int | None) -> int | None:
-        """Room for a copy of `entry` (a model name or chunk id; None: not known yet) on
-        `node:device`, given the `available` bytes found otherwise (None: unknown): others'
-        unused reservations are not room, and an owner with allocations there has only what
-        they leave."""
+    def room(self, entry: str | None, node: str, device: str, available: int | None,
+             owner: str | None = None) -> int | None:
+        """Room for a copy of `entry` (a model name or chunk id; None: not made yet, placed by
+        `owner`) on `node:device`, given the `available` bytes found otherwise (None: unknown):
+        others' unused reservations are not room, and an owner with allocations there has only
+        what they leave. An entry a key made is that key's, whoever places the copy."""
         here = [a for a in self._live.values() if a.node == node and a.device == device]
         if not here:
             return available
         key_id = self.placements.owner_of(entry) if entry is not None else None
-        owner = KEY_OWNER + key_id if key_id is not None else None
+        if key_id is not None:
+            owner = KEY_OWNER + key_id
         withheld = sum(u for o, u in self._unused(here) if o != owner)
         room = None if available is None else available - withheld
         mine = [a for a in here if a.owner == owner]
@@ -329,9 +336,9 @@ class Allocations:
                            {"field": "device", "device": str(ref),
                             "devices": sorted(node.device_names)})
         if ref.device == "disk":
-            raise InsufficientMemory(
+            raise InvalidRequest(
                 f"{ref} is storage, not memory: allocations reserve a GPU, a vGPU or dram",
-                required=0, available=0, device=str(ref),
+                {"field": "device", "device": str(ref)},
             )
         return ref
 

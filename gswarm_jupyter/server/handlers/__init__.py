@@ -14,6 +14,7 @@ from . import (
     profiler,
     prometheus,
     queue,
+    resources,
     services,
     system,
     training,
@@ -23,7 +24,7 @@ from . import (
 
 RESOURCE_MODULES = (
     system, compute, inference, training, services, profiler, models, data, queue, prometheus,
-    unserved, keys, vgpus,
+    unserved, keys, resources, vgpus,
 )
 
 

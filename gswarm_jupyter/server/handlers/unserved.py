@@ -1,7 +1,8 @@
 """Routes API.md documents that this build does not serve yet: they answer `501 NOT_IMPLEMENTED`
 saying so, rather than a `404` that would claim they do not exist, or a fake success.
 
-Resource reservations need a scheduler that enforces them; it does not exist here yet.
+Every route API.md documents is served now; a documented route this build cannot serve would be
+listed here, with its reason in `WHY`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,14 @@ from tornado import web
 
 from ...core.errors import NotImplementedFeature
 from ..base import GswarmHandler
-from ..routes import COMPUTE, Op, Route
+from ..routes import Op, Route
 
-WHY = {
-    "resources": "resource reservations (/resources) are not served by this build",
-}
+WHY: dict[str, str] = {}
 
 
 class UnservedHandler(GswarmHandler):
     auth_resource = "gswarm:compute"
-    feature = "resources"
+    feature = ""
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         method = (self.request.method or "").lower()
@@ -32,17 +31,10 @@ class UnservedHandler(GswarmHandler):
     get = post = delete = _refuse  # type: ignore[assignment]
 
 
-class ResourcesHandler(UnservedHandler):
-    feature = "resources"
-
-
 def _route(path: str, handler: type, methods: tuple[str, ...]) -> Route:
     summary = "Not served by this build: answers 501 NOT_IMPLEMENTED"
     ops = {m: Op(summary, status=None, errors=(501,)) for m in methods}
     return Route(path, handler, ops, tag="compute")
 
 
-routes = [
-    _route(f"{COMPUTE}/resources", ResourcesHandler, ("get", "post")),
-    _route(f"{COMPUTE}/resources/{{allocation_id}}", ResourcesHandler, ("get", "delete")),
-]
+routes: list[Route] = []
