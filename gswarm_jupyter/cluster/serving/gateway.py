@@ -3,7 +3,8 @@
 A request goes to the replica it prefers (its session's pin) while that one is live, otherwise to
 the one the model's `Balancer` picks. A replica found lost on the way is marked `failed` and the
 request retried on another live replica; when none is left it fails with `RESOURCE_UNAVAILABLE`
-naming the replicas lost. Later requests go to live replicas only.
+naming the replicas lost. Later requests go to live replicas only. Requests travel to their
+replica over its direct channel (`channel.py`), batched with those that arrive with them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from ...core.balancing import Balancer, Policy
 from ...core.errors import InvalidRequest, ModelNotFound, NotFound, ResourceUnavailable
 from ...core.nodes import NodeDirectory
-from .replicas import Replica, ReplicaLost, Service, call, find_service, gone
+from .replicas import Replica, ReplicaLost, Service, channel_of, find_service, gone, watched
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ class Gateway:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             replica.inflight += 1
             try:
-                result = await call(self.nodes, replica, "infer", rows, options, timeout=remaining)
+                pending = channel_of(replica).infer(rows, options)
+                result = await watched(self.nodes, replica, pending, remaining)
                 return result, replica
             except ReplicaLost as exc:
                 self.mark_failed(replica, exc)

@@ -34,6 +34,7 @@ from ...core.service_store import StoredReplica, StoredService
 from ...core.serving_api import ServiceConfig
 from ..runtime.watch import WatchTimeout, WorkerLost, moved, watch
 from ..storage.weights import ModelSpec
+from .channel import ReplicaChannel, channel_to
 
 CONTROL_TIMEOUT = 30.0  # stats and stop calls
 
@@ -51,6 +52,7 @@ class Replica:
     status: str = "loading"  # loading | running | stopping | stopped | failed
     future: Future | None = None
     actor: Any = None
+    channel: ReplicaChannel | None = None  # the gateway's direct line to the actor
     inflight: int = 0
     memory_usage: int | None = None
     load_time: float | None = None
@@ -236,6 +238,14 @@ async def call(
     return await watched(nodes, replica, invoke(), timeout)
 
 
+def channel_of(replica: Replica) -> ReplicaChannel:
+    """The replica's direct channel, opened on first use (and again for a new actor)."""
+    channel = replica.channel
+    if channel is None or channel.key != replica.actor.key or channel.address != replica.address:
+        channel = replica.channel = channel_to(replica.actor, replica.address)
+    return channel
+
+
 async def watched(
     nodes: NodeDirectory, replica: Replica, pending: Awaitable[Any], timeout: float | None
 ) -> Any:
@@ -271,4 +281,4 @@ def release(replica: Replica) -> None:
     if replica.future is not None:
         with contextlib.suppress(Exception):
             replica.future.release()
-    replica.future = replica.actor = None
+    replica.future = replica.actor = replica.channel = None

@@ -1,0 +1,110 @@
+"""The gateway's own line to one replica's `ServiceActor`, and the batches formed on it.
+
+A call goes straight to the replica's worker over a Dask comm pooled in this process
+(`Client.rpc`: opened once, then kept), where a Dask actor's call from a client goes through the
+scheduler. Inference requests reach the replica batched where they arrive: a request queues on
+its replica's channel; a message (`ServiceActor.infer_many`) leaves with every request queued as
+soon as the event loop has taken in what arrived, while fewer than `IN_FLIGHT` messages are on
+their way; otherwise the requests wait for the next message. A lone request waits for nothing.
+
+Invariant: every request queued gets exactly one outcome, its own: its answer, the error it
+raised on the worker, or the failure of the message that carried it. A request given up by its
+caller (timeout, lost replica) is dropped unsent, or its answer is. The channel knows nothing of
+replica states, balancing or retries (the gateway's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from distributed import get_client
+from distributed.protocol import to_serialize
+
+IN_FLIGHT = 2  # messages on their way at once: the next batch is there when a forward ends
+MAX_REQUESTS = 256  # requests in one message
+
+
+class ReplicaChannel:
+    """Calls to the actor `key` on the worker at `address`, through `rpc` (a pooled call)."""
+
+    def __init__(self, rpc: Any, key: str, address: str) -> None:
+        self._rpc = rpc
+        self.key = key
+        self.address = address
+        self._queue: deque[tuple[Any, Any, asyncio.Future[Any]]] = deque()
+        self._in_flight = 0
+        self._flush_due = False
+        self._sending: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """`method(*args)` of the actor, on its worker; its exception raised here."""
+        reply = await self._rpc.actor_execute(
+            function=method, actor=self.key, args=[to_serialize(a) for a in args], kwargs={}
+        )
+        if reply["status"] == "OK":
+            return reply["result"]
+        raise reply["exception"]
+
+    def infer(self, rows: Any, options: dict[str, Any]) -> asyncio.Future[Any]:
+        """Queue one request; its future answers what `ServiceActor.infer` answers for it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((rows, options, future))
+        if not self._flush_due and self._in_flight < IN_FLIGHT:
+            self._flush_due = True
+            loop.call_soon(self._flush)
+        return future
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        while self._queue and self._in_flight < IN_FLIGHT:
+            batch = []
+            while self._queue and len(batch) < MAX_REQUESTS:
+                item = self._queue.popleft()
+                if not item[2].done():  # not given up while it waited
+                    batch.append(item)
+            if batch:
+                self._in_flight += 1
+                task = asyncio.ensure_future(self._send(batch))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[Any, Any, asyncio.Future[Any]]]) -> None:
+        try:
+            outcomes = await self.call("infer_many", [(rows, options) for rows, options, _ in batch])
+        except BaseException as exc:  # the message failed: every request in it learns why
+            for _, _, future in batch:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+        finally:
+            self._in_flight -= 1
+            if self._queue and not self._flush_due:
+                self._flush_due = True
+                asyncio.get_running_loop().call_soon(self._flush)
+
+
+def channel_to(actor: Any, address: str) -> ReplicaChannel:
+    """A channel to `actor` (a Dask `Actor` handle) on its worker at `address`, over the pooled
+    comms of the client that holds the actor."""
+    client = getattr(actor, "_client", None) or get_client()
+    return ReplicaChannel(client.rpc(address), actor.key, address)
