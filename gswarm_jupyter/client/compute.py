@@ -52,8 +52,8 @@ class ComputeApi(_Part):
         return self._call("GET", COMPUTE + "health")
 
     def load(self, model_id: str, model_path: str | None = None, **fields: Any) -> Any:
-        """Register `model_path` if given (builtin://, file://, http(s):// or a path) and start a
-        service. `fields`: framework, device, nodes, replicas, max_batch_size, batch_timeout_ms,
+        """Register `model_path` if given (builtin://, file://, http(s)://, pkg:// or a path) and
+        start a service. `fields`: framework, device, nodes, replicas, max_batch_size, batch_timeout_ms,
         timeout, ... as in API.md."""
         body = _clean(model_id=model_id, model_path=model_path, **fields)
         return self._call("POST", COMPUTE + "models", json=body)
@@ -65,7 +65,9 @@ class ComputeApi(_Part):
         return self._call("DELETE", COMPUTE + f"models/{_seg(model_id)}")
 
     def infer(self, model_id: str, input_data: Any, **options: Any) -> Any:
-        """Rows in, rows out (or token rows in, generated tokens out)."""
+        """Rows in, rows out: float rows, token-id rows, or strings for models with a tokenizer
+        (an embedding answers a vector per string; a causal_lm the generated ids in
+        `output_data` and their text in `output_text`)."""
         return self._call("POST", COMPUTE + "inference",
                           json=_inference_body(model_id, input_data, options))
 

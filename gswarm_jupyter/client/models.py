@@ -19,8 +19,11 @@ class ModelsApi(_Part):
     def register(self, name: str, source_url: str, model_type: str | None = None,
                  metadata: dict[str, Any] | None = None, download_to: str | None = None,
                  checksum: str | None = None, priority: str | None = None) -> Any:
-        """Register from builtin://, file:// or http(s)://; an http source answers the model
-        `downloading` with the download's `task_id`."""
+        """Register from builtin://, file://, http(s):// or pkg://<distribution>/<path> (a
+        Hugging Face model directory: a folder, a .zip/.tar.gz archive, or one an installed
+        package ships; `model_type` embedding, causal_lm or classifier, else read from its
+        config.json); an http source answers the model `downloading` with the download's
+        `task_id`."""
         body = _clean(model_name=name, source_url=source_url, model_type=model_type,
                       metadata=metadata, download_to=download_to, checksum=checksum,
                       priority=priority)

@@ -79,11 +79,13 @@ TIMEOUT = arg("--timeout", type=float, default=None, metavar="S",
 
 
 @command(
-    "register", "Register a model from builtin://, file:// or http(s)://",
+    "register", "Register a model from builtin://, file://, http(s):// or pkg:// (a Hugging Face "
+    "model directory: a folder, an archive, or one an installed package ships)",
     arg("name", metavar="NAME"),
     arg("url", metavar="URL"),
     arg("--to", default=None, metavar="DEVICE", help="where the first copy goes (e.g. node1:disk)"),
-    arg("--type", default=None, help="the model type (checked against the source's architecture)"),
+    arg("--type", default=None, help="the model type (checked against the source's architecture; "
+        "embedding, causal_lm or classifier for a Hugging Face model)"),
     arg("--checksum", default=None, metavar="SHA256", help="what a download must hash to"),
     TIMEOUT,
     OUT,

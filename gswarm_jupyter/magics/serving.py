@@ -143,8 +143,9 @@ def _split_options(args: argparse.Namespace) -> str:
 
 
 @command(
-    "infer", "Run inference: DATA is a list of rows (Python expression or JSON; quote it if it has "
-    "quotes, or give it as the cell of %%gswarm infer MODEL)",
+    "infer", "Run inference: DATA is a list of rows, or of strings for models with a tokenizer "
+    "(Python expression or JSON; quote it if it has quotes, or give it as the cell of "
+    "%%gswarm infer MODEL); a language model's generated text is printed",
     *_INFER_OPTIONS,
     arg("model", metavar="MODEL"),
     arg("data", nargs=argparse.REMAINDER, metavar="DATA"),
@@ -164,7 +165,10 @@ def infer(magics: Any, args: argparse.Namespace, cell: str | None) -> list[Any]:
         f"{len(out)} rows"
     print(f"{what} from {result['service_id']} on {result['node']}, "
           f"inference_time {result['inference_time'] * 1000:.2f} ms")
-    if args.decode:
+    if result.get("output_text") is not None:  # a language model's own tokenizer decoded
+        for text in result["output_text"]:
+            print(repr(text))
+    elif args.decode:
         for row in out:
             print(repr(bytes(t % 256 for t in row).decode(errors="replace")))
     return out
