@@ -50,8 +50,8 @@ def alloc(magics: Any, args: argparse.Namespace, cell: str | None) -> Any:
             raise UsageError("%gswarm alloc reserve SIZE --for SECONDS [--device node1:dram]")
         try:
             size = byte_rate(args.target)
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(str(exc)) from None
+        except argparse.ArgumentTypeError:
+            raise UsageError(f"not a size: {args.target!r} (e.g. 512MiB, 2GB)") from None
         made = api.reserve(size, args.duration, args.units, args.device, args.user)
         magics.keep(args, made)
         print(f"reserved {format_bytes(made['memory_size'])} on {made['gpu_id']} as "
