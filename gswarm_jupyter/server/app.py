@@ -236,6 +236,7 @@ class GswarmApp(ExtensionApp):
             compute_url=f"{self.serverapp.base_url.rstrip('/')}/gswarm/compute/v1/inference",
             users=users,
             quantize=training.quantized,
+            reservations=allocations,
         )
         vgpus = VirtualGpus(vgpu_book, runtime.nodes, VgpuOccupants(services.services, models, data))
         self.context = GswarmContext(

@@ -159,3 +159,24 @@ async def test_a_revoked_keys_allocation_expires_by_itself(api, jp_ws_fetch):
         ws.close()
     assert (await api("GET", R))[1]["data"]["total"] == 0
     assert (await api("GET", f"{R}/{alloc_id}"))[0] == 404
+
+
+async def test_a_service_is_not_placed_in_others_reserved_bytes(api):
+    big = "builtin://mlp?in=512&hidden=1024&out=4&seed=0"  # about 2 MiB of float32 weights
+    status, env, _ = await api("POST", f"{API}/models", body={"model_name": "big",
+                                                             "source_url": big})
+    assert status == 201, env
+    service = {"model_name": "big", "device": "node1:dram"}
+    status, env, _ = await reserve(api, 2**50, user="bob")
+    status, env, _ = await reserve(api, env["error"]["details"]["available"] - 256 * 1024,
+                                   user="bob")
+    assert status == 201, env
+    theirs = env["data"]
+    status, env, _ = await api("POST", f"{API}/services", body=service)
+    assert status == 507 and env["error"]["code"] == "INSUFFICIENT_MEMORY", env
+    assert env["error"]["details"]["device"] == "node1:dram"
+    assert (await api("GET", f"{API}/services"))[1]["data"]["total"] == 0
+    assert (await api("DELETE", f"{R}/{theirs['allocation_id']}"))[0] == 200
+    status, env, _ = await api("POST", f"{API}/services", body=service)
+    assert status == 201, env
+    assert (await api("DELETE", f"{API}/services/{env['data']['service_id']}"))[0] == 200

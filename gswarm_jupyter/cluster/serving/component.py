@@ -15,6 +15,7 @@ from ...core.service_store import ServiceStore
 from ...core.serving_api import ServiceCreate
 from ..runtime.cluster import ClusterRuntime
 from ..runtime.executor import TaskExecutor
+from ..storage.engine import Reservations
 from ..storage.model_users import ModelUsers
 from ..storage.weights import WeightSource
 from .compute_plane import ComputePlane, Quantizer
@@ -33,9 +34,11 @@ class Serving:
         *,
         users: ModelUsers,
         quantize: Quantizer | None = None,
+        reservations: Reservations | None = None,
     ) -> None:
         self.weights = weights
-        self.services = ServiceManager(runtime, weights, ServiceStore(db), compute_url)
+        self.services = ServiceManager(runtime, weights, ServiceStore(db), compute_url,
+                                       reservations)
         self.keeper = ServiceKeeper(self.services, runtime.nodes)
         self.compute = ComputePlane(
             self.services, weights, SessionStore(db), RequestMap(db), tasks, runtime.nodes,

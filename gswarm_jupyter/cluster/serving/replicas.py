@@ -33,6 +33,7 @@ from ...core.nodes import NodeDirectory
 from ...core.service_store import StoredReplica, StoredService
 from ...core.serving_api import ServiceConfig
 from ..runtime.watch import WatchTimeout, WorkerLost, moved, watch
+from ..storage.engine import Reservations
 from ..storage.weights import ModelSpec
 from .channel import ReplicaChannel, channel_to
 
@@ -170,8 +171,10 @@ def place(
     nodes: list[str] | None,
     device: str | None,
     replicas: int | None,
+    reservations: Reservations | None = None,
 ) -> list[Placement]:
-    """Where each replica goes: round robin over `nodes` (or every online node)."""
+    """Where each replica goes: round robin over `nodes` (or every online node); each device
+    must have room for the model, less what `reservations` withhold there."""
     bare = device
     if device is not None and ":" in device:
         node, _, bare = device.rpartition(":")
@@ -200,18 +203,21 @@ def place(
         if dev not in node.devices:
             raise NotFound(f"node {node.name} has no device {dev}", {"device": f"{node.name}:{dev}"})
         placements.append(Placement(node.name, dev))
-    _check_room(directory, model, placements)
+    _check_room(directory, model, placements, reservations)
     return placements
 
 
 def _check_room(
-    directory: NodeDirectory, model: ModelSpec, placements: list[Placement]
+    directory: NodeDirectory, model: ModelSpec, placements: list[Placement],
+    reservations: Reservations | None = None,
 ) -> None:
     need: dict[tuple[str, str], int] = {}
     for p in placements:
         need[(p.node, p.device)] = need.get((p.node, p.device), 0) + model.size
     for (node, dev), required in need.items():
         available = directory.get(node).devices.get(dev, {}).get("available")
+        if reservations is not None:  # others' allocations are no room; an owner has its own
+            available = reservations.room(model.name, node, dev, available)
         if available is not None and required > available:
             raise InsufficientMemory(
                 f"{node}:{dev} has {available} bytes free; {model.name} needs {required}",

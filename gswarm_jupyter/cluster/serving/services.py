@@ -24,6 +24,7 @@ from ...core.service_store import ServiceStore
 from ...core.serving_api import ServiceConfig
 from ...core.stats import percentile
 from ..runtime.cluster import ClusterRuntime
+from ..storage.engine import Reservations
 from ..storage.weights import ModelSpec, WeightSource
 from .actor import ServiceActor
 from .gateway import Gateway
@@ -47,9 +48,11 @@ class ServiceManager:
     """Every service of the cluster: started, stopped, restored and reloaded here."""
 
     def __init__(
-        self, runtime: ClusterRuntime, weights: WeightSource, store: ServiceStore, url: str = ""
+        self, runtime: ClusterRuntime, weights: WeightSource, store: ServiceStore, url: str = "",
+        reservations: Reservations | None = None,
     ) -> None:
         self.runtime = runtime
+        self.reservations = reservations  # allocations: withheld where replicas are placed
         self.weights = weights
         self.store = store
         self.url = url  # the compute-plane address that reaches services
@@ -79,7 +82,7 @@ class ServiceManager:
         self, model: ModelSpec, nodes: list[str] | None, device: str | None, replicas: int | None
     ) -> list[Placement]:
         """Where each replica goes: round robin over `nodes` (or every online node)."""
-        return place(self.runtime.nodes, model, nodes, device, replicas)
+        return place(self.runtime.nodes, model, nodes, device, replicas, self.reservations)
 
     async def start(
         self,
