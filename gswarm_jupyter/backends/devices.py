@@ -1,9 +1,13 @@
 """Map the API's devices onto framework devices. Host-backed devices (`dram`, `vgpuN` here) run on
-the CPU; `gpuN` is CUDA device N."""
+the CPU; `gpuN` is CUDA device N. Also what torch itself says of a node's GPUs (for drivers
+without NVML) and the cap on one process's share of a GPU; torch is imported only there."""
 
 from __future__ import annotations
 
+import glob
+import os
 import re
+from typing import Any
 
 from ..core.errors import InvalidRequest
 
@@ -24,3 +28,45 @@ def framework_device(device: str) -> str:
         f"a model cannot run on device {device!r}: expected dram, gpuN, vgpuN, cpu or cuda:N",
         {"field": "device"},
     )
+
+
+def torch_gpus() -> list[dict[str, Any]]:
+    """GPUs through torch, for drivers without NVML (ROCm). Only asked when a GPU device file
+    exists, so a CPU-only node never pays for importing torch."""
+    if not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd")):
+        return []
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    out = []
+    for index in range(torch.cuda.device_count()):
+        free, total = torch.cuda.mem_get_info(index)
+        props = torch.cuda.get_device_properties(index)
+        out.append(
+            {
+                "device": f"gpu{index}",
+                "device_id": index,
+                "name": props.name,
+                "memory_total": int(total),
+                "memory_used": int(total - free),
+                "memory_available": int(free),
+                "usage": None,
+                "temperature": None,
+                "compute_capability": f"{props.major}.{props.minor}",
+            }
+        )
+    return out
+
+
+def cap_process_memory(gpu: int, size: int) -> float:
+    """Cap this process's allocations on CUDA device `gpu` at `size` bytes (torch's caching
+    allocator refuses past it); answers the fraction of the device that is."""
+    import torch
+
+    total = torch.cuda.get_device_properties(gpu).total_memory
+    fraction = min(1.0, size / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, gpu)
+    return fraction

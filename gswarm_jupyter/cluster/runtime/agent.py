@@ -15,6 +15,7 @@ from typing import Any
 
 from distributed import Worker, WorkerPlugin
 
+from ...backends.devices import torch_gpus
 from ...backends.nvml import NvmlProbe
 from .devices import (
     disk_usage,
@@ -23,7 +24,6 @@ from .devices import (
     host_cpu,
     nvml_gpus,
     process_rss,
-    torch_gpus,
 )
 
 log = logging.getLogger(__name__)

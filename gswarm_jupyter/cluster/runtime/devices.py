@@ -5,9 +5,7 @@ Every number is measured; a number that cannot be measured is `None`.
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 import shutil
 from typing import Any
 
@@ -59,37 +57,6 @@ def nvml_gpus(probe: NvmlProbe) -> list[dict[str, Any]]:
             temperature=probe.temperature(index),
         )
         out.append(record)
-    return out
-
-
-def torch_gpus() -> list[dict[str, Any]]:
-    """GPUs through torch, for drivers without NVML (ROCm). Only asked when a GPU device file exists,
-    so a CPU-only node never pays for importing torch."""
-    if not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd")):
-        return []
-    try:
-        import torch
-    except ImportError:
-        return []
-    if not torch.cuda.is_available():
-        return []
-    out = []
-    for index in range(torch.cuda.device_count()):
-        free, total = torch.cuda.mem_get_info(index)
-        props = torch.cuda.get_device_properties(index)
-        out.append(
-            {
-                "device": f"gpu{index}",
-                "device_id": index,
-                "name": props.name,
-                "memory_total": int(total),
-                "memory_used": int(total - free),
-                "memory_available": int(free),
-                "usage": None,
-                "temperature": None,
-                "compute_capability": f"{props.major}.{props.minor}",
-            }
-        )
     return out
 
 

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from distributed import get_worker
 
+from ...backends import torch_buffers
 from ...core.chunks import check_layout
 from ...core.errors import NotFound
 from ...core.fetchpolicy import FetchPolicy
 from ..runtime.signals import TaskSignal, worker_op
-from .buffers import to_device
 from .httpfetch import Room, download_bytes
 from .workerstore import WorkerStore, as_byte_array, copy_blocks, stored_here
 
@@ -68,7 +68,7 @@ class ChunkStore(WorkerStore):
                         total, signal, bandwidth_limit, progress_range)
         value: Any = _typed(dest, layout)
         if device != "dram":
-            value = to_device(dest if value is dest else value, device)
+            value = torch_buffers.to_device(dest if value is dest else value, device)
         with self._lock:
             self.memory[(chunk_id, device)] = value
         return total

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...backends import checkpoints
+from ...backends.torch_buffers import torchscript_module
 from . import hfdir
 
 SAFETENSORS = "safetensors"
@@ -224,38 +225,6 @@ def numpy_views(buffer: np.ndarray, tensors: tuple[TensorInfo, ...]) -> dict[str
     return out
 
 
-def torch_views(buffer: Any, tensors: tuple[TensorInfo, ...]) -> dict[str, Any]:
-    """The tensors of a safetensors buffer held as a torch uint8 tensor (on any device), as views
-    where the offsets allow, copies where they do not."""
-    import torch
-
-    out = {}
-    for t in tensors:
-        dtype = _torch_dtype(t.dtype)
-        raw = buffer[t.start : t.end]
-        size = torch.empty((), dtype=dtype).element_size()
-        if t.start % size == 0:
-            out[t.name] = raw.view(dtype).reshape(t.shape)
-        else:  # unaligned: a copy of the bytes, aligned
-            out[t.name] = raw.clone().view(dtype).reshape(t.shape)
-    return out
-
-
-def torchscript_module(buffer: np.ndarray | bytes, device: str = "cpu") -> Any:
-    """Load a TorchScript archive (TorchScript code and tensors only; no Python pickle)."""
-    import torch
-
-    data = bytes(buffer) if not isinstance(buffer, bytes) else buffer
-    try:
-        return torch.jit.load(io.BytesIO(data), map_location=device)
-    except Exception as exc:  # torch raises RuntimeError subclasses of its own
-        raise ValueError(f"format: not a loadable TorchScript archive ({exc})") from None
-
-
-def torchscript_params(module: Any) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-
-
 def _numpy_dtype(name: str) -> np.dtype:
     if name == "BF16":
         return checkpoints.bfloat16()
@@ -263,17 +232,3 @@ def _numpy_dtype(name: str) -> np.dtype:
         return np.dtype(_NUMPY_DTYPES[name])
     except KeyError:
         raise ValueError(f"format: unsupported tensor dtype {name}") from None
-
-
-def _torch_dtype(name: str) -> Any:
-    import torch
-
-    table = {
-        "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-        "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-        "U8": torch.uint8, "BOOL": torch.bool,
-    }
-    try:
-        return table[name]
-    except KeyError:
-        raise ValueError(f"format: unsupported tensor dtype {name} for torch") from None

@@ -29,14 +29,13 @@ from typing import Any
 import numpy as np
 from distributed import get_worker
 
-from ...backends import checkpoints
+from ...backends import checkpoints, torch_buffers
 from ...core.errors import InvalidRequest, NotFound, TaskFailed
 from ...core.fetchpolicy import FetchPolicy
 from ...core.redact import redact_url
 from ...core.sources import package_path
 from ..runtime.signals import TaskSignal, worker_op
 from . import hfdir, weightfile
-from .buffers import allocate, cuda, host_view
 from .httpfetch import READ_BLOCK, Room, download_file
 from .weightfile import HUGGINGFACE, SAFETENSORS, SUFFIX, TORCHSCRIPT, Described
 from .workerstore import WorkerStore, as_byte_array, copy_blocks, fsync_file, stored_here
@@ -145,14 +144,12 @@ class WeightStore(WorkerStore):
 
                 def sink(offset: int, block: np.ndarray) -> None:
                     pass
-            elif isinstance(dest := allocate(total, device), np.ndarray):
+            elif isinstance(dest := torch_buffers.allocate(total, device), np.ndarray):
                 def sink(offset: int, block: np.ndarray) -> None:
                     dest[offset : offset + len(block)] = block
             else:
-                import torch
-
                 def sink(offset: int, block: np.ndarray) -> None:
-                    dest[offset : offset + len(block)].copy_(torch.from_numpy(block.copy()))
+                    torch_buffers.copy_block(dest, offset, block)
 
             copy_blocks(src, hashed(sink), total, signal, bandwidth_limit, progress_range)
             checksum = check()
@@ -166,10 +163,10 @@ class WeightStore(WorkerStore):
         }
 
     def _pinned(self) -> bool:
-        return cuda()
+        return torch_buffers.cuda()
 
     def _host_view(self, value: Any) -> np.ndarray | None:
-        return host_view(value.buffer)
+        return torch_buffers.host_view(value.buffer)
 
     def write_file(
         self,
@@ -248,8 +245,8 @@ class WeightStore(WorkerStore):
             if path is None:
                 raise NotFound(f"model {name} has no copy on disk here", {"model_name": name})
             if path.suffix == ".pt":
-                module = weightfile.torchscript_module(path.read_bytes())
-                return weightfile.TORCHSCRIPT_ARCH, {}, weightfile.torchscript_params(module)
+                module = torch_buffers.torchscript_module(path.read_bytes())
+                return weightfile.TORCHSCRIPT_ARCH, {}, torch_buffers.torchscript_params(module)
             if path.suffix == hfdir.SUFFIX:
                 data = np.fromfile(path, dtype=np.uint8)
                 return _packed(weightfile.describe(data), data)
@@ -257,8 +254,8 @@ class WeightStore(WorkerStore):
         copy = self._memory(name, device)
         d = copy.described
         if d.format == TORCHSCRIPT:
-            module = weightfile.torchscript_module(self.read(name, device))
-            return d.arch, d.config, weightfile.torchscript_params(module)
+            module = torch_buffers.torchscript_module(self.read(name, device))
+            return d.arch, d.config, torch_buffers.torchscript_params(module)
         host = copy.buffer if isinstance(copy.buffer, np.ndarray) else copy.buffer.cpu().numpy()
         if d.format == HUGGINGFACE:
             return _packed(d, host)
@@ -266,23 +263,20 @@ class WeightStore(WorkerStore):
 
     def tensors(self, name: str, device: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """(arch, config, params) with params torch tensors on the copy's device (views of it)."""
-        import torch
-
         if device == "disk" or (name, device) not in self.memory:
             arch, config, params = self.load(name, device)
-            return arch, config, {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
+            return arch, config, torch_buffers.tensors_of(params)
         copy = self._memory(name, device)
         d = copy.described
-        buffer = copy.buffer
-        if isinstance(buffer, np.ndarray):
-            buffer = torch.from_numpy(buffer)
+        buffer = torch_buffers.as_tensor(copy.buffer)
         if d.format == TORCHSCRIPT:
-            module = weightfile.torchscript_module(self.read(name, device), str(buffer.device))
+            on = torch_buffers.device_of(buffer)
+            module = torch_buffers.torchscript_module(self.read(name, device), on)
             return d.arch, d.config, dict(module.state_dict())
         config = dict(d.config)
         if d.format == HUGGINGFACE:
             config["files"] = weightfile.packed_files(self.read(name, device))
-        return d.arch, config, weightfile.torch_views(buffer, d.tensors)
+        return d.arch, config, torch_buffers.torch_views(buffer, d.tensors)
 
     # -- dropping -----------------------------------------------------------------------------
 

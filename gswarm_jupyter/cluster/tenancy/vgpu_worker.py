@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from ...backends.devices import cap_process_memory
 from .wfq import gate_for
 
 
@@ -37,10 +38,5 @@ def bound_cuda_memory(share: dict[str, Any] | None) -> float | None:
     fails in its own service); answers the fraction set, None where nothing was set."""
     if share is None or share.get("backing") != "cuda":
         return None
-    import torch
-
     index = int(str(share["physical_device"]).removeprefix("gpu"))
-    total = torch.cuda.get_device_properties(index).total_memory
-    fraction = min(1.0, int(share["memory_size"]) / total)
-    torch.cuda.set_per_process_memory_fraction(fraction, index)
-    return fraction
+    return cap_process_memory(index, int(share["memory_size"]))
