@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from gswarm_jupyter.cluster.storage.weightstore import weights_checksum
+from gswarm_jupyter.cluster.storage.weight_ops import weights_checksum
 
 API = "gswarm/api/v1"
 MLP = "builtin://mlp?in=8&hidden=16&out=4&seed={seed}"

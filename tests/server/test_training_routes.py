@@ -9,7 +9,7 @@ import asyncio
 import numpy as np
 from gswarm_kernels import torch_infer, torch_models
 
-from gswarm_jupyter.cluster.storage.weightstore import load_weights
+from gswarm_jupyter.cluster.storage.weight_ops import load_weights
 
 from .data_helpers import put_tensor
 from .model_helpers import model, register

@@ -48,7 +48,7 @@ from ..runtime.cluster import ClusterRuntime
 from ..runtime.executor import Job, TaskExecutor
 from .engine import CopyEngine, Payload, Reservations
 from .model_users import ModelUsers
-from .weightstore import drop_weights, read_weights, write_weights
+from .weight_ops import drop_weights, read_weights, write_weights
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from ..runtime.signals import TaskSignal
 from . import hfdir
 from .httpfetch import Room, precheck
 from .modelstore import DOWNLOAD, ModelStore, device_ref
-from .weightstore import acquire_weights
+from .weight_ops import acquire_weights
 
 
 class ModelSources:

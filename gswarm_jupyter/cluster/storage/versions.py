@@ -19,7 +19,7 @@ from ..runtime.executor import Job
 from ..runtime.signals import TaskSignal
 from .model_users import ModelUsers
 from .modelstore import ModelStore
-from .weightstore import read_weights, write_weights
+from .weight_ops import read_weights, write_weights
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from ...core.errors import Conflict, InvalidRequest, ResourceUnavailable
 from ...core.models_api import LocationCreate, ModelCreate
 from .modelstore import ModelStore, raise_unless_completed
 from .registration import ModelSources
+from .weight_ops import load_weights
 from .weights import Loader, ModelSpec
-from .weightstore import load_weights
 
 
 class StoreWeights:

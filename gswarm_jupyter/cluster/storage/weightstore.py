@@ -1,4 +1,4 @@
-"""Model weights on a node: the worker-side tiers and the Dask ops over them.
+"""Model weights on a node: the worker-side tiers (the Dask ops over them are weight_ops.py).
 
 One `WeightStore` per worker (`WeightStore.of(worker)`) holds, per model name and device:
 
@@ -13,8 +13,8 @@ Every copy of a model is the same bytes, so a checksum compares any two. Writes 
 only once complete and checked: a cancelled or failed write leaves nothing behind. On disk a new
 file is fsynced and renamed into place before the old version goes, so the copy is never absent.
 
-The serving side reads weights on its own worker with `load_weights(name, device)` (numpy) or
-`load_tensors(name, device)` (torch tensors on the device).
+The serving side reads weights on its own worker with `weight_ops.load_weights(name, device)`
+(numpy) or `weight_ops.load_tensors(name, device)` (torch tensors on the device).
 """
 
 from __future__ import annotations
@@ -27,18 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from distributed import get_worker
 
 from ...backends import checkpoints, torch_buffers
 from ...core.errors import InvalidRequest, NotFound, TaskFailed
 from ...core.fetchpolicy import FetchPolicy
 from ...core.redact import redact_url
-from ...core.sources import package_path
-from ..runtime.signals import TaskSignal, worker_op
+from ..runtime.signals import TaskSignal
 from . import hfdir, weightfile
 from .httpfetch import READ_BLOCK, Room, download_file
-from .weightfile import HUGGINGFACE, SAFETENSORS, SUFFIX, TORCHSCRIPT, Described
-from .workerstore import WorkerStore, as_byte_array, copy_blocks, fsync_file, stored_here
+from .weightfile import HUGGINGFACE, SUFFIX, TORCHSCRIPT, Described
+from .workerstore import WorkerStore, as_byte_array, copy_blocks, fsync_file
 
 
 @dataclass(slots=True)
@@ -342,7 +340,7 @@ class WeightStore(WorkerStore):
                 return self.write_model_dir(
                     name, version, device, part, signal, model_type=hf.get("model_type"),
                     num_labels=hf.get("num_labels"), expect_checksum=expect_checksum,
-                    limit=_unpack_limit(room),
+                    limit=unpack_limit(room),
                     progress_range=(90.0, 100.0))
             checksum = _sha256_file(part)
             if expect_checksum and checksum != expect_checksum.lower():
@@ -375,7 +373,7 @@ class WeightStore(WorkerStore):
 _SUFFIXES = tuple(SUFFIX.values())
 
 
-def _unpack_limit(room: Room | None) -> int | None:
+def unpack_limit(room: Room | None) -> int | None:
     """Bytes an archive may unpack to: the room of its download, where known."""
     bounds = [] if room is None else [b for b in (room.available, room.limit) if b is not None]
     return min(bounds) if bounds else None
@@ -400,110 +398,3 @@ def _sha256_file(path: Path) -> str:
         while block := f.read(8 * READ_BLOCK):
             digest.update(block)
     return digest.hexdigest()
-
-
-# -- Dask ops (run on a worker) -----------------------------------------------------------------
-
-
-@worker_op
-def acquire_weights(
-    name: str,
-    version: int,
-    device: str,
-    source: dict[str, Any],
-    signal: TaskSignal,
-    expect_checksum: str | None = None,
-    room: Room | None = None,
-    policy: FetchPolicy | None = None,
-) -> dict[str, Any]:
-    """Make the first copy of a model from its source (builtin, file, or http where `policy`
-    allows: the default policy when none is given); answers what was stored and the worker that
-    holds it."""
-    def acquire(store: WeightStore) -> dict[str, Any]:
-        kind = source["kind"]
-        hf = {"model_type": source.get("model_type"), "num_labels": source.get("num_labels")}
-        if kind == "builtin":
-            data = checkpoints.builtin_checkpoint(source["url"])
-            return store.write(name, version, device, data, signal,
-                               expect_checksum=expect_checksum)
-        if kind in ("file", "pkg"):
-            path = Path(source["path"]) if kind == "file" else package_path(source["url"])
-            if path.is_dir() or hfdir.archive_kind(path) is not None:
-                return store.write_model_dir(name, version, device, path, signal, **hf,
-                                             expect_checksum=expect_checksum,
-                                             limit=_unpack_limit(room))
-            return store.write_file(name, version, device, path, signal,
-                                    expect_checksum=expect_checksum)
-        if kind == "http":
-            return store.download(name, version, device, source["url"], signal,
-                                  policy=policy or FetchPolicy(), room=room,
-                                  expect_checksum=expect_checksum, hf=hf)
-        raise InvalidRequest(f"unknown source kind {kind!r}", {"field": "source_url"})
-
-    return stored_here(WeightStore, signal, acquire)
-
-
-@worker_op
-def read_weights(name: str, device: str) -> np.ndarray:
-    """One copy's file bytes (for a copy between nodes Dask carries them worker to worker)."""
-    return WeightStore.of(get_worker()).read(name, device)
-
-
-@worker_op
-def write_weights(
-    name: str,
-    device: str,
-    data: Any,
-    signal: TaskSignal,
-    version: int,
-    bandwidth_limit: int | None = None,
-    expect_checksum: str | None = None,
-) -> dict[str, Any]:
-    """Write one copy from another copy's bytes; answers what was stored and where."""
-    return stored_here(WeightStore, signal, lambda store: store.write(
-        name, version, device, data, signal, bandwidth_limit=bandwidth_limit,
-        expect_checksum=expect_checksum, measure=False,
-    ))
-
-
-@worker_op
-def drop_weights(name: str, device: str) -> bool:
-    return WeightStore.of(get_worker()).delete(name, device)
-
-
-@worker_op
-def weights_checksum(name: str, device: str) -> str:
-    """sha256 of one copy's bytes, computed where it is."""
-    return WeightStore.of(get_worker()).checksum(name, device)
-
-
-@worker_op
-def held_weights() -> dict[str, list[str]]:
-    """What this worker holds: model name -> devices."""
-    return WeightStore.of(get_worker()).copies()
-
-
-def load_weights(model_name: str, device: str) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
-    """On a worker: (arch, config, params) of this node's copy of `model_name` on `device`,
-    params as numpy arrays (zero-copy where the copy allows)."""
-    return WeightStore.of(get_worker()).load(model_name, device)
-
-
-def load_tensors(model_name: str, device: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """On a worker: (arch, config, params) with params torch tensors on the copy's device."""
-    return WeightStore.of(get_worker()).tensors(model_name, device)
-
-
-__all__ = [
-    "SAFETENSORS",
-    "TORCHSCRIPT",
-    "WeightStore",
-    "acquire_weights",
-    "drop_weights",
-    "held_weights",
-    "load_tensors",
-    "load_weights",
-    "read_weights",
-    "weights_checksum",
-    "write_weights",
-]

@@ -44,7 +44,7 @@ from ..storage.chunkstore import get_chunk
 from ..storage.datapool import DataPool
 from ..storage.modelstore import ModelCopy, ModelStore
 from ..storage.versions import ModelVersions
-from ..storage.weightstore import read_weights
+from ..storage.weight_ops import read_weights
 from .ops import EPOCH_TOPIC, quantize_weights, train_weights
 
 TRAIN, OPTIMIZE = "training", "model_optimize"
