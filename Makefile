@@ -56,7 +56,7 @@ browser:
 # The Hugging Face model tests run in a pytest process of their own: after them, the in-process
 # Dask workers that the server tests start in the same process stopped running tasks.
 HF_TESTS := tests/kernels/test_hf_*.py tests/backends/test_hf_runners.py tests/server/test_hf_*.py \
-	tests/magics/test_hf_*.py
+	tests/magics/test_hf_*.py tests/cluster/test_hf_*.py
 
 test: env browser
 	@rm -rf $(TMP)/pytest $(TMP)/pytest-hf $(TMP)/junit*.xml && mkdir -p $(TMP)
