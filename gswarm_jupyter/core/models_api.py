@@ -25,6 +25,11 @@ class ModelCreate(TaskStarting):
     checksum: str | None = Field(None, description="sha256 (hex) the download must match")
     evict: bool = False
 
+    def placed_bytes(self) -> int | None:
+        """What a key's `max_bytes` is asked for: unknown until fetched (None: refused only when
+        the key is already at its quota)."""
+        return None
+
 
 class ModelQuery(PageQuery):
     model_config = ConfigDict(extra="forbid")

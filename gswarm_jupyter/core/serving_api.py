@@ -115,6 +115,11 @@ class ModelLoad(BaseModel):
     batch_timeout_ms: float = Field(2.0, ge=0, le=10_000)
     timeout: float | None = Field(None, gt=0)
 
+    def placed_bytes(self) -> int | None:
+        """What a key's `max_bytes` is asked for: a `model_path` registers a model of a size
+        unknown until fetched (None: refused only at the quota); loading a registered one, none."""
+        return None if self.model_path is not None else 0
+
 
 class ModelLoaded(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())

@@ -135,6 +135,13 @@ async def test_a_keys_allocations_count_in_its_max_bytes(api):
     usage = (await api("GET", f"{API}/keys/{key_id}/usage"))[1]["data"]
     assert usage["bytes_placed"] == 2 * MIB and len(usage["allocations"]) == 1
     assert (await api("GET", f"{API}/data"))[1]["data"]["total"] == 0  # nothing half-made
+    # At its quota, a model of a size not known yet is refused too.
+    assert (await reserve(api, MIB, headers=bearer(secret)))[0] == 201
+    model = {"model_name": "late", "source_url": "builtin://mlp?in=8&hidden=16&out=4&seed=0"}
+    status, env, _ = await api("POST", f"{API}/models", body=model, headers=bearer(secret))
+    assert status == 507 and env["error"]["details"] == {
+        "quota": 3 * MIB, "used": 3 * MIB, "required": None}
+    assert (await api("GET", f"{API}/models"))[1]["data"]["total"] == 0
 
 
 async def test_a_revoked_keys_allocation_expires_by_itself(api, jp_ws_fetch):
