@@ -1,6 +1,9 @@
 """Map the API's devices onto framework devices. Host-backed devices (`dram`, `vgpuN` here) run on
-the CPU; `gpuN` is CUDA device N. Also what torch itself says of a node's GPUs (for drivers
-without NVML) and the cap on one process's share of a GPU; torch is imported only there."""
+the CPU; `gpuN` is CUDA device N. A virtual GPU carved from a physical GPU is bound to it in this
+process (`bind_virtual`, sent by the server to the node's worker), so its copies, chunks and
+services use that CUDA device; an unbound `vgpuN` is host-backed. Also what torch itself says of
+a node's GPUs (for drivers without NVML) and the cap on one process's share of a GPU; torch is
+imported only there."""
 
 from __future__ import annotations
 
@@ -13,12 +16,27 @@ from ..core.errors import InvalidRequest
 
 _GPU = re.compile(r"(?:gpu|cuda:)([0-9]+)")
 _HOST = re.compile(r"cpu|dram|vgpu[0-9]+")
+_VGPU = re.compile(r"vgpu[0-9]+")
+_bound: dict[str, str] = {}  # vgpuN -> the framework device it was carved from, in this process
+
+
+def bind_virtual(device: str, target: str) -> None:
+    """`device` (vgpuN) runs on `target` (`cpu`, `dram`, `gpuN` or `cuda:N`) in this process."""
+    if not _VGPU.fullmatch(device):
+        raise InvalidRequest(f"only a vgpuN is bound, not {device!r}", {"field": "device"})
+    _bound[device] = framework_device(target)
+
+
+def unbind_virtual(device: str) -> None:
+    _bound.pop(device, None)
 
 
 def framework_device(device: str) -> str:
     """`cpu` or `cuda:N` for an API device (`dram`, `gpuN`, `vgpuN`) or a framework one."""
     if device == "cuda":
         return "cuda:0"
+    if device in _bound:
+        return _bound[device]
     if _HOST.fullmatch(device):
         return "cpu"
     match = _GPU.fullmatch(device)

@@ -26,7 +26,7 @@ from ..cluster.storage.uploads import ChunkUploads
 from ..cluster.storage.versions import ModelVersions
 from ..cluster.storage.weight_source import StoreWeights
 from ..cluster.tenancy.allocations import Allocations
-from ..cluster.tenancy.vgpus import TablePlacements, VgpuBook, VirtualGpus
+from ..cluster.tenancy.vgpus import TablePlacements, VgpuBook, VirtualGpus, WorkerBindings
 from ..cluster.training.trainer import Trainer
 from ..core.access import Access
 from ..core.audit import AuditLog
@@ -238,7 +238,9 @@ class GswarmApp(ExtensionApp):
             quantize=training.quantized,
             reservations=allocations,
         )
-        vgpus = VirtualGpus(vgpu_book, runtime.nodes, VgpuOccupants(services.services, models, data))
+        vgpus = VirtualGpus(vgpu_book, runtime.nodes,
+                            VgpuOccupants(services.services, models, data),
+                            WorkerBindings(runtime))
         self.context = GswarmContext(
             runtime=runtime,
             limiter=limiter,

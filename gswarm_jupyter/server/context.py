@@ -59,6 +59,7 @@ class GswarmContext:
         self.db.migrate()
         self.access.keys.load()
         self.vgpus.book.load()  # before the runtime: nodes show their vGPUs at once
+        self.vgpus.start()  # and every node that comes online learns which device they are
         await self.runtime.start()
         self.allocations.start()  # restores the live ones; expires them on the loop
         await self.tasks.start()  # restores tasks; dispatches once the cluster is ready

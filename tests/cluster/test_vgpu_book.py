@@ -48,6 +48,23 @@ class FakeOccupants:
         return {k: held[k] for k in ("services", "models", "chunks")}
 
 
+class FakeBindings:
+    """Named fake of the workers: which vgpuN each node was told, as `bind_virtual` would map."""
+
+    def __init__(self) -> None:
+        self.bound: dict[tuple[str, str], str] = {}
+        self.watching: list = []
+
+    async def bind(self, vgpu) -> None:
+        self.bound[(vgpu.node, vgpu.device)] = vgpu.physical_device
+
+    async def unbind(self, vgpu) -> None:
+        self.bound.pop((vgpu.node, vgpu.device), None)
+
+    def watch(self, on_node) -> None:
+        self.watching.append(on_node)
+
+
 def setup(path) -> tuple[Database, FakePlacements, VgpuBook, VirtualGpus]:
     db = Database(path)
     placed = FakePlacements()
@@ -56,13 +73,15 @@ def setup(path) -> tuple[Database, FakePlacements, VgpuBook, VirtualGpus]:
     book.load()
     nodes = NodeDirectory(virtual=book.of_node)
     nodes.observe([WorkerSeen("node1", "tcp://a:1", "127.0.0.1", 100.0, None, REPORT)], 100.0)
-    return db, placed, book, VirtualGpus(book, nodes, FakeOccupants(placed), clock=lambda: 5.0)
+    return db, placed, book, VirtualGpus(book, nodes, FakeOccupants(placed), FakeBindings(),
+                                         clock=lambda: 5.0)
 
 
 def test_carved_shown_booked_and_durable(tmp_path):
     db, placed, book, vgpus = setup(tmp_path / "s.sqlite3")
-    made = vgpus.create(VgpuCreate(virtual_gpu_id="v", memory_size=100 * MIB, compute_units=3),
-                        "token:x")
+    made = asyncio.run(vgpus.create(
+        VgpuCreate(virtual_gpu_id="v", memory_size=100 * MIB, compute_units=3), "token:x"))
+    assert vgpus.bindings.bound == {("node1", "vgpu0"): "dram"}
     assert (made["device"], made["backing"], made["physical_gpu_id"]) == ("vgpu0", "cpu",
                                                                           "node1:dram")
     node = vgpus.nodes.get("node1")
@@ -75,8 +94,8 @@ def test_carved_shown_booked_and_durable(tmp_path):
     assert book.ledger.usage("node1:vgpu0").holders == {"chunk:c1": 30 * MIB}
     assert node.devices["dram"]["available"] == 930 * MIB  # its bytes are in the worker now
     with pytest.raises(InsufficientMemory) as refused:
-        vgpus.create(VgpuCreate(virtual_gpu_id="w", memory_size=931 * MIB, compute_units=1),
-                     "token:x")
+        asyncio.run(vgpus.create(
+            VgpuCreate(virtual_gpu_id="w", memory_size=931 * MIB, compute_units=1), "token:x"))
     assert refused.value.details["available"] == 930 * MIB
     placed.held[("node1", "vgpu0")] = {}
     assert book.used(book.get("v")) == 0  # freed when the chunk went
@@ -90,12 +109,14 @@ def test_carved_shown_booked_and_durable(tmp_path):
 
 def test_delete_refuses_while_used_and_never_loses_a_last_copy(tmp_path):
     db, placed, book, vgpus = setup(tmp_path / "s.sqlite3")
-    vgpus.create(VgpuCreate(virtual_gpu_id="v", memory_size=10 * MIB, compute_units=1), "o")
+    def create(**fields):
+        return asyncio.run(vgpus.create(VgpuCreate(**fields), "o"))
+
+    create(virtual_gpu_id="v", memory_size=10 * MIB, compute_units=1)
     with pytest.raises(Conflict):
-        vgpus.create(VgpuCreate(virtual_gpu_id="v", memory_size=MIB, compute_units=1), "o")
+        create(virtual_gpu_id="v", memory_size=MIB, compute_units=1)
     with pytest.raises(NotFound):
-        vgpus.create(VgpuCreate(virtual_gpu_id="g", memory_size=MIB, compute_units=1,
-                                physical_device="gpu0"), "o")
+        create(virtual_gpu_id="g", memory_size=MIB, compute_units=1, physical_device="gpu0")
     placed.held[("node1", "vgpu0")] = {"model:m": MIB}
     with pytest.raises(Conflict) as busy:
         asyncio.run(vgpus.delete("v"))
@@ -106,5 +127,6 @@ def test_delete_refuses_while_used_and_never_loses_a_last_copy(tmp_path):
     vgpus.occupants.last = []
     gone = asyncio.run(vgpus.delete("v", force=True))
     assert gone["removed"]["models"] == ["model:m"] and not book.all()
+    assert vgpus.bindings.bound == {}  # the worker was told to forget it
     assert "vgpu0" not in vgpus.nodes.get("node1").devices
     db.close()

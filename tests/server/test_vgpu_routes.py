@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from gswarm_jupyter.backends import devices
 from gswarm_jupyter.cluster.tenancy.wfq import gate_for
 
 from .data_helpers import b64, put_bytes
@@ -35,6 +36,7 @@ async def test_carve_show_fill_refuse_and_destroy(api):
     assert (a["node"], a["device"], a["backing"], a["physical_gpu_id"]) == (
         "node1", "vgpu0", "cpu", "node1:dram")
     assert (a["memory_size"], a["memory_used"], a["status"]) == (2 * MIB, 0, "active")
+    assert devices._bound["vgpu0"] == "cpu"  # in-process worker: told what vgpu0 is
     status, env, _ = await api("POST", V, body={"virtual_gpu_id": "small", "memory_size": 1,
                                                   "compute_units": 1})
     assert status == 409 and env["error"]["code"] == "CONFLICT"
@@ -70,6 +72,7 @@ async def test_carve_show_fill_refuse_and_destroy(api):
     assert env["data"]["memory_used"] == 0  # freed when the chunk went
     status, env, _ = await api("DELETE", f"{V}/small")
     assert status == 200 and env["data"]["deleted"] is True
+    assert "vgpu0" not in devices._bound
     status, env, _ = await api("GET", f"{V}/small")
     assert status == 404 and env["error"]["code"] == "NOT_FOUND"
     _, env, _ = await api("GET", f"{API}/nodes/node1")

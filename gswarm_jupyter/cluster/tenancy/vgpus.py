@@ -12,26 +12,32 @@ Invariants:
   (host-backed: the node's `dram`), so nobody else takes it; a new vGPU must fit in what the
   physical device has free now;
 - a vGPU goes only when nothing sits on it (services, model copies, chunks), or with `force`,
-  which removes them first and loses no last copy (`409` names it; nothing is removed then).
+  which removes them first and loses no last copy (`409` names it; nothing is removed then);
+- its node's worker maps `vgpuN` onto the device it was carved from (`backends.devices.
+  bind_virtual`): told when it is made, again whenever the node comes (back) online, and told
+  to forget it when it goes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ...backends.devices import bind_virtual, unbind_virtual
 from ...core.chunks import ChunkRegistry
 from ...core.clock import iso
 from ...core.db import Database, migration
 from ...core.errors import Conflict, InsufficientMemory, InvalidRequest, NotFound
 from ...core.modelregistry import ModelRegistry
-from ...core.nodes import Node, NodeDirectory, VirtualDevices
+from ...core.nodes import Node, NodeChange, NodeDirectory, VirtualDevices
 from ...core.pagination import paginate
 from ...core.vgpu_api import VgpuCreate, VgpuQuery
+from ..runtime.cluster import ClusterRuntime
 from .ledger import ByteLedger
 
 log = logging.getLogger(__name__)
@@ -240,17 +246,78 @@ class Occupants(Protocol):
         """Stop its services, drop its copies; answers what went."""
 
 
+class Bindings(Protocol):
+    """Telling a node's worker which device its `vgpuN` is."""
+
+    async def bind(self, vgpu: Vgpu) -> None: ...
+
+    async def unbind(self, vgpu: Vgpu) -> None: ...
+
+    def watch(self, on_node: Callable[[NodeChange], None]) -> None:
+        """Call `on_node` on every node status change."""
+
+
+class WorkerBindings:
+    """`Bindings` through the Dask client: `bind_virtual` run on the node's worker."""
+
+    TIMEOUT = 30.0
+
+    def __init__(self, runtime: ClusterRuntime) -> None:
+        self.runtime = runtime
+
+    async def bind(self, vgpu: Vgpu) -> None:
+        await self.runtime.run_on(vgpu.node, bind_virtual, vgpu.device, vgpu.physical_device,
+                                  timeout=self.TIMEOUT)
+
+    async def unbind(self, vgpu: Vgpu) -> None:
+        await self.runtime.run_on(vgpu.node, unbind_virtual, vgpu.device, timeout=self.TIMEOUT)
+
+    def watch(self, on_node: Callable[[NodeChange], None]) -> None:
+        self.runtime.listeners.add(on_node)
+
+
 class VirtualGpus:
     """Create, read and destroy vGPUs over the book and the live nodes."""
 
     def __init__(self, book: VgpuBook, nodes: NodeDirectory, occupants: Occupants,
-                 clock: Any = time.time) -> None:
+                 bindings: Bindings, clock: Any = time.time) -> None:
         self.book = book
         self.nodes = nodes
         self.occupants = occupants
+        self.bindings = bindings
         self.clock = clock
+        self._binding: set[asyncio.Task[None]] = set()
 
-    def create(self, req: VgpuCreate, owner: str) -> dict[str, Any]:
+    def start(self) -> None:
+        """Before the runtime starts: every node that comes online learns its vGPUs."""
+        self.bindings.watch(self.on_node)
+
+    def on_node(self, change: NodeChange) -> None:
+        """A node (back) online: its worker (maybe a new process) learns its vGPUs again."""
+        if change.status == "online" and self.book.all(change.node):
+            task = asyncio.ensure_future(self._bind_node(change.node))
+            self._binding.add(task)
+            task.add_done_callback(self._binding.discard)
+
+    async def _bind_node(self, node: str) -> None:
+        for vgpu in self.book.all(node):
+            try:
+                await self.bindings.bind(vgpu)
+            except Exception as exc:  # the node went again: its next coming back binds
+                log.warning("gswarm: could not bind %s on %s: %s", vgpu.device, node, exc)
+
+    async def create(self, req: VgpuCreate, owner: str) -> dict[str, Any]:
+        """Book it, then tell its worker; a worker that cannot be told undoes the booking."""
+        vgpu = self._carve(req, owner)
+        self.book.add(vgpu)
+        try:
+            await self.bindings.bind(vgpu)
+        except BaseException:
+            self.book.remove(vgpu.virtual_gpu_id)
+            raise
+        return self.book.record(vgpu)
+
+    def _carve(self, req: VgpuCreate, owner: str) -> Vgpu:
         node = self._node(req)
         physical, backing = self._physical(node, req.physical_device)
         free = node.devices.get(physical, {}).get("available")
@@ -259,11 +326,12 @@ class VirtualGpus:
                 f"{node.name}:{physical} has {free} bytes free; the virtual GPU asks "
                 f"{req.memory_size}", required=req.memory_size, available=int(free or 0),
                 device=f"{node.name}:{physical}")
-        vgpu = Vgpu(req.virtual_gpu_id, owner, node.name, self.book.next_device(node.name),
+        if req.virtual_gpu_id in {v.virtual_gpu_id for v in self.book.all()}:
+            raise Conflict(f"virtual GPU {req.virtual_gpu_id!r} already exists",
+                           {"virtual_gpu_id": req.virtual_gpu_id})
+        return Vgpu(req.virtual_gpu_id, owner, node.name, self.book.next_device(node.name),
                     physical, backing, req.memory_size, req.compute_units,
                     req.scheduling_policy, self.clock())
-        self.book.add(vgpu)
-        return self.book.record(vgpu)
 
     def list(self, query: VgpuQuery) -> dict[str, Any]:
         if query.node is not None:
@@ -291,6 +359,10 @@ class VirtualGpus:
         removed = await self.occupants.clear(vgpu.node, vgpu.device) if any(held.values()) else {
             "services": [], "models": [], "chunks": []}
         self.book.remove(virtual_gpu_id)
+        try:
+            await self.bindings.unbind(vgpu)
+        except Exception as exc:  # gone with its worker, or offline: nothing left to forget
+            log.warning("gswarm: could not unbind %s on %s: %s", vgpu.device, vgpu.node, exc)
         return {"virtual_gpu_id": virtual_gpu_id, "deleted": True, "removed": removed}
 
     def _node(self, req: VgpuCreate) -> Node:

@@ -33,10 +33,10 @@ class VgpusHandler(_Vgpus):
     def get(self) -> None:
         self.reply(self.vgpus.list(self.query(VgpuQuery)))
 
-    def post(self) -> None:
+    async def post(self) -> None:
         req = self.body(VgpuCreate)
         assert self._caller is not None
-        record = self.vgpus.create(req, self._caller.identity)
+        record = await self.vgpus.create(req, self._caller.identity)
         location = f"{self.base_url.rstrip('/')}{COMPUTE}/virtualization/gpus/{req.virtual_gpu_id}"
         self.reply(record, 201, {"Location": location})
 
