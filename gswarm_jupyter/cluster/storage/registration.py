@@ -60,7 +60,7 @@ class ModelSources:
         store = self.store
         source = parse_source(req.source_url, self.model_roots)
         await self._precheck(source)
-        arch, estimate = _expected(source)
+        arch, estimate = await asyncio.to_thread(_expected, source)  # may walk a folder
         if req.model_type is not None and arch is not None and req.model_type != arch:
             raise InvalidRequest(
                 f"model_type {req.model_type!r} does not match the source's architecture {arch!r}",
