@@ -12,7 +12,6 @@ forgets finished tasks, never pending or running ones.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, get_args
 
 from .errors import Conflict, DependencyFailed, GswarmError, InvalidRequest, NotFound
+from .listeners import Listeners
 
 Priority = Literal["critical", "high", "normal", "low"]
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -33,7 +33,6 @@ DASK_PRIORITY: dict[str, int] = {"critical": 30, "high": 20, "normal": 10, "low"
 
 _SUBJECT = re.compile(r"[^A-Za-z0-9._-]+")
 
-log = logging.getLogger(__name__)
 
 
 def check_priority(priority: str, field: str = "priority") -> Priority:
@@ -101,7 +100,6 @@ class Task:
         }
 
 
-Listener = Callable[[Task], None]
 
 
 class TaskOptions(TypedDict, total=False):
@@ -123,7 +121,7 @@ class TaskQueue:
             raise ValueError("max_concurrent must be at least 1")
         self.max_concurrent = max_concurrent
         self.clock = clock
-        self.listeners: list[Listener] = []
+        self.listeners: Listeners[Task] = Listeners("task")
         self._tasks: dict[str, Task] = {}
         # Indexes kept by every status change, so dispatch never sorts or scans finished tasks:
         # pending tasks per priority rank (dicts keep submission order), and the running ones.
@@ -383,8 +381,4 @@ class TaskQueue:
         return None
 
     def _emit(self, task: Task) -> None:
-        for listener in list(self.listeners):
-            try:
-                listener(task)
-            except Exception:  # one broken listener must not stall dependants or the others
-                log.exception("gswarm: a task listener failed on %s", task.task_id)
+        self.listeners.emit(task)  # one broken listener stalls neither dependants nor the others

@@ -95,7 +95,7 @@ def test_free_expiry_events_and_durability(world):
     nodes = _nodes()
     allocs = Allocations(db, nodes, usage, clock=clock)
     events = []
-    allocs.listeners.append(events.append)
+    allocs.listeners.add(events.append)
     short = allocs.reserve("alice", "alice", MB, 1, 5, "dram")
     long = allocs.reserve("bob", "bob", 2 * MB, 1, 500, "dram")
     with pytest.raises(Forbidden):

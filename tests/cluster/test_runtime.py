@@ -34,7 +34,7 @@ async def test_a_killed_worker_goes_offline_and_its_restart_comes_back(tmp_path)
         ClusterConfig(local_nodes=2, local_processes=True, data_dir=tmp_path, worker_memory_limit="1GiB")
     )
     changes = []
-    runtime.listeners.append(changes.append)
+    runtime.listeners.add(changes.append)
     await runtime.start()
     try:
         await runtime.wait_ready(120)

@@ -21,7 +21,7 @@ def open_queue(path, max_concurrent=1, start=100):
     store = TaskStore(db)
     ticks = itertools.count(start)
     q = TaskQueue(max_concurrent, clock=lambda: float(next(ticks)))
-    q.listeners.append(store.save)
+    q.listeners.add(store.save)
     return db, store, q
 
 
@@ -130,7 +130,7 @@ def test_retention_drops_old_and_surplus_finished_tasks_from_memory_and_db(tmp_p
     store = TaskStore(db)
     now = [0.0]
     q = TaskQueue(PRUNE_BATCH * 3, clock=lambda: now[0])
-    q.listeners.append(store.save)
+    q.listeners.add(store.save)
     ancient = finished_at(q, now, 0.0, "ancient")
     # Live since long ago: never dropped, however old.
     running = q.submit("t", "running", payload={"rows": [1]})
@@ -155,7 +155,7 @@ def test_retention_drops_old_and_surplus_finished_tasks_from_memory_and_db(tmp_p
     db2.migrate()
     store2 = TaskStore(db2)
     q2 = TaskQueue(1, clock=lambda: 10 * DAY + 20_000)
-    q2.listeners.append(store2.save)
+    q2.listeners.add(store2.save)
     q2.restore(store2.load())
     assert [t.task_id for t in store2.history()] == [
         pending.task_id, running.task_id, *reversed(many[-3:])]

@@ -206,7 +206,7 @@ def test_finishing_lets_go_of_the_payload_and_restore_keeps_finish_order():
 def test_listeners_see_every_change():
     q = make_queue()
     seen = []
-    q.listeners.append(lambda t: seen.append((t.task_id, t.status, t.progress)))
+    q.listeners.add(lambda t: seen.append((t.task_id, t.status, t.progress)))
     t = q.submit("t", "x")
     q.dispatch()
     q.set_progress(t.task_id, 50)

@@ -22,6 +22,7 @@ from distributed.security import Security
 
 from ...core.aio import cancel_and_wait
 from ...core.errors import NetworkError, ResourceUnavailable
+from ...core.listeners import Listeners
 from ...core.nodes import NodeChange, NodeDirectory, VirtualOf, WorkerSeen, no_virtual
 from .agent import METRIC, NodeAgent
 from .embedded import NodeCluster, ServeHttp, http_socket_path
@@ -67,7 +68,7 @@ class ClusterRuntime:
         self.client: Client | None = None
         self.cluster: NodeCluster | None = None
         self.reason: str | None = "starting"
-        self.listeners: list[Callable[[NodeChange], None]] = []
+        self.listeners: Listeners[NodeChange] = Listeners("node")
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._ready = asyncio.Event()
@@ -215,8 +216,7 @@ class ClusterRuntime:
     def _publish(self, changes: list[NodeChange]) -> None:
         for change in changes:
             log.info("gswarm: node %s is %s", change.node, change.status)
-            for listener in self.listeners:
-                listener(change)
+            self.listeners.emit(change)
 
     async def _close_client(self) -> None:
         client, self.client = self.client, None

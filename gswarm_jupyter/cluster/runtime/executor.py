@@ -163,7 +163,7 @@ class TaskExecutor:
         self._subscribed: Client | None = None
         self._starter: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        queue.listeners.append(self._on_change)
+        queue.listeners.add(self._on_change)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

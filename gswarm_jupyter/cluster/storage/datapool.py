@@ -69,7 +69,7 @@ class DataPool:
         self.copies = registry.copies
         executor.register("move", self._run_copy)
         executor.register("transfer", self._run_copy)
-        executor.queue.listeners.append(self._on_task)
+        executor.queue.listeners.add(self._on_task)
 
     def start(self) -> None:
         """After the queue restored its tasks: drop copies in progress of tasks no longer running
@@ -81,7 +81,7 @@ class DataPool:
                     task.error if task is not None else {"code": "TASK_FAILED",
                                                          "message": "interrupted"},
                 )
-        self.runtime.listeners.append(self._on_node)
+        self.runtime.listeners.add(self._on_node)
 
     def _on_node(self, change: NodeChange) -> None:
         """Memory copies are checked at every node change, not at the next read only: a worker

@@ -20,8 +20,6 @@ lost; eviction frees least-recently-used copies kept elsewhere.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +30,7 @@ from ...core.errors import (
     ResourceUnavailable,
     error_from_dict,
 )
+from ...core.listeners import Listeners
 from ...core.modelregistry import ModelRegistry, location_record
 from ...core.models_api import (
     CopyRequest,
@@ -50,14 +49,11 @@ from .engine import CopyEngine, Payload, Reservations
 from .model_users import ModelUsers
 from .weight_ops import drop_weights, read_weights, write_weights
 
-log = logging.getLogger(__name__)
-
 DOWNLOAD, COPY, MOVE = "model_download", "model_copy", "model_move"
 TASK_TYPES = (DOWNLOAD, COPY, MOVE)
 MODELS = Payload("model", "model_name", "ready", frozenset({"copying"}), TASK_TYPES, "models",
                  read_weights, drop_weights, busy_types=TASK_TYPES)
 
-Listener = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +85,7 @@ class ModelStore:
         self.runtime = runtime
         self.executor = executor
         self.capacity = dict(capacity or {})  # bytes models may take per device (bare or node:dev)
-        self.listeners: list[Listener] = []
+        self.listeners: Listeners[dict[str, Any]] = Listeners("model event")
         self.services: dict[str, dict[str, str]] = {}  # model -> {node: url}, from the services
         self.users = users
         self.engine = CopyEngine(MODELS, registry.copies, registry.exists, runtime, executor,
@@ -98,23 +94,19 @@ class ModelStore:
         self.copies = registry.copies
         for task_type in (COPY, MOVE):
             executor.register(task_type, self._run_copy)
-        executor.queue.listeners.append(self._on_task)
+        executor.queue.listeners.add(self._on_task)
 
     def start(self) -> None:
         """After the queue restored its tasks: copies-in-progress of tasks no longer running go,
         and memory copies of restarted workers are marked lost once the cluster is seen."""
         self.engine.recover()
-        self.runtime.listeners.append(self._on_node)
+        self.runtime.listeners.add(self._on_node)
 
     # -- events -------------------------------------------------------------------------------
 
     def emit(self, name: str, change: str, **data: Any) -> None:
         event = {"model_name": name, "change": change, **data}
-        for listener in list(self.listeners):
-            try:
-                listener(event)
-            except Exception:  # a broken stream must not break the registry
-                log.exception("gswarm: model event listener failed")
+        self.listeners.emit(event)  # a broken stream does not break the registry
 
     def _on_node(self, change: NodeChange) -> None:
         """Seen at once, not at the next read: a worker dropped and back under its old address

@@ -38,6 +38,7 @@ from ...core.errors import (
     NotFound,
     ResourceUnavailable,
 )
+from ...core.listeners import Listeners
 from ...core.names import DeviceRef, parse_device
 from ...core.nodes import Node, NodeDirectory
 from .ledger import ByteLedger
@@ -63,7 +64,6 @@ migration(
     """,
 )
 
-Listener = Callable[[dict[str, Any]], None]
 
 
 class Placements(Protocol):
@@ -140,7 +140,7 @@ class Allocations:
         self.sweep_s = sweep_s
         self.clock = clock
         self.ledger = ByteLedger()  # holder: allocation id; device: node:device
-        self.listeners: list[Listener] = []
+        self.listeners: Listeners[dict[str, Any]] = Listeners("allocation event")
         self._live: dict[str, Allocation] = {}
         self._lock = threading.RLock()  # a reservation's checks and its booking, as one step
         self._sweeper: asyncio.Task[None] | None = None
@@ -320,11 +320,7 @@ class Allocations:
 
     def _emit(self, alloc: Allocation, change: str) -> None:
         event = {**alloc.record(), "change": change}
-        for listener in list(self.listeners):
-            try:
-                listener(event)
-            except Exception:  # a broken stream must not break allocations
-                log.exception("gswarm: allocation event listener failed")
+        self.listeners.emit(event)  # a broken stream does not break allocations
 
     # -- choosing a device -----------------------------------------------------------------------
 

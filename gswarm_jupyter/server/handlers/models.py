@@ -118,12 +118,10 @@ class ModelsSocket(GswarmSocket):
 
     def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         super().open(*args, **kwargs)
-        self.gswarm.models.listeners.append(self._on_change)
+        self.gswarm.models.listeners.add(self._on_change)
 
     def on_close(self) -> None:
-        listeners = self.gswarm.models.listeners
-        if self._on_change in listeners:
-            listeners.remove(self._on_change)
+        self.gswarm.models.listeners.discard(self._on_change)
 
     def _on_change(self, event: dict[str, Any]) -> None:
         if not self.send_event("model", event):

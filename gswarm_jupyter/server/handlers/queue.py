@@ -71,12 +71,10 @@ class TasksSocket(GswarmSocket):
 
     def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         super().open(*args, **kwargs)
-        self.gswarm.tasks.queue.listeners.append(self._on_task)
+        self.gswarm.tasks.queue.listeners.add(self._on_task)
 
     def on_close(self) -> None:
-        listeners = self.gswarm.tasks.queue.listeners
-        if self._on_task in listeners:
-            listeners.remove(self._on_task)
+        self.gswarm.tasks.queue.listeners.discard(self._on_task)
 
     def _on_task(self, task: Task) -> None:
         if not self.send_event("task", task.record()):

@@ -82,12 +82,10 @@ class ResourcesSocket(GswarmSocket):
 
     def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         super().open(*args, **kwargs)
-        self.gswarm.allocations.listeners.append(self._on_change)
+        self.gswarm.allocations.listeners.add(self._on_change)
 
     def on_close(self) -> None:
-        listeners = self.gswarm.allocations.listeners
-        if self._on_change in listeners:
-            listeners.remove(self._on_change)
+        self.gswarm.allocations.listeners.discard(self._on_change)
 
     def _on_change(self, event: dict[str, Any]) -> None:
         caller = self._caller
