@@ -1,11 +1,13 @@
 """The serving gateway against a real Dask cluster (two in-process workers, a real `ServiceActor`
 replica of a small MLP on each): requests spread over live replicas, a session's pinned replica
 answers while it lives, a lost replica's request is answered by a live one, and with no live
-replica left a request fails with RESOURCE_UNAVAILABLE naming the replicas lost. Read as its
-specification."""
+replica left a request fails with RESOURCE_UNAVAILABLE naming the replicas lost; requests that
+arrive together travel to their replica in one message, each answered or failed on its own. Read
+as its specification."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -18,9 +20,9 @@ from gswarm_kernels import init_params, parse_builtin_url
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from gswarm_jupyter.cluster.serving.actor import ServiceActor
 from gswarm_jupyter.cluster.serving.gateway import Gateway
-from gswarm_jupyter.cluster.serving.replicas import Replica, Service, call, watched
+from gswarm_jupyter.cluster.serving.replicas import Replica, Service, call, channel_of, watched
 from gswarm_jupyter.cluster.storage.weights import ModelSpec
-from gswarm_jupyter.core.errors import ResourceUnavailable
+from gswarm_jupyter.core.errors import InvalidInputData, ResourceUnavailable
 from gswarm_jupyter.core.serving_api import ServiceConfig
 
 MLP = "builtin://mlp?in=8&hidden=16&out=4"
@@ -92,6 +94,35 @@ async def test_a_session_stays_on_its_pinned_replica(tmp_path):
         answered = [(await gateway.infer("mlp", ROWS, {}, prefer=pinned))[1] for _ in range(3)]
         assert answered == [pinned, pinned, pinned]
         assert gateway.service_of(pinned) is service
+
+
+async def test_requests_arriving_together_go_in_one_message_each_with_its_own_outcome(tmp_path):
+    async with two_replicas(tmp_path) as (_, gateway, service):
+        first = service.replicas[0]
+        alone, _ = await gateway.infer("mlp", ROWS, {}, prefer=first)
+        channel = channel_of(first)
+        sent: list[int] = []  # requests per message
+        send = channel.call
+
+        def spy(method, *args):
+            sent.append(len(args[0]))
+            return send(method, *args)
+
+        channel.call = spy
+        bad = [[1.0, 2.0]]  # 2 values where the model takes 8
+        outcomes = await asyncio.gather(
+            *(gateway.infer("mlp", bad if i == 5 else ROWS, {}, prefer=first) for i in range(12)),
+            return_exceptions=True,
+        )
+
+        assert isinstance(outcomes[5], InvalidInputData)  # fails alone
+        for i, outcome in enumerate(outcomes):
+            if i != 5:
+                result, replica = outcome
+                assert replica is first
+                np.testing.assert_allclose(result["output_data"], alone["output_data"], rtol=1e-5)
+        assert sum(sent) == 12 and len(sent) < 12
+        assert first.inflight == 0
 
 
 async def test_a_lost_replicas_request_is_answered_by_a_live_one(tmp_path):
