@@ -9,7 +9,8 @@ import asyncio
 import json
 import time
 
-from .data_helpers import b64
+from ..http_source import Source
+from .data_helpers import b64, finished
 
 C = "gswarm/compute/v1"
 API = "gswarm/api/v1"
@@ -187,3 +188,19 @@ async def test_a_service_is_not_placed_in_others_reserved_bytes(api):
     status, env, _ = await api("POST", f"{API}/services", body=service)
     assert status == 201, env
     assert (await api("DELETE", f"{API}/services/{env['data']['service_id']}"))[0] == 200
+
+
+async def test_a_download_is_bounded_by_others_reserved_bytes(api):
+    status, env, _ = await reserve(api, 2**50, user="bob")
+    status, env, _ = await reserve(api, env["error"]["details"]["available"] - 256 * 1024,
+                                   user="bob")
+    assert status == 201, env
+    with Source() as src:
+        src.files["blob"] = b"\5" * (4 * MIB)
+        status, env, _ = await api("POST", f"{API}/data",
+                                   body={"url": src.url("blob"), "device": "node1:dram"})
+        assert status == 201, env  # the chunk, downloading
+        done = await finished(api, env["data"]["task_id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "INSUFFICIENT_MEMORY", done
+    chunk = (await api("GET", f"{API}/data/{env['data']['chunk_id']}"))[1]["data"]
+    assert chunk["locations"] == []  # nothing half-made on the device

@@ -174,12 +174,16 @@ class ChunkUploads:
         p = job.params
         chunk_id, node, device = p["chunk_id"], p["node"], p["device"]
         layout = tuple(p["layout"]) if p.get("layout") else None
-        free = pool.runtime.nodes.get(node).devices.get(device, {}).get("available")
+        target = DeviceRef(node, device)
+        # What the node has free, less what others' allocations hold there (its uploader's own
+        # allocation is its room).
+        owner = pool.registry.row(chunk_id)["created_by"] if pool.registry.exists(chunk_id) else None
+        free = pool.engine.room(chunk_id, target, None, owner=owner)
         room = Room(None if free is None else int(free), f"{node}:{device}",
                     limit=pool.max_chunk_bytes)
         try:
             stored = await pool.engine.run_write(
-                job, chunk_id, DeviceRef(node, device), fetch_chunk, chunk_id, device,
+                job, chunk_id, target, fetch_chunk, chunk_id, device,
                 job.payload.get("url", p["url"]),
                 job.signal, layout, room, self.fetch_policy)
         except GswarmError as exc:
