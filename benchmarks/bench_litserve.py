@@ -129,6 +129,17 @@ def litserve_server(module_path: Path, max_batch_size: int, log: Path) -> Iterat
             proc.wait(30)
 
 
+def _inside(client: httpx.Client, body: Path, n: int = 200) -> float:
+    """p50 of the server's own `inference_time` (from the compute plane taking the request to its
+    answer: gateway, channel, worker) over `n` lone requests (s)."""
+    times = []
+    for _ in range(n):
+        r = client.post("inference", content=body.read_bytes(),
+                        headers={"Content-Type": "application/json"})
+        times.append(r.json()["data"]["inference_time"])
+    return statistics.median(times)
+
+
 def _ratio(name: str, ours: float, theirs: float, unit: str, goal: str, note: str) -> Result:
     return Result(name=name, value=ours, unit=unit,
                   baseline="LitServe, same weights, batching limit, wait, threads and wrk load, "
@@ -179,27 +190,35 @@ def run() -> list[Result]:
                 path = folder / f"body-{rows}-{limit}.json"
                 path.write_text(json.dumps({"model_id": f"ls-b{limit}", "input_data": data}))
                 bodies[rows, limit] = path
+        lone_body = folder / "body-lone.json"  # a service of its own: its counters are lone ones
+        lone_body.write_text(json.dumps({"model_id": "ls-lone", "input_data": inputs[1]}))
         server = LiveServer(folder / "gswarm", nodes=1)  # the server's defaults
         with server:
             client = httpx.Client(base_url=server.url.rstrip("/") + COMPUTE,
                                   headers=server.headers, timeout=300)
-            for limit in BEST_ROWS:
-                r = client.post("models", json={"model_id": f"ls-b{limit}", "model_path": MODEL,
+            for name, limit in [*((f"ls-b{limit}", limit) for limit in BEST_ROWS),
+                                ("ls-lone", MAX_ROWS)]:
+                r = client.post("models", json={"model_id": name, "model_path": MODEL,
                                                 "max_batch_size": limit,
                                                 "batch_timeout_ms": WAIT_MS})
                 assert r.status_code == 201, r.text
+            lone_service = r.json()["data"]["service_id"]
             url = server.url.rstrip("/") + COMPUTE + "inference"
-            for (rows, limit), body in bodies.items():  # first-use costs out of the figures
+            for body in [*bodies.values(), lone_body]:  # first-use costs out of the figures
                 for _ in range(5):
                     r = client.post("inference", content=body.read_bytes(),
                                     headers={"Content-Type": "application/json"})
                     assert r.status_code == 200, r.text
-            client.close()
             log = folder / "litserve.log"
             # Interleaved: gswarm, then LitServe at the same limits, load by load.
             ours[1, MAX_ROWS] = _measure(url, bodies[1, MAX_ROWS], 1, server.token)
-            ours_lone = _wrk(url, bodies[1, MAX_ROWS], 1, 1, LONE_SECONDS, server.token)
+            ours_lone = _wrk(url, lone_body, 1, 1, LONE_SECONDS, server.token)
             direct = [direct_forward()]  # right beside each lone run: the machine as it is then
+            inside = _inside(client, lone_body)
+            status = httpx.get(server.url + f"gswarm/api/v1/services/{lone_service}/status",
+                               headers=server.headers).json()["data"]
+            batcher = status["latency_p50"]
+            client.close()
             with litserve_server(module_path, MAX_ROWS, log) as peer:
                 theirs[1, MAX_ROWS] = _measure(peer, bodies[1, MAX_ROWS], 1)
                 theirs_lone = _wrk(peer, bodies[1, MAX_ROWS], 1, 1, LONE_SECONDS)
@@ -257,5 +276,12 @@ def run() -> list[Result]:
               f"direct one-row forward p50 {direct_one * 1000:.2f} ms in the benchmark's process "
               f"on {THREADS} threads (mean of its p50 right after each lone run: "
               f"{', '.join(f'{d * 1000:.2f}' for d in direct)} ms). Both wait up to "
-              f"{WAIT_MS:g} ms for a batch to fill")))
+              f"{WAIT_MS:g} ms for a batch to fill. Where gswarm's lone request goes (p50s): "
+              f"HTTP, authentication, audit record, validation and JSON "
+              f"{(ours_lone.p50 - inside) * 1000:.2f} ms (wrk's p50 minus the server's "
+              f"inference_time); gateway to the replica's worker and back over its channel "
+              f"{(inside - batcher) * 1000:.2f} ms (inference_time minus the batcher's own "
+              f"latency); in the batcher {batcher * 1000:.2f} ms (up to {WAIT_MS:g} ms waiting "
+              f"for company, the hop to its compute thread and the forward, "
+              f"{direct_one * 1000:.2f} ms direct)")))
     return results

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 
+import dask
 import numpy as np
 import pytest
 from distributed import Worker
+from distributed.actor import ProxyRPC
 from gswarm_kernels import init_params, parse_builtin_url
 
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from gswarm_jupyter.cluster.serving.actor import ServiceActor
+from gswarm_jupyter.cluster.serving.channel import ReplicaChannel
 from gswarm_jupyter.cluster.serving.gateway import Gateway
 from gswarm_jupyter.cluster.serving.replicas import Replica, Service, call, channel_of, watched
 from gswarm_jupyter.cluster.storage.weights import ModelSpec
@@ -123,6 +127,21 @@ async def test_requests_arriving_together_go_in_one_message_each_with_its_own_ou
                 np.testing.assert_allclose(result["output_data"], alone["output_data"], rtol=1e-5)
         assert sum(sent) == 12 and len(sent) < 12
         assert first.inflight == 0
+
+
+async def test_a_worker_not_reached_directly_is_called_through_the_scheduler(tmp_path):
+    async with two_replicas(tmp_path) as (runtime, _, service):
+        first = service.replicas[0]
+        client = runtime.require_client()
+        with socket.socket() as s:  # a loopback port nothing listens on: no direct way there
+            s.bind(("127.0.0.1", 0))
+            closed = f"{first.address.split('://')[0]}://127.0.0.1:{s.getsockname()[1]}"
+        channel = ReplicaChannel(client.rpc(closed), first.actor.key, first.address,
+                                 relayed=ProxyRPC(client.scheduler, first.address))
+        with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+            result = await channel.infer(ROWS, {})
+            assert len(result["output_data"]) == 2
+            assert (await channel.call("stats"))["requests_served"] == 1
 
 
 async def test_a_lost_replicas_request_is_answered_by_a_live_one(tmp_path):

@@ -2,7 +2,8 @@
 
 A call goes straight to the replica's worker over a Dask comm pooled in this process
 (`Client.rpc`: opened once, then kept), where a Dask actor's call from a client goes through the
-scheduler. Inference requests reach the replica batched where they arrive: a request queues on
+scheduler. A channel that has never reached its worker directly and cannot (a worker that only
+its scheduler reaches) goes through the scheduler from then on, as the actor's own calls do. Inference requests reach the replica batched where they arrive: a request queues on
 its replica's channel; a message (`ServiceActor.infer_many`) leaves with every request queued as
 soon as the event loop has taken in what arrived, while fewer than `IN_FLIGHT` messages are on
 their way; otherwise the requests wait for the next message. A lone request waits for nothing.
@@ -20,6 +21,7 @@ from collections import deque
 from typing import Any
 
 from distributed import get_client
+from distributed.actor import ProxyRPC
 from distributed.protocol import to_serialize
 
 IN_FLIGHT = 2  # messages on their way at once: the next batch is there when a forward ends
@@ -29,8 +31,10 @@ MAX_REQUESTS = 256  # requests in one message
 class ReplicaChannel:
     """Calls to the actor `key` on the worker at `address`, through `rpc` (a pooled call)."""
 
-    def __init__(self, rpc: Any, key: str, address: str) -> None:
+    def __init__(self, rpc: Any, key: str, address: str, relayed: Any = None) -> None:
         self._rpc = rpc
+        self._relayed = relayed  # the same calls relayed by the scheduler
+        self._reached = False  # a direct call was answered once
         self.key = key
         self.address = address
         self._queue: deque[tuple[Any, Any, asyncio.Future[Any]]] = deque()
@@ -40,9 +44,16 @@ class ReplicaChannel:
 
     async def call(self, method: str, *args: Any) -> Any:
         """`method(*args)` of the actor, on its worker; its exception raised here."""
-        reply = await self._rpc.actor_execute(
-            function=method, actor=self.key, args=[to_serialize(a) for a in args], kwargs={}
-        )
+        message = {"function": method, "actor": self.key,
+                   "args": [to_serialize(a) for a in args], "kwargs": {}}
+        try:
+            reply = await self._rpc.actor_execute(**message)
+        except OSError:
+            if self._reached or self._relayed is None:
+                raise
+            self._rpc, self._relayed = self._relayed, None  # unreachable directly: relayed
+            reply = await self._rpc.actor_execute(**message)
+        self._reached = True
         if reply["status"] == "OK":
             return reply["result"]
         raise reply["exception"]
@@ -107,4 +118,5 @@ def channel_to(actor: Any, address: str) -> ReplicaChannel:
     """A channel to `actor` (a Dask `Actor` handle) on its worker at `address`, over the pooled
     comms of the client that holds the actor."""
     client = getattr(actor, "_client", None) or get_client()
-    return ReplicaChannel(client.rpc(address), actor.key, address)
+    return ReplicaChannel(client.rpc(address), actor.key, address,
+                          relayed=ProxyRPC(client.scheduler, address))
