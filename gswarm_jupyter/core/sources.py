@@ -30,10 +30,11 @@ class Source:
     kind: SourceKind
     url: str  # as given, credentials included: only in an unfinished task's payload, never shown
     path: str | None = None  # file://: the resolved path, checked against the roots
+    base: str | None = None  # file://: the model root it lies under (where its links may lead)
 
     def params(self) -> dict[str, str | None]:
         """What a worker op needs (plain data, picklable)."""
-        return {"kind": self.kind, "url": self.url, "path": self.path}
+        return {"kind": self.kind, "url": self.url, "path": self.path, "base": self.base}
 
 
 def parse_source(url: str, roots: list[str], field: str = "source_url") -> Source:
@@ -49,11 +50,18 @@ def parse_source(url: str, roots: list[str], field: str = "source_url") -> Sourc
     if kind == "http" and not urlsplit(url).hostname:
         raise InvalidRequest(f"{field} {redact_url(url)!r} has no host", {"field": field})
     if kind == "file":
-        return Source("file", url, str(resolve_under_roots(file_path(url, field), roots, field,
-                                                           folders=True)))
+        path = resolve_under_roots(file_path(url, field), roots, field, folders=True)
+        return Source("file", url, str(path), str(root_of(path, roots)))
     if kind == "pkg":
         return Source("pkg", url, str(package_path(url, field)))
     return Source(kind, url)
+
+
+def root_of(resolved: Path, roots: Sequence[str | os.PathLike[str]]) -> Path:
+    """The innermost of `roots` (resolved) that holds the resolved path `resolved`."""
+    allowed = [Path(os.path.expanduser(r)).resolve() for r in roots]
+    held = [root for root in allowed if resolved == root or resolved.is_relative_to(root)]
+    return max(held, key=lambda root: len(root.parts))
 
 
 def package_path(url: str, field: str = "source_url") -> Path:

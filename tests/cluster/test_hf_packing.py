@@ -9,6 +9,7 @@ import os
 import shutil
 import tarfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +127,26 @@ def test_text_files_read_as_a_directory_does(gpt2, tmp_path):
     model = load_model_files(files, weightfile.numpy_views(data, d.tensors))
     direct = load_model_dir(gpt2)
     assert model.spec == direct.spec and model.tokenizer_json == direct.tokenizer_json
+
+
+def test_a_cache_snapshot_links_into_its_blobs_under_the_model_root(gpt2, tmp_path):
+    """huggingface_hub's cache: snapshots/<rev>/<file> are links to blobs/<hash>; they pack when
+    the links stay under the model root the source lies under, and only then."""
+    from gswarm_jupyter.core.sources import parse_source
+
+    repo = tmp_path / "hub" / "models--tiny--gpt2"
+    snapshot = repo / "snapshots" / "abc"
+    (repo / "blobs").mkdir(parents=True)
+    for path in sorted(gpt2.rglob("*")):
+        if path.is_file():
+            blob = repo / "blobs" / f"{abs(hash(path.name))}"
+            shutil.copy(path, blob)
+            link = snapshot / path.relative_to(gpt2)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    source = parse_source(snapshot.as_uri(), [str(tmp_path / "hub"), str(tmp_path)])
+    assert source.base == str((tmp_path / "hub").resolve())  # the innermost root
+    assert np.array_equal(packed(snapshot, tmp_path, "snap.tar", base=Path(source.base)),
+                          packed(gpt2, tmp_path, "real.tar"))
+    with pytest.raises(InvalidRequest, match="links out"):
+        packed(snapshot, tmp_path, "refused.tar")

@@ -42,10 +42,11 @@ _TAR_MAGIC = b"ustar"
 # -- packing ------------------------------------------------------------------------------------
 
 
-def packable(root: Path) -> list[tuple[str, Path]]:
+def packable(root: Path, base: Path | None = None) -> list[tuple[str, Path]]:
     """(name in the pack, file) of what a directory's copy keeps, in name order. A link that
-    leads out of the directory is refused."""
-    base = root.resolve()
+    leads out of `base` (default: the directory) is refused; a model root as `base` lets a
+    Hugging Face cache snapshot's links into its blobs through."""
+    base = (base or root).resolve()
     out = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
@@ -57,19 +58,21 @@ def packable(root: Path) -> list[tuple[str, Path]]:
         if not (weights or texts):
             continue
         if not path.resolve().is_relative_to(base):
-            raise InvalidRequest(f"model directory: {name} links out of the directory", _FIELD)
+            raise InvalidRequest(f"model directory: {name} links out of the allowed folder",
+                                 _FIELD)
         out.append((name, path))
     return out
 
 
-def size_of(root: Path) -> int:
+def size_of(root: Path, base: Path | None = None) -> int:
     """Bytes of the files a directory's copy keeps (headers aside)."""
-    return sum(path.stat().st_size for _, path in packable(root))
+    return sum(path.stat().st_size for _, path in packable(root, base))
 
 
 def pack(root: Path, out: Path, model_type: str | None = None,
-         num_labels: int | None = None) -> None:
-    """Check the model directory at `root` (read whole) and write its packed copy to `out`."""
+         num_labels: int | None = None, base: Path | None = None) -> None:
+    """Check the model directory at `root` (read whole) and write its packed copy to `out`
+    (links may lead anywhere under `base`, default `root`)."""
     from ...backends.hf_model import check_dir
 
     if not (root / "config.json").is_file():
@@ -78,7 +81,7 @@ def pack(root: Path, out: Path, model_type: str | None = None,
     meta: dict[str, Any] = {"model_type": spec.model_type}
     if spec.model_type == "classifier":
         meta["num_labels"] = len(spec.labels)
-    files = packable(root)
+    files = packable(root, base)
     with tarfile.open(out, "w", format=tarfile.USTAR_FORMAT) as tar:
         _add(tar, META, json.dumps(meta, sort_keys=True).encode())
         for name, path in files:

@@ -217,7 +217,8 @@ def _expected(source: Source) -> tuple[str | None, int | None]:
         return checkpoints.builtin_expected(source.url)
     if source.kind in ("file", "pkg") and source.path is not None:
         path = Path(source.path)
-        return None, hfdir.size_of(path) if path.is_dir() else path.stat().st_size
+        base = None if source.base is None else Path(source.base)
+        return None, hfdir.size_of(path, base) if path.is_dir() else path.stat().st_size
     return None, None
 
 

@@ -48,7 +48,7 @@ def acquire_weights(
             if path.is_dir() or hfdir.archive_kind(path) is not None:
                 return store.write_model_dir(name, version, device, path, signal, **hf,
                                              expect_checksum=expect_checksum,
-                                             limit=unpack_limit(room))
+                                             limit=unpack_limit(room), base=source.get("base"))
             return store.write_file(name, version, device, path, signal,
                                     expect_checksum=expect_checksum)
         if kind == "http":

@@ -194,22 +194,24 @@ class WeightStore(WorkerStore):
         num_labels: int | None = None,
         expect_checksum: str | None = None,
         limit: int | None = None,
+        base: str | None = None,
         progress_range: tuple[float, float] = (0.0, 100.0),
     ) -> dict[str, Any]:
         """Store the Hugging Face model directory at `path` (or the archive holding one, which
-        unpacks to at most `limit` bytes) as one packed copy (`hfdir`). `expect_checksum` may be
-        the archive's sha256 or the packed copy's. Nothing stays on failure."""
+        unpacks to at most `limit` bytes) as one packed copy (`hfdir`; the folder's links may
+        lead anywhere under `base`). `expect_checksum` may be the archive's sha256 or the packed
+        copy's. Nothing stays on failure."""
         staging = self.folder / self.STAGING
         staging.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=staging, prefix=f"{signal.task_id}-") as scratch:
-            root = path
+            root, links = path, None if base is None else Path(base)
             if path.is_file():
                 if expect_checksum and _sha256_file(path) == expect_checksum.lower():
                     expect_checksum = None  # the archive is the one asked for
-                root = hfdir.unpack(path, Path(scratch) / "unpacked", limit)
+                root, links = hfdir.unpack(path, Path(scratch) / "unpacked", limit), None
             signal.check()
             packed = Path(scratch) / f"packed{hfdir.SUFFIX}"
-            hfdir.pack(root, packed, model_type, num_labels)
+            hfdir.pack(root, packed, model_type, num_labels, base=links)
             signal.check()
             return self.write_file(name, version, device, packed, signal,
                                    expect_checksum=expect_checksum, progress_range=progress_range)
