@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from .data_helpers import finished, put_bytes, task, wait_for
 from .model_helpers import API, MLP, checksum_on, locations, model, register, store_of
 
@@ -62,9 +64,17 @@ async def test_concurrent_drops_of_the_last_two_copies_keep_one(api, gswarm_app)
     assert not list((store_of(gswarm_app, dropped) / "m").glob("v*"))
 
 
+@pytest.fixture
+def gswarm_config(gswarm_config, request):
+    """`model_capacity` from the test's param, if any."""
+    if hasattr(request, "param"):
+        gswarm_config["model_capacity"] = request.param
+    return gswarm_config
+
+
+# node1:dram holds two small copies and 200 bytes more; the big model needs both evicted.
+@pytest.mark.parametrize("gswarm_config", [{"node1:dram": 2 * SMALL + 200}], indirect=True)
 async def test_eviction_racing_a_drop_never_takes_the_last_copy(api, gswarm_app):
-    # node1:dram holds two small copies and 200 bytes more; the big model needs both evicted.
-    gswarm_app.context.models.capacity["node1:dram"] = 2 * SMALL + 200
     await register(api, "old", MLP.format(seed=1), download_to="node2:disk")
     await copied(api, "old", "node2:disk", "node1:dram")  # least recently used: evicted first
     await register(api, "x", MLP.format(seed=2), download_to="node1:dram")

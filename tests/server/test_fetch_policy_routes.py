@@ -17,9 +17,16 @@ from .model_helpers import MLP, model, register, store_of
 
 @pytest.fixture
 def gswarm_config(gswarm_config, request):
-    """The test servers' loopback-only policy, or (param "default") the shipped default."""
-    if getattr(request, "param", "loopback") == "default":
+    """The test servers' loopback-only policy, or (param "default") the shipped default, or
+    (param "small chunks") chunks of 100,000 bytes at most, or (param "small node2") 1000 bytes
+    of models on node2's dram."""
+    param = getattr(request, "param", "loopback")
+    if param == "default":
         del gswarm_config["fetch_allow"], gswarm_config["fetch_deny"]
+    if param == "small chunks":
+        gswarm_config["max_chunk_bytes"] = 100_000
+    if param == "small node2":
+        gswarm_config["model_capacity"] = {"node2:dram": 1000}
     return gswarm_config
 
 
@@ -143,8 +150,8 @@ async def test_credentials_in_a_source_url_are_never_stored_shown_or_logged(api,
     assert tasks and all("hunter2" not in row["params"] for row in tasks)
 
 
+@pytest.mark.parametrize("gswarm_config", ["small node2"], indirect=True)
 async def test_a_model_download_is_bounded_by_the_model_capacity(api, gswarm_app):
-    gswarm_app.context.models.capacity["node2:dram"] = 1000
     await register(api, "seed", MLP.format(seed=4))
     payload = (store_of(gswarm_app, "node1") / "seed" / "v1.safetensors").read_bytes()
     assert len(payload) > 1000
@@ -160,10 +167,9 @@ async def test_a_model_download_is_bounded_by_the_model_capacity(api, gswarm_app
     assert (await model(api, "web"))["locations"] == []
 
 
+@pytest.mark.parametrize("gswarm_config", ["small chunks"], indirect=True)
 @pytest.mark.parametrize("unsized", [False, True], ids=["declared", "counted"])
-async def test_a_chunk_download_over_max_chunk_bytes_is_payload_too_large(api, gswarm_app,
-                                                                          unsized):
-    gswarm_app.context.data.max_chunk_bytes = 100_000
+async def test_a_chunk_download_over_max_chunk_bytes_is_payload_too_large(api, unsized):
     with Source() as src:
         src.files["big"] = b"x" * 3_000_000
         if unsized:

@@ -28,9 +28,12 @@ from .model_helpers import (
 
 
 @pytest.fixture
-def gswarm_config(gswarm_config, tmp_path):
+def gswarm_config(gswarm_config, tmp_path, request):
+    """file:// sources under tmp_path/models; `model_capacity` from the test's param, if any."""
     (tmp_path / "models").mkdir()
     gswarm_config["model_roots"] = [str(tmp_path / "models")]
+    if hasattr(request, "param"):
+        gswarm_config["model_capacity"] = request.param
     return gswarm_config
 
 
@@ -246,8 +249,8 @@ async def test_http_download_checksum_and_redownload(api, gswarm_app):
         assert (await model(api, "web-gone"))["locations"] == []
 
 
+@pytest.mark.parametrize("gswarm_config", [{"dram": 2000}], indirect=True)  # an mlp: 1296 bytes
 async def test_capacity_507_and_lru_eviction(api, gswarm_app):
-    gswarm_app.context.models.capacity["dram"] = 2000  # a tiny mlp file is 1296 bytes
     await register(api, "a", MLP.format(seed=1))
     await register(api, "b", MLP.format(seed=2))
     body = {"source_device": "node1:disk", "target_device": "node2:dram"}
