@@ -53,31 +53,31 @@ def _saturate(server: LiveServer, model_id: str, stop: threading.Event,
 
 
 def run() -> list[Result]:
-    with tempfile.TemporaryDirectory(prefix="gswarm-bench-") as tmp:
-        with LiveServer(Path(tmp), nodes=1) as server, \
-                GswarmClient(server.url, server.token) as client:
-            services = {}
-            for name, units in UNITS.items():
-                made = client.compute.vgpu_create(name, 512 * 2**20, units, "weighted", "node1")
-                model = f"bench-share-{units}"
-                client.models.register(model, MODEL, download_to="node1:disk")
-                service = client.services.start(model, device=f"node1:{made['device']}",
-                                                config={"max_batch_size": 4})
-                services[name] = (model, service["service_id"])
-            stop, failures = threading.Event(), []
-            threads = [threading.Thread(target=_saturate, args=(server, model, stop, failures))
-                       for model, _ in services.values() for _ in range(CLIENTS)]
-            for t in threads:
-                t.start()
-            time.sleep(WARMUP)
-            before = {name: _batches(server, sid) for name, (_, sid) in services.items()}
-            time.sleep(WINDOW)
-            after = {name: _batches(server, sid) for name, (_, sid) in services.items()}
-            stop.set()
-            for t in threads:
-                t.join()
-            if failures:
-                raise RuntimeError(f"inference failed under load: {failures[0]}")
+    with tempfile.TemporaryDirectory(prefix="gswarm-bench-") as tmp, \
+            LiveServer(Path(tmp), nodes=1) as server, \
+            GswarmClient(server.url, server.token) as client:
+        services = {}
+        for name, units in UNITS.items():
+            made = client.compute.vgpu_create(name, 512 * 2**20, units, "weighted", "node1")
+            model = f"bench-share-{units}"
+            client.models.register(model, MODEL, download_to="node1:disk")
+            service = client.services.start(model, device=f"node1:{made['device']}",
+                                            config={"max_batch_size": 4})
+            services[name] = (model, service["service_id"])
+        stop, failures = threading.Event(), []
+        threads = [threading.Thread(target=_saturate, args=(server, model, stop, failures))
+                   for model, _ in services.values() for _ in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        time.sleep(WARMUP)
+        before = {name: _batches(server, sid) for name, (_, sid) in services.items()}
+        time.sleep(WINDOW)
+        after = {name: _batches(server, sid) for name, (_, sid) in services.items()}
+        stop.set()
+        for t in threads:
+            t.join()
+        if failures:
+            raise RuntimeError(f"inference failed under load: {failures[0]}")
     ran = {name: after[name] - before[name] for name in UNITS}
     total = sum(ran.values())
     share3 = ran["bench-vgpu-3"] / total if total else float("nan")

@@ -19,8 +19,8 @@ import itertools
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
-from contextlib import AbstractContextManager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 

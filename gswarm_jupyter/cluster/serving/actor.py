@@ -14,8 +14,8 @@ from ...backends.batcher import Batcher
 from ...backends.registry import load_runner
 from ...core.errors import GswarmError, ResourceUnavailable
 from ..runtime.signals import WorkerOpError
-from ..tenancy.vgpu_worker import bound_cuda_memory, runner_device, turn_of
 from ..storage.weights import Loader
+from ..tenancy.vgpu_worker import bound_cuda_memory, runner_device, turn_of
 
 
 def _crossing(exc: GswarmError) -> WorkerOpError:

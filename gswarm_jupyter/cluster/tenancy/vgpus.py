@@ -32,7 +32,7 @@ from ...backends.devices import bind_virtual, unbind_virtual
 from ...core.chunks import ChunkRegistry
 from ...core.clock import iso
 from ...core.db import Database, migration
-from ...core.errors import Conflict, InsufficientMemory, InvalidRequest, NotFound
+from ...core.errors import Conflict, GswarmError, InsufficientMemory, InvalidRequest, NotFound
 from ...core.modelregistry import ModelRegistry
 from ...core.nodes import Node, NodeChange, NodeDirectory, VirtualDevices
 from ...core.pagination import paginate
@@ -150,7 +150,7 @@ class VgpuBook:
     def load(self) -> None:
         """After the migrations: the vGPUs of the last run."""
         for row in self.db.all("SELECT * FROM vgpus ORDER BY created_at"):
-            self._keep(Vgpu(**{k: row[k] for k in row.keys()}))
+            self._keep(Vgpu(**dict(row)))
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -303,7 +303,7 @@ class VirtualGpus:
         for vgpu in self.book.all(node):
             try:
                 await self.bindings.bind(vgpu)
-            except Exception as exc:  # the node went again: its next coming back binds
+            except GswarmError as exc:  # the node went again: its next coming back binds
                 log.warning("gswarm: could not bind %s on %s: %s", vgpu.device, node, exc)
 
     async def create(self, req: VgpuCreate, owner: str) -> dict[str, Any]:
@@ -361,7 +361,7 @@ class VirtualGpus:
         self.book.remove(virtual_gpu_id)
         try:
             await self.bindings.unbind(vgpu)
-        except Exception as exc:  # gone with its worker, or offline: nothing left to forget
+        except GswarmError as exc:  # gone with its worker, or offline: nothing left to forget
             log.warning("gswarm: could not unbind %s on %s: %s", vgpu.device, vgpu.node, exc)
         return {"virtual_gpu_id": virtual_gpu_id, "deleted": True, "removed": removed}
 
