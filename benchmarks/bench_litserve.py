@@ -162,6 +162,7 @@ def run() -> list[Result]:
     import torch
     from gswarm_kernels.torch_infer import predict
 
+    load_before = os.getloadavg()[0]  # other work on the machine moves every figure
     module, width = _direct(MODEL)
 
     def direct_forward() -> float:
@@ -233,7 +234,9 @@ def run() -> list[Result]:
              f"benchmarks/serve.lua) for {SECONDS} s after {WARM_SECONDS} s of warm-up per "
              f"system; batch limit {MAX_ROWS} rows (LitServe max_batch_size {MAX_ROWS} // rows "
              f"per request), {WAIT_MS:g} ms wait, torch on {THREADS} threads in both; LitServe "
-             f"{litserve.__version__}, 1 worker, 1 API server, 127.0.0.1")
+             f"{litserve.__version__}, 1 worker, 1 API server, 127.0.0.1; the machine's load "
+             f"average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after it, "
+             f"on {os.cpu_count()} cores")
     wrk_cpu = sum(r.cpu for r in [*ours.values(), *theirs.values()])
     wrk_seconds = sum(r.seconds for r in [*ours.values(), *theirs.values()])
     results = []
@@ -283,5 +286,9 @@ def run() -> list[Result]:
               f"{(inside - batcher) * 1000:.2f} ms (inference_time minus the batcher's own "
               f"latency); in the batcher {batcher * 1000:.2f} ms (up to {WAIT_MS:g} ms waiting "
               f"for company, the hop to its compute thread and the forward, "
-              f"{direct_one * 1000:.2f} ms direct)")))
+              f"{direct_one * 1000:.2f} ms direct)"
+              + ("" if ours_lone.p50 >= direct_one else
+                 ". Below zero: the direct forward ran slower than the served one, i.e. other "
+                 "work on the machine moved between the measurements; the figure means nothing "
+                 "in such a run"))))
     return results
