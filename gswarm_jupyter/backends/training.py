@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,52 @@ def check_rows(arch: str, config: dict[str, Any], inputs: Any, labels: Any, loss
     from gswarm_kernels.training import training_data
 
     training_data(arch, config, inputs, labels, loss)
+
+
+def label_classes(labels: Any) -> int:
+    """Classes the labels of an embedding model's new classification head name: the width of
+    one-hot rows, else the largest index + 1 (at least 2); `ValueError` naming `labels`."""
+    if not isinstance(labels, Sequence) or isinstance(labels, (str, bytes)) or not labels:
+        got = "none" if labels is None or labels == [] else type(labels).__name__
+        raise ValueError("labels: expected one class index or one-hot row per row to train a "
+                         f"classification head, got {got}")
+    first = labels[0]
+    if isinstance(first, Sequence) and not isinstance(first, (str, bytes)):
+        return max(1, len(first))
+    try:
+        top = max(int(v) for v in labels)
+    except (TypeError, ValueError):
+        raise ValueError("labels: expected integer class indices or one-hot rows, got "
+                         f"{type(first).__name__}") from None
+    return max(2, top + 1)
+
+
+def check_hf_rows(model_type: str, num_labels: int | None, inputs: Any, labels: Any,
+                  loss: str) -> None:
+    """`ValueError` unless inline rows and labels can train a Hugging Face model of `model_type`
+    (what needs its tokenizer is checked where it trains): rows all strings or all token-id rows;
+    a classifier's (or an embedding model's new head's) labels one per row, of its classes; a
+    causal model's next-token loss."""
+    from gswarm_kernels.training import class_targets
+
+    if not isinstance(inputs, list) or not inputs:
+        raise ValueError("training_data: expected a non-empty list of strings or of token-id "
+                         f"rows, got {type(inputs).__name__ if inputs else 'an empty list'}")
+    texts = [isinstance(row, str) for row in inputs]
+    if any(texts) and not all(texts):
+        raise ValueError("training_data: expected all strings or all token-id rows, got a mix")
+    if not any(texts) and not all(
+        isinstance(row, list) and row and all(type(v) is int for v in row) for row in inputs
+    ):
+        raise ValueError("training_data: expected strings or token-id rows (non-empty lists of "
+                         "integers)")
+    if model_type == "causal_lm":
+        if loss != "cross_entropy":
+            raise ValueError(
+                f"loss_function: a language model trains with cross_entropy, got {loss!r}")
+        return
+    width = num_labels if model_type == "classifier" and num_labels else label_classes(labels)
+    class_targets(labels, len(inputs), width, loss)
 
 
 def train(framework: str, arch: str, config: dict[str, Any], params: dict[str, np.ndarray],

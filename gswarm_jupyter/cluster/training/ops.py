@@ -2,7 +2,8 @@
 
 Weights come from this node's copy (`{"device": ...}`) or from another node's copy bytes (a
 `read_weights` future Dask carries here). The trained or quantised weights never leave the node:
-they are written into its store as a safetensors file, and only what was stored travels back.
+they are written into its store as a safetensors file (a Hugging Face model as a packed model
+directory, `hf_worker`), and only what was stored travels back.
 
 Each completed epoch is reported on `EPOCH_TOPIC` (`{task_id, epoch, epochs, loss}`) beside the
 task's progress; a cancelled task stops before its next step and writes nothing.
@@ -22,8 +23,10 @@ from ...backends import checkpoints, training
 from ...backends.base import invalid_input
 from ...core.errors import InvalidInputData, InvalidRequest, NotImplementedFeature, TaskFailed
 from ..runtime.signals import TaskSignal, worker_op
-from ..storage.weightfile import TORCHSCRIPT_ARCH
+from ..storage import hfdir
+from ..storage.weightfile import HF_ARCH, TORCHSCRIPT_ARCH
 from ..storage.weightstore import WeightStore
+from . import hf_worker
 
 EPOCH_TOPIC = "gswarm-training-epoch"
 
@@ -34,13 +37,19 @@ _EPOCH = re.compile(r"in epoch (\d+)")
 
 
 def _weights(name: str, source: Any) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
-    """(arch, config, float32 params) from this node's copy or from copy bytes."""
+    """(arch, config, params) from this node's copy or from copy bytes: float32 params for the
+    built-ins, a Hugging Face model's tensors as stored (its config holds its text files)."""
     if isinstance(source, dict):
         arch, config, params = WeightStore.of(get_worker()).load(name, source["device"])
     else:
         raw = np.asarray(source, dtype=np.uint8)
         if raw[:4].tobytes() == b"PK\x03\x04":
             arch, config, params = TORCHSCRIPT_ARCH, {}, {}
+        elif hfdir.is_packed(raw[:512].tobytes()):
+            try:
+                arch, config, params = hf_worker.packed_weights(raw)
+            except ValueError as exc:
+                raise InvalidRequest(f"model {name}: {exc}", {"model_id": name}) from None
         else:
             try:
                 arch, config, params = checkpoints.read_bytes(raw.tobytes())
@@ -50,6 +59,8 @@ def _weights(name: str, source: Any) -> tuple[str, dict[str, Any], dict[str, np.
         raise NotImplementedFeature(
             f"model {name} is a TorchScript model: only built-in architectures train and "
             "quantise here", {"model_id": name, "format": "torchscript"})
+    if arch == HF_ARCH:
+        return arch, config, params
     return arch, config, training.dequantize(params)
 
 
@@ -124,9 +135,14 @@ def train_weights(
             seed=spec["seed"], on_epoch=on_epoch, should_stop=lambda: signal.cancelled,
         )
         started = time.perf_counter()
+        trained = None
         try:
-            result = training.train(spec["framework"], arch, config, params, inputs, labels,
-                                    device=spec["device"], **common)
+            if arch == HF_ARCH:
+                result, trained = hf_worker.train(config, params, inputs, labels,
+                                                  spec["framework"], spec["device"], **common)
+            else:
+                result = training.train(spec["framework"], arch, config, params, inputs, labels,
+                                        device=spec["device"], **common)
         except ValueError as exc:
             raise _as_api_error(exc) from None
         except FloatingPointError as exc:
@@ -137,7 +153,9 @@ def train_weights(
         training_time = time.perf_counter() - started
         signal.check()  # cancelled during the last steps: nothing is written
         stored = None
-        if write_version is not None:
+        if write_version is not None and trained is not None:
+            stored = hf_worker.store(trained, name, write_version, signal, (95.0, 100.0))
+        elif write_version is not None:
             data = checkpoints.checkpoint(arch, config, result.params)
             stored = WeightStore.of(worker).write(name, write_version, "disk", data, signal,
                                                   progress_range=(95.0, 100.0))
@@ -177,6 +195,9 @@ def quantize_weights(
     try:
         started = time.perf_counter()
         arch, config, params = _weights(name, source)
+        if arch == HF_ARCH:
+            return _quantize_hf(target_name, config, params, precision, calibration, seed,
+                                signal, started)
         x = training.sample_inputs(arch, config, calibration, seed, samples)
         try:
             quantized = training.quantize(params, precision)
@@ -197,3 +218,21 @@ def quantize_weights(
         }
     finally:
         signal.done()
+
+
+def _quantize_hf(target_name: str, config: dict[str, Any],
+                 params: dict[str, np.ndarray], precision: str, calibration: Any, seed: int,
+                 signal: TaskSignal, started: float) -> dict[str, Any]:
+    """A Hugging Face model quantised, measured against the original on `calibration` (strings or
+    token rows; seeded random token rows without), and stored packed as `target_name` v1."""
+    model, report = hf_worker.quantize(config, params, precision, calibration, seed)
+    signal.check()
+    stored = hf_worker.store(model, target_name, 1, signal)
+    return {
+        "stored": stored,
+        "accuracy_loss": report.accuracy_loss,
+        "original_param_bytes": report.original_bytes,
+        "optimized_param_bytes": report.optimized_bytes,
+        "samples": report.samples,
+        "optimization_time": time.perf_counter() - started,
+    }

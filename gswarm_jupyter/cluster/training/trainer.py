@@ -9,6 +9,10 @@ trained weights become the model's next version: written on the node's disk, the
 
 Optimisation quantises a model's weights (int8 per-row, fp16, bf16) into a new registry model
 with its own copy, measuring sizes from the stored files and the output error against the original.
+
+Hugging Face models (`hf`, a packed model directory) train and quantise alike (`hf_worker`): rows
+may be strings, tokenised by the model's tokenizer; an `embedding` model trained on labels gains a
+classification head and its next version is a `classifier`.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from .ops import EPOCH_TOPIC, quantize_weights, train_weights
 
 TRAIN, OPTIMIZE = "training", "model_optimize"
 PRECISIONS = ("int8", "fp16", "bf16")
+HF_ARCH = "hf"  # storage.weightfile.HF_ARCH: a packed Hugging Face model directory
+TRAINABLE = ("mlp", "gpt", HF_ARCH)
 OPTIMIZE_OPTIONS = frozenset({"optimized_model_id", "device", "seed", "samples"})
 DEFAULT_SAMPLES = 64
 
@@ -97,17 +103,22 @@ class Trainer:
         arch, config = meta.get("arch"), dict(meta.get("config") or {})
         if arch is None:
             raise ResourceUnavailable(f"model {name} has no ready copy yet", {"model_id": name})
-        if arch not in ("mlp", "gpt"):
+        if arch not in TRAINABLE:
             raise NotImplementedFeature(
-                f"model {name} is a {arch} model: only built-in architectures train here",
-                {"model_id": name, "arch": arch})
+                f"model {name} is a {arch} model: only built-in architectures and Hugging Face "
+                "models train here", {"model_id": name, "arch": arch})
         data_ids, label_ids = chunk_ids(req.training_data), chunk_ids(req.labels)
         if data_ids is None and label_ids is None:
             try:  # inline rows are checked now, so a bad request is refused before queueing
-                training.check_rows(arch, config, req.training_data, req.labels,
-                                    req.loss_function)
+                if arch == HF_ARCH:
+                    training.check_hf_rows(config.get("model_type") or row["model_type"],
+                                           config.get("num_labels"), req.training_data,
+                                           req.labels, req.loss_function)
+                else:
+                    training.check_rows(arch, config, req.training_data, req.labels,
+                                        req.loss_function)
             except ValueError as exc:
-                raise invalid_input(exc) from None
+                raise (_field_error(exc) if arch == HF_ARCH else invalid_input(exc)) from None
         elif data_ids is None and isinstance(req.training_data, str):
             raise InvalidInputData(
                 "training_data: expected input rows or data-pool chunk ids, got the string "
@@ -258,9 +269,10 @@ class Trainer:
                                  f"{sorted(OPTIMIZE_OPTIONS)}", {"field": f"options.{unknown[0]}"})
         row = self.models.registry.row(model_id)
         arch = (loads(row["metadata"]) or {}).get("arch")
-        if arch not in ("mlp", "gpt"):
+        if arch not in TRAINABLE:
             raise NotImplementedFeature(
-                f"model {model_id} is a {arch} model: only built-in architectures are quantised",
+                f"model {model_id} is a {arch} model: only built-in architectures and Hugging "
+                "Face models are quantised",
                 {"model_id": model_id, "arch": arch})
         target = str(req.options.get("optimized_model_id")
                      or f"{model_id}-{req.target_precision}")
@@ -394,6 +406,14 @@ class Trainer:
         epoch = int(msg.get("epoch", 0))
         if epoch == len(history) + 1:
             history.append(float(msg["loss"]))
+
+
+def _field_error(exc: ValueError) -> GswarmError:
+    """A row check's ValueError: INVALID_REQUEST for a request field, else INVALID_INPUT_DATA."""
+    field = str(exc).split(":", 1)[0]
+    if field == "loss_function":
+        return InvalidRequest(str(exc), {"field": field})
+    return invalid_input(exc)
 
 
 def _raise_unless_completed(task: Task) -> None:
