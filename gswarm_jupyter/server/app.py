@@ -181,8 +181,8 @@ class GswarmApp(ExtensionApp):
                     self.scheduler_tls_ca_file, self.scheduler_tls_cert, self.scheduler_tls_key
                 ),
             ),
-            virtual=vgpu_book.of_node,
             serve_http=serve_on_unix_socket,
+            virtual=vgpu_book.of_node,
         )
         limiter = RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst)
         queue = TaskQueue(max(1, self.max_concurrent_tasks))

@@ -58,7 +58,7 @@ class GswarmContext:
         """Start every component, the runtime first."""
         self.db.migrate()
         self.access.keys.load()
-        self.vgpus.book.load()  # before the runtime: nodes show their vGPUs at once
+        self.vgpus.book.load()  # before the runtime: nodes show their vGPUs from the first report
         self.vgpus.start()  # and every node that comes online learns which device they are
         await self.runtime.start()
         self.allocations.start()  # restores the live ones; expires them on the loop
