@@ -268,16 +268,27 @@ async def test_tiny_gpt2_from_an_http_archive_generates_as_transformers(
     assert nothing_staged(gswarm_app)
 
     # The same folder through file:// packs to the same bytes as the archive.
-    same = await register(api, "gpt2-file", folder.as_uri(), download_to="node2:dram")
-    assert same["checksum"] == rec["checksum"]
+    # The whole packed directory moves as one model.
+    status, env, _ = await api("POST", f"{API}/models/gpt2/move", body={
+        "source_device": "node2:disk", "target_device": "node1:dram"})
+    assert status == 202, env
+    assert (await finished(api, env["data"]["task_id"]))["status"] == "completed"
+    assert locations(await model(api, "gpt2")) == {"node1:disk": "ready", "node1:dram": "ready"}
+    assert await checksum_on(gswarm_app, "gpt2", "node1:dram") == rec["checksum"]
 
-    for name, framework in (("gpt2", "torch"), ("gpt2-file", "jax")):
-        await load(api, name, framework=framework, max_batch_size=4, batch_timeout_ms=200)
+    # A compute-plane load of the same folder by its file:// path registers it first (the same
+    # packed bytes as the archive's) and serves it in JAX.
+    await load(api, "gpt2-file", model_path=folder.as_uri(), framework="jax",
+               max_batch_size=4, batch_timeout_ms=200)
+    assert (await model(api, "gpt2-file"))["checksum"] == rec["checksum"]
+    await load(api, "gpt2", framework="torch", max_batch_size=4, batch_timeout_ms=200)
+
+    for name in ("gpt2", "gpt2-file"):
         status, env, _ = await infer(api, name, prompts,
                                      options={"max_tokens": 6, "temperature": 0})
         assert status == 200, env
         data = env["data"]
-        assert data["output_data"] == expected, framework
+        assert data["output_data"] == expected, name
         assert data["output_text"] == [tokenizer.decode(ids) for ids in expected]
         assert data["tokens_generated"] == sum(len(ids) for ids in expected)
     # token-id prompts keep working
