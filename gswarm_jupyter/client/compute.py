@@ -108,7 +108,8 @@ class ComputeApi(_Part):
               hyperparameters: dict[str, Any] | None = None, **fields: Any) -> Any:
         """Train on the model's node and wait: `{request_id, final_loss, loss_history,
         training_time, epochs_completed, model_updated, version, ...}`. Rows may be lists or
-        numpy arrays, or data-pool chunk id(s). `batch_size`, `gradient_clip_norm` and
+        numpy arrays, strings for Hugging Face models (an `embedding` model trained on labels
+        becomes a `classifier`), or data-pool chunk id(s). `batch_size`, `gradient_clip_norm` and
         `weight_decay` may be given here or in `hyperparameters`; other `fields` (`device`,
         `update_model`, `seed`, `timeout`, ...) go at the top of the body."""
         return self._call("POST", COMPUTE + "training", json=_training_body(

@@ -118,10 +118,11 @@ class LossCurve:
     "trains. DATA and LABELS name variables here (lists or arrays) or data-pool chunk ids",
     arg("model", metavar="MODEL"),
     arg("--data", required=True, metavar="NAME",
-        help="input rows: a variable (list or array), or chunk id(s) chunk-...,chunk-..."),
+        help="input rows: a variable (list or array; strings for Hugging Face models), or "
+             "chunk id(s) chunk-...,chunk-..."),
     arg("--labels", default=None, metavar="NAME",
-        help="one label per row: class index, probability row or target row (gpt: may be "
-             "omitted, next-token targets)"),
+        help="one label per row: class index, probability row or target row (gpt and "
+             "causal_lm: may be omitted, next-token targets)"),
     arg("--epochs", type=_positive_int, default=5, metavar="N", help="epochs (default 5)"),
     arg("--lr", type=_positive_float, default=1e-3, metavar="X",
         help="learning rate (default 0.001)"),
