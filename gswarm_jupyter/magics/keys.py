@@ -10,10 +10,19 @@ from IPython.core.error import UsageError
 from ..core.units import format_bytes
 from .commands import OUT, arg, command
 from .display import Column, Table
+from .models import byte_rate
 
 ACTIONS = ("list", "create", "revoke", "usage")
 COLUMNS = [Column(k, k) for k in ("key_id", "name", "roles", "scopes", "expires", "last used",
                                   "state")]
+
+
+def _size(text: str) -> int:
+    """`2MiB`, `1GB`, `500000`: a byte count (the `--max-bytes` quota)."""
+    try:
+        return byte_rate(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512MiB, 2GB)") from None
 
 
 def _row(key: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +60,8 @@ def _key_id(magics: Any, target: str | None) -> str:
     arg("--expires", default=None, metavar="TIME", help="ISO 8601 time or epoch seconds"),
     arg("--rpm", type=int, default=None, help="quota: requests per minute"),
     arg("--max-tasks", type=int, default=None, help="quota: tasks queued or running at once"),
-    arg("--max-bytes", type=int, default=None, help="quota: bytes of chunks and models placed"),
+    arg("--max-bytes", type=_size, default=None, metavar="SIZE",
+        help="quota: bytes of models, chunks and allocations placed (e.g. 512MiB)"),
     OUT,
 )
 def keys(magics: Any, args: argparse.Namespace, cell: str | None) -> Any:

@@ -8,11 +8,15 @@ from IPython.core.error import UsageError
 
 
 def test_keys_create_list_use_and_revoke(ip, live_server, capsys):
-    ip.run_line_magic("gswarm", "keys create notebook-guest --role viewer --rpm 100 -o guest")
+    ip.run_line_magic("gswarm",
+                      "keys create notebook-guest --role viewer --rpm 100 --max-bytes 2MiB -o guest")
     made = ip.user_ns["guest"]
     out = capsys.readouterr().out
     assert made["secret"] in out and made["key_id"] in out
     assert made["roles"] == ["viewer"] and made["quotas"]["requests_per_minute"] == 100
+    assert made["quotas"]["max_bytes"] == 2 * 2**20
+    with pytest.raises(UsageError, match="not a size"):
+        ip.run_line_magic("gswarm", "keys create other --max-bytes lots")
 
     table = ip.run_line_magic("gswarm", "keys -o listed")
     assert "notebook-guest" in repr(table) and "active" in repr(table)
