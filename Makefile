@@ -74,9 +74,10 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install -q -e '.[bench]'
 	@touch $(BENCH_STAMP)
 
-# The soak (benchmarks/bench_soak.py) and the LitServe comparison (bench_litserve.py) load the
-# servers with wrk, installed here when missing (Debian package, as root); without it they are
-# skipped. GSWARM_SOAK_SECONDS shortens the soak, GSWARM_SERVE_SECONDS the serving loads.
+# The soak (benchmarks/bench_soak.py), the LitServe comparison (bench_litserve.py) and the
+# embedding benchmark (bench_embeddings.py) load the servers with wrk, installed here when missing
+# (Debian package, as root); without it they are skipped. GSWARM_SOAK_SECONDS shortens the soak,
+# GSWARM_SERVE_SECONDS the serving loads, GSWARM_EMBED_SECONDS the embedding rounds.
 bench: env $(BENCH_STAMP)
 	@mkdir -p $(TMP)
 	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
