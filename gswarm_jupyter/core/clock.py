@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 
@@ -14,3 +15,23 @@ def iso(epoch: float | None = None) -> str:
 
 def iso_or_none(epoch: float | None) -> str | None:
     return None if epoch is None else iso(epoch)
+
+
+_SECONDS: dict[float, str] = {}
+
+
+def iso_many(epoch: float) -> str:
+    """`iso(epoch)`, character for character, for streams of nearby moments (frames): the text of
+    each whole second is made once (its microseconds rounded half to even, as `datetime` does)."""
+    frac, whole = math.modf(epoch)
+    if epoch < 0 or not math.isfinite(epoch):
+        return iso(epoch)
+    micros = round(frac * 1e6)
+    if micros >= 1_000_000:
+        micros, whole = micros - 1_000_000, whole + 1.0
+    head = _SECONDS.get(whole)
+    if head is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        head = _SECONDS[whole] = iso(whole)[:-5]  # without ".000Z"
+    return f"{head}.{micros // 1000:03d}Z"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.clock import iso
+from ..core.clock import iso_many
 from ._proto import profiler_pb2 as pb
 from .frames import GPU_METRICS, HOST_METRICS, Frame
 from .summary import Summary
@@ -39,7 +39,7 @@ def frame_from_proto(message: pb.Frame) -> Frame:
         "node": message.node,
         "instance": message.instance,
         "seq": int(message.seq),
-        "timestamp": iso(message.timestamp_unix_s),
+        "timestamp": iso_many(message.timestamp_unix_s),
         "timestamp_unix_s": message.timestamp_unix_s,
         "sessions": list(message.sessions),
         "host": {m: getattr(host, m) if host.HasField(m) else None for m in HOST_METRICS},

@@ -157,15 +157,18 @@ class ProfilerServicer(pb_grpc.ProfilerServiceServicer):
     ) -> pb.StreamMetricsResponse:
         accepted = duplicates = 0
         node = ""
+        state = None
+        ingest = self.profiler.hub.ingest
         async for message in request_iterator:
-            node = message.node
-            state = self.profiler.agent(node)
-            if state is None:
-                await context.abort(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"unknown node {node!r}: call Connect first",
-                )
-            a, d = self.profiler.hub.ingest(state, [frame_from_proto(message)])
+            if state is None or message.node != node:
+                node = message.node
+                state = self.profiler.agent(node)
+                if state is None:
+                    await context.abort(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"unknown node {node!r}: call Connect first",
+                    )
+            a, d = ingest(state, (frame_from_proto(message),))
             accepted, duplicates = accepted + a, duplicates + d
         state = self.profiler.agent(node) if node else None
         return pb.StreamMetricsResponse(

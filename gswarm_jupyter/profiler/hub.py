@@ -139,8 +139,9 @@ class Hub:
             frame["node"] = state.client_id
             frame["sessions"] = self.record(frame)
             self.latest[state.client_id] = frame
-            for subscriber in list(self.subscribers):
-                subscriber.offer(frame)
+            if self.subscribers:
+                for subscriber in list(self.subscribers):
+                    subscriber.offer(frame)
             accepted += 1
         if accepted:
             state.last_update = time.time()

@@ -1,6 +1,6 @@
 """Profiling sessions: an index in the server's SQLite database, frames in one JSON Lines file per
-session, appended as they arrive and flushed every fraction of a second (so a crash loses at most
-the last flush interval). A session still `running` when the server starts again was cut short:
+session, held as they arrive and encoded and written as one batch every fraction of a second (so a
+crash loses at most the last flush interval). A session still `running` when the server starts again was cut short:
 it becomes `interrupted`, with the frames its file holds.
 """
 
@@ -86,18 +86,43 @@ class Session:
         }
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+# The C encoder built once (JSONEncoder.encode builds one per call); the pure-Python one without it.
+_encode_one = (
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+        False, False, True,
+    )
+    if getattr(json.encoder, "c_make_encoder", None) is not None
+    else None
+)
+
+
+def encode_lines(frames: list[Frame]) -> str:
+    """`frames` as JSON Lines, each line as `json.dumps(frame, separators=(",", ":"))` writes it."""
+    if _encode_one is None:
+        return "".join(_ENCODER.encode(f) + "\n" for f in frames)
+    return "".join(["".join(_encode_one(f, 0)) + "\n" for f in frames])
+
+
 class _Writer:
+    """Frames held in order, encoded and written in one call per flush."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self.pending: list[Frame] = []
         self.dirty = False
         self.synced_at = time.monotonic()
 
     def write(self, frame: Frame) -> None:
-        self.file.write(json.dumps(frame, separators=(",", ":")) + "\n")
-        self.dirty = True
+        self.pending.append(frame)
 
     def flush(self, force_sync: bool = False) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, []
+            self.file.write(encode_lines(pending))
+            self.dirty = True
         if not self.dirty and not force_sync:
             return
         self.file.flush()
@@ -184,8 +209,8 @@ class SessionStore:
         return session
 
     def append(self, session: Session, frame: Frame) -> None:
-        if session.tags:
-            frame = {**frame, "tags": session.tags}
+        """Hold `frame` for the next flush, as it is now (a copy: the caller may change it)."""
+        frame = {**frame, "tags": session.tags} if session.tags else dict(frame)
         self._writers[session.name].write(frame)
         session.frames_collected += 1
 

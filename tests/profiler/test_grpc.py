@@ -183,3 +183,28 @@ def test_frame_round_trip_keeps_absent_readings_absent():
     )
     assert back["gpus"][0]["power_watts"] == 71.5 and back["gpus"][0]["utilization_ratio"] is None
     assert back["gpus"][0]["processes"] == [{"pid": 9, "used_memory_bytes": None}]
+
+
+async def test_a_hundred_concurrent_agent_streams_lose_no_frame(tmp_path):
+    agents, per_stream = 100, 5
+    async with grpc_profiler(tmp_path) as (profiler, server), stub_for(server) as stub:
+        await stub.StartProfiling(pb.StartProfilingRequest(name="many"), metadata=AUTH)
+        hellos = await asyncio.gather(*(
+            stub.Connect(pb.ConnectRequest(name=f"a{i}", instance=f"i{i}"), metadata=AUTH)
+            for i in range(agents)
+        ))
+        answers = await asyncio.gather(*(
+            stub.StreamMetrics(
+                _stream(_frames(h.node_id, f"i{i}", range(1, per_stream + 1), ["many"])),
+                metadata=AUTH,
+            )
+            for i, h in enumerate(hellos)
+        ))
+        assert [(a.accepted, a.duplicates, a.last_seq) for a in answers] == [
+            (per_stream, 0, per_stream)
+        ] * agents
+        frames = list(profiler.frames("many"))
+        assert len(frames) == agents * per_stream
+        assert {(f["node"], f["seq"]) for f in frames} == {
+            (f"a{i}", s) for i in range(agents) for s in range(1, per_stream + 1)
+        }

@@ -63,3 +63,25 @@ def test_a_restart_marks_running_sessions_interrupted_and_keeps_their_frames(tmp
     fresh = store.create("cut", 50, None, None)
     assert fresh.path != cut.path and store.get("cut").status == "running"
     db.close()
+
+
+def test_frames_written_in_batches_are_the_lines_json_dumps_wrote_one_by_one(tmp_path):
+    from gswarm_jupyter.core.clock import iso, iso_many
+
+    # moments around second boundaries, where rounding the microseconds carries into the second
+    moments = [1796014284.7719045, 1000.9999996, 1000.0000004, 1000.9995, 0.0, 1.5e9 + 0.1234565]
+    assert [iso_many(t) for t in moments] == [iso(t) for t in moments]
+    db, store = _store(tmp_path)
+    session = store.create("lines", 100, None, None, {"cell": 3})
+    frames = [{**_frame(i + 1, 0.5), "timestamp": iso_many(t), "timestamp_unix_s": t,
+               "name": "é\n\""} for i, t in enumerate(moments)]
+    for frame in frames:
+        store.append(session, frame)
+    frames[0]["seq"] = 99  # the caller's later change does not reach the file
+    store.flush()
+    expected = "".join(
+        json.dumps({**f, "seq": i + 1, "tags": {"cell": 3}}, separators=(",", ":")) + "\n"
+        for i, f in enumerate(frames)
+    )
+    assert session.path.read_text() == expected
+    db.close()
