@@ -28,7 +28,8 @@ def test_train_magic_and_sdk_take_string_rows(ip, client, live_server):
     encoder = tiny_bert_dir(live_server.root / "train-bert")
     client.models.register("mg-hf-tenc", encoder.as_uri())
     result = client.compute.train("mg-hf-tenc", TEXTS, [0, 1, 1, 0], epochs=2,
-                                  learning_rate=1e-3, batch_size=4)
+                                  learning_rate=1e-3, batch_size=4, framework="jax")
+    assert result["framework"] == "jax"
     assert result["model_updated"] and result["version"] == 2
     assert result["loss_history"][-1] < result["loss_history"][0]
     record = client.models.get("mg-hf-tenc")

@@ -140,7 +140,8 @@ async def test_causal_model_trains_on_text_in_jax_and_casts_to_half_precisions(
     corpus = ["the quick brown fox jumps over the lazy dog"] * 4
     status, env, _ = await api("POST", f"{C}/training/async", body={
         "model_id": "lm", "training_data": corpus, "epochs": 3, "learning_rate": 3e-2,
-        "framework": "jax", "hyperparameters": {"batch_size": 2}})
+        "framework": "jax", "hyperparameters": {"batch_size": 2},
+        "device": "node2:dram"})  # no copy there: the packed bytes travel from node1
     assert status == 202, env
     request_id = env["data"]["request_id"]
     assert (await finished(api, env["data"]["task_id"]))["status"] == "completed"
@@ -148,7 +149,10 @@ async def test_causal_model_trains_on_text_in_jax_and_casts_to_half_precisions(
     result = env["data"]
     assert result["status"] == "completed" and result["version"] == 2, result
     assert result["loss_history"][-1] < result["loss_history"][0], result["loss_history"]
-    assert (await model(api, "lm"))["version"] == 2
+    rec = await model(api, "lm")
+    assert rec["version"] == 2 and rec["model_type"] == "causal_lm"
+    where = {loc["device"]: loc["status"] for loc in rec["locations"]}
+    assert where["node2:disk"] == where["node1:disk"] == "ready", where  # node1's refreshed
 
     async def changed():
         out = (await infer(api, "lm", ["the quick brown"], **prompt))["output_data"]
@@ -156,6 +160,8 @@ async def test_causal_model_trains_on_text_in_jax_and_casts_to_half_precisions(
 
     await wait_for(changed, "the service to generate from version 2")
     GPT2LMHeadModel.from_pretrained(unpacked(gswarm_app, "lm", 2, tmp_path / "lm-v2"))
+    assert (store_of(gswarm_app, "node2") / "lm" / "v2.tar").read_bytes() == (
+        store_of(gswarm_app, "node1") / "lm" / "v2.tar").read_bytes()
 
     status, env, _ = await api("POST", f"{C}/training", body={
         "model_id": "lm", "training_data": corpus, "loss_function": "mse"})
