@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
+import httpx
 import pytest
 
 from .lab import line_points, open_notebook, run_all, shot, wait_until
@@ -153,3 +155,27 @@ def test_profiling_live_charts_and_the_session_buttons(page, lab, api, tmp_path)
 def test_training_runs_whole(page, lab, api):
     open_notebook(page, lab, "06_training.ipynb")
     run_all(page, timeout=300)
+
+
+def test_sharing_runs_whole_and_leaves_nothing_behind(page, lab, api, tmp_path):
+    open_notebook(page, lab, "07_sharing.ipynb")
+    run_all(page, timeout=300)
+    models = panel(page, "model")
+    wait_until(lambda: models.locator(".gswarm-band").count() == 0
+               and models.locator(".gswarm-quota", has_text="nb7-").count() == 0,
+               what="the map without the notebook's reservation and vGPUs",
+               show=lambda: models.inner_text())
+    shot(models, tmp_path, "07-model-panel-after-clean-up")
+
+    def compute(path: str) -> Any:
+        r = httpx.get(api.server.url + "gswarm/compute/v1/" + path, headers=api.headers,
+                      timeout=30)
+        r.raise_for_status()
+        return r.json()["data"]
+
+    assert not [k for k in api.get("keys")["keys"]
+                if k["name"].startswith("nb7-") and not k["revoked"]]
+    assert not [v for v in compute("virtualization/gpus")["vgpus"]
+                if v["virtual_gpu_id"].startswith("nb7-")]
+    assert not [a for a in compute("resources")["allocations"] if a["user_id"] == "nb7"]
+    assert not [s for s in api.get("services")["services"] if s["model_name"].startswith("nb7-")]
