@@ -1,6 +1,7 @@
 """Training Hugging Face models on strings with one call or one magic, against a real server:
 `%gswarm train` takes a variable holding a list of strings (a causal model, next-token loss), and
-`client.compute.train` / `optimize` take string rows and labels (an encoder gaining a head)."""
+`client.compute.train` / `optimize` take string rows and one-hot labels (an encoder gaining a
+head)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def test_train_magic_and_sdk_take_string_rows(ip, client, live_server):
 
     encoder = tiny_bert_dir(live_server.root / "train-bert")
     client.models.register("mg-hf-tenc", encoder.as_uri())
-    result = client.compute.train("mg-hf-tenc", TEXTS, [0, 1, 1, 0], epochs=2,
+    one_hot = [[1, 0], [0, 1], [0, 1], [1, 0]]  # two classes, as one-hot rows
+    result = client.compute.train("mg-hf-tenc", TEXTS, one_hot, epochs=2,
                                   learning_rate=1e-3, batch_size=4, framework="jax")
     assert result["framework"] == "jax"
     assert result["model_updated"] and result["version"] == 2
