@@ -1,5 +1,8 @@
 """safetensors checkpoints of built-in models: tensors plus {"arch", "config", "format_version",
-"precision"} in the header's metadata, as files or as bytes."""
+"precision"} in the header's metadata, as files or as bytes.
+
+A file is read by mapping it copy-on-write: its tensors are views of the page cache until written,
+and a write changes the reader's private copy of the page, never the file (`mapped` tells them)."""
 
 from __future__ import annotations
 
@@ -62,11 +65,38 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | os.PathLike[str], *, as_float32: bool = True) -> Checkpoint:
-    """Read a checkpoint; quantised tensors come back as float32 unless `as_float32` is False."""
-    with safetensors.safe_open(os.fspath(path), framework="numpy") as f:
-        metadata = f.metadata() or {}
-        params = {name: f.get_tensor(name) for name in f.keys()}
-    return _finish(metadata, params, as_float32, source=os.fspath(path))
+    """Read a checkpoint; quantised tensors come back as float32 unless `as_float32` is False.
+
+    The tensors as stored are copy-on-write views of the file's mapping (no bytes read or copied
+    until used; `mapped(array)` is True for them)."""
+    source = os.fspath(path)
+    try:
+        data = np.memmap(source, dtype=np.uint8, mode="c")
+        (header_len,) = struct.unpack("<Q", data[:8].tobytes())
+        header = json.loads(data[8 : 8 + header_len].tobytes())
+    except (ValueError, struct.error) as exc:
+        raise ValueError(f"{source}: not a safetensors file ({exc})") from None
+    start = 8 + header_len
+    params: Params = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = (start + int(o) for o in info["data_offsets"])
+        if end > len(data) or begin > end:
+            raise ValueError(f"{source}: tensor {name!r} lies past the end of the file")
+        params[name] = data[begin:end].view(_dtype(info["dtype"], name)).reshape(info["shape"])
+    return _finish(header.get("__metadata__") or {}, params, as_float32, source=source)
+
+
+def mapped(array: np.ndarray) -> bool:
+    """True for an array `read_checkpoint` mapped copy-on-write: the caller may keep and change it
+    without a copy (no other reader, nor the file, sees the change)."""
+    base: Any = array
+    while isinstance(base, np.ndarray):  # a view (np.asarray of a mapped tensor is one) or the map
+        if isinstance(base, np.memmap) and base.mode == "c":
+            return True
+        base = base.base
+    return False
 
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -91,14 +121,18 @@ def parse_checkpoint_bytes(data: bytes, *, as_float32: bool = True) -> Checkpoin
         raise ValueError(f"checkpoint: not a safetensors payload ({exc})") from None
     params: Params = {}
     for name, info in tensors:
-        if info["dtype"] == "BF16":
-            dtype = bfloat16()
-        elif info["dtype"] in _DTYPES:
-            dtype = np.dtype(_DTYPES[info["dtype"]])
-        else:
-            raise ValueError(f"checkpoint: tensor {name!r} has unsupported dtype {info['dtype']}")
-        params[name] = np.frombuffer(info["data"], dtype=dtype).reshape(info["shape"])
+        params[name] = np.frombuffer(info["data"], dtype=_dtype(info["dtype"], name)).reshape(
+            info["shape"]
+        )
     return _finish(header.get("__metadata__") or {}, params, as_float32, source="checkpoint bytes")
+
+
+def _dtype(name: str, tensor: str) -> np.dtype:
+    if name == "BF16":
+        return bfloat16()
+    if name in _DTYPES:
+        return np.dtype(_DTYPES[name])
+    raise ValueError(f"checkpoint: tensor {tensor!r} has unsupported dtype {name}")
 
 
 def _prepare(

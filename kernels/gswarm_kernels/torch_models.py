@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .builtin import normalize_config
+from .checkpoint import mapped
 from .params import GPT_MLP_RATIO, LAYER_NORM_EPS, Params, check_params
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -116,7 +117,8 @@ def build_module(
     with torch.device("meta") if params is not None else nullcontext():
         module: BuiltinModule = MLP(config) if arch == "mlp" else GPT(config)
     if params is not None:
-        module = module.to_empty(device=device)
+        if torch.device(device).type != "cpu" or not _all_adoptable(params):
+            module = module.to_empty(device=device)  # else the params become its storage
         load_params(module, params)
     else:
         module = module.to(device)
@@ -124,13 +126,32 @@ def build_module(
 
 
 def load_params(module: BuiltinModule, params: Params) -> None:
-    """Copy numpy parameters into `module` (on whatever device it sits)."""
+    """Copy numpy parameters into `module` (on whatever device it sits). A CPU module adopts
+    instead the float32 arrays `read_checkpoint` mapped copy-on-write (no copy: the model's
+    storage is the file's mapping, each page read when first used, private once written)."""
     check_params(module.arch, module.config, params)
     state = {
         name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
         for name, value in params.items()
     }
-    module.load_state_dict(state, strict=True)
+    adopt = _all_adoptable(params) and all(
+        t.device.type in ("cpu", "meta") for t in module.state_dict().values()
+    )
+    module.load_state_dict(state, strict=True, assign=adopt)
+
+
+def _all_adoptable(params: Params) -> bool:
+    return all(_adoptable(value) for value in params.values())
+
+
+def _adoptable(value: Any) -> bool:
+    return (
+        mapped(value)
+        and value.dtype == np.float32
+        and value.flags.c_contiguous
+        and value.flags.aligned
+        and value.flags.writeable
+    )
 
 
 def module_params(module: nn.Module) -> Params:

@@ -102,3 +102,26 @@ def test_tensors_that_do_not_fit_the_architecture_are_refused(tmp_path):
 def test_garbage_bytes_are_refused():
     with pytest.raises(ValueError, match="safetensors"):
         parse_checkpoint_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+
+
+@pytest.mark.parametrize(("arch", "config"), [("mlp", MLP), ("gpt", GPT)])
+def test_a_cpu_module_adopts_the_mapped_checkpoint_and_its_writes_stay_private(
+    tmp_path, arch, config
+):
+    torch = pytest.importorskip("torch")
+    from gswarm_kernels.torch_models import build_module
+
+    params = init_params(arch, config, seed=2)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, arch, config, params)
+    read = read_checkpoint(path).params
+    module = build_module(arch, config, read)
+    copied = build_module(arch, config, params)
+    for name, tensor in module.state_dict().items():  # the mapping is the storage: no copy
+        assert tensor.data_ptr() == read[name].ctypes.data, name
+    x = torch.arange(6).reshape(1, 6) % 8 if arch == "gpt" else torch.ones(2, MLP["in"])
+    with torch.no_grad():
+        assert torch.equal(module(x), copied(x))
+        for p in module.parameters():
+            p.add_(1.0)  # training writes in place
+    _assert_identical(params, read_checkpoint(path).params)  # the file is as saved
