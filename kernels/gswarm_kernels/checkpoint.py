@@ -78,13 +78,18 @@ def read_checkpoint(path: str | os.PathLike[str], *, as_float32: bool = True) ->
         raise ValueError(f"{source}: not a safetensors file ({exc})") from None
     start = 8 + header_len
     params: Params = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = (start + int(o) for o in info["data_offsets"])
-        if end > len(data) or begin > end:
-            raise ValueError(f"{source}: tensor {name!r} lies past the end of the file")
-        params[name] = data[begin:end].view(_dtype(info["dtype"], name)).reshape(info["shape"])
+    try:
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = (start + int(o) for o in info["data_offsets"])
+            if not start <= begin <= end <= len(data):
+                raise ValueError(f"tensor {name!r} lies outside the file's data")
+            params[name] = data[begin:end].view(_dtype(info["dtype"], name)).reshape(
+                info["shape"]
+            )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: not a safetensors file ({exc})") from None
     return _finish(header.get("__metadata__") or {}, params, as_float32, source=source)
 
 

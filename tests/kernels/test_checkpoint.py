@@ -125,3 +125,11 @@ def test_a_cpu_module_adopts_the_mapped_checkpoint_and_its_writes_stay_private(
         for p in module.parameters():
             p.add_(1.0)  # training writes in place
     _assert_identical(params, read_checkpoint(path).params)  # the file is as saved
+
+
+def test_a_file_that_is_not_safetensors_is_refused_clearly(tmp_path):
+    for name, data in (("empty", b""), ("short", b"abc"), ("junk", b"\x10" + bytes(7) + b"[1,2]")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match="not a safetensors file"):
+            read_checkpoint(path)
