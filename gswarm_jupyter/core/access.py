@@ -178,14 +178,15 @@ class Access:
 
     def record(
         self, caller: Caller, method: str, route: str, resources: Iterable[str], status: int,
-        action: str | None = None,
+        action: str | None = None, quota_refused: bool = False,
     ) -> None:
         """Write the call to the audit log if it is a write, a denial, or a read when asked
-        (`action` is the method's unless given, as for gRPC calls)."""
+        (`action` is the method's unless given, as for gRPC calls; `quota_refused` when the
+        answer is the key's `BytesQuotaExceeded`, a denial whatever its status)."""
         action = action or action_of(method)
         if not should_log(action, status, self.audit_reads):
             return
         self.audit.append(
             AuditEvent(caller.identity, caller.key_id, method, route, tuple(resources), action,
-                       status)
+                       status, quota_refused)
         )

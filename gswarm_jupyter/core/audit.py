@@ -53,11 +53,13 @@ class AuditEvent:
     resources: tuple[str, ...]
     action: str
     status: int
+    quota_refused: bool = False  # refused by the key's own bytes quota (a 507 of its max_bytes)
 
     @property
     def decision(self) -> str:
-        """`denied` for refusals of credentials, scopes or quotas (401, 403, 429)."""
-        return "denied" if self.status in DENIED_STATUSES else "allowed"
+        """`denied` for refusals of credentials, scopes or quotas: 401, 403, 429, and the 507 of
+        a key's `max_bytes` (not a 507 of a full device, which refuses anyone)."""
+        return "denied" if self.status in DENIED_STATUSES or self.quota_refused else "allowed"
 
 
 def should_log(action: str, status: int, reads: bool = False) -> bool:

@@ -35,7 +35,7 @@ from jupyter_server.utils import ensure_async
 from pydantic import BaseModel
 from tornado import web
 
-from ..core.access import Caller
+from ..core.access import BytesQuotaExceeded, Caller
 from ..core.clock import iso
 from ..core.errors import (
     CODE_BY_STATUS,
@@ -81,6 +81,7 @@ class GswarmHandler(APIHandler):
     _body: RequestBody | None = None
     _caller: Caller | None = None
     _refusal: Unauthorized | None = None  # why a presented key was refused
+    _quota_refused = False  # the answer is the key's bytes quota refusing (audited as denied)
 
     def initialize(self, route: Route | None = None) -> None:
         self.route = route
@@ -251,6 +252,7 @@ class GswarmHandler(APIHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        self._quota_refused = isinstance(exc, BytesQuotaExceeded)
         if isinstance(exc, GswarmError):
             status_code, error = exc.status, exc.to_dict()
         elif isinstance(exc, web.HTTPError):
@@ -302,7 +304,8 @@ class GswarmHandler(APIHandler):
         caller = self._caller or Caller(f"ip:{self.request.remote_ip}", None, False)
         try:
             self.gswarm.access.record(
-                caller, method, self.request.path, self.resources(method), status
+                caller, method, self.request.path, self.resources(method), status,
+                quota_refused=self._quota_refused,
             )
         except Exception as exc:  # the database is closed once the server stops
             log.warning("%s %s: not written to the audit log: %s", method, self.request.path, exc)

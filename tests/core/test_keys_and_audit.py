@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 
@@ -144,6 +145,9 @@ def test_the_audit_log_is_append_only_and_filters(db):
     assert audit.query(resource="models")[1] == 2
     assert audit.query(resource="mode")[1] == 0
     assert audit.query(decision="denied")[0][0]["status"] == 403
+    full = AuditEvent("key:key_b", "key_b", "POST", "/gswarm/api/v1/data", ("data",), "write", 507)
+    assert full.decision == "allowed"  # a full device refuses anyone: no verdict on the key
+    assert dataclasses.replace(full, quota_refused=True).decision == "denied"  # its own quota
     assert audit.query(since=str(clock.now))[1] == 2
     assert audit.query(until=str(clock.now - 30))[1] == 1
     assert len(audit.query(page=2, per_page=2)[0]) == 1

@@ -235,6 +235,10 @@ async def test_a_key_past_its_byte_quota_is_507_with_details(api):
     assert body["error"]["details"] == {"quota": 1000, "used": 600, "required": 600}
     usage = (await api("GET", f"{KEYS}/{record['key_id']}/usage"))[1]["data"]
     assert usage["bytes_placed"] == 600 and usage["quotas"]["max_bytes"] == 1000
+    # the quota's refusal is a denial in the audit log, as a 403 or a 429 is
+    status, body, _ = await api("GET", "gswarm/api/v1/audit", params={"key_id": record["key_id"]})
+    assert [(e["status"], e["decision"]) for e in body["data"]["events"]] == [
+        (201, "allowed"), (507, "denied")]
 
 
 async def test_keys_are_listed_without_secrets_and_bad_specs_refused(api):
