@@ -1,7 +1,7 @@
 """How long finished tasks are kept: at most `days` days after they finished, and only the
 `max_tasks` latest of them, both in memory and in the database. Pending and running tasks are
 never dropped. The database is pruned in bounded batches, yielding to the event loop between
-them."""
+them, once the changes noted for the database are written."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ async def apply_retention(
     before = policy.cutoff(queue.clock())
     dropped = queue.prune(before, policy.max_tasks)
     if store is not None:
+        await asyncio.to_thread(store.flush)  # the database knows every task that finished
         while store.prune(before, policy.max_tasks) >= PRUNE_BATCH:
             await asyncio.sleep(0)
     return dropped

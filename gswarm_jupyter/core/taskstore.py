@@ -1,7 +1,10 @@
 """Tasks and their history, durable in the server's SQLite database (migrations 1 and 3).
 
 A task row is small and written whole once; later changes update only the columns that change
-(progress alone, or the state columns). A task's payload is written once, in its own table, and
+(progress alone, or the state columns). `save` writes at once, on the caller's thread; `save_later`
+inserts a new task at once (committed before it answers) and leaves later changes to the
+`TaskWriter`, which groups them into one transaction per few milliseconds on its own thread
+(`flush` waits for them). A task's payload is written once, in its own table, and
 deleted when the task finishes. `prune` deletes finished tasks only, never pending or running ones.
 """
 
@@ -14,6 +17,7 @@ from datetime import datetime, timezone
 from .db import Database, dumps, loads, migration
 from .errors import InvalidRequest
 from .tasks import FINISHED, Task
+from .taskwriter import TaskWriter
 
 migration(
     1,
@@ -66,11 +70,35 @@ class TaskStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.writer = TaskWriter(db.path)
+
+    def save_later(self, task: Task) -> None:
+        """Persist a new (pending) task now, committed; note any other change for the writer."""
+        if task.status == "pending":  # the queue announces a pending task only when it is new
+            try:
+                self._add(task)
+            except sqlite3.IntegrityError:  # it was not: its row is there already
+                self.save(task)
+        else:
+            self.writer.put(task)
+
+    def flush(self) -> None:
+        """Answer once every change noted by `save_later` is committed (blocks: call it on a
+        thread from the event loop)."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Write what is noted and stop the writer's thread."""
+        self.writer.close()
 
     def save(self, task: Task) -> None:
         """Persist the change the queue just announced, rewriting as little as it can."""
         if self._save_progress(task) or self._save_state(task):
             return
+        self._add(task)
+
+    def _add(self, task: Task) -> None:
+        """The task's row and its payload, in one transaction."""
         with self.db.transaction():
             self._insert(task)
             if task.payload and not task.finished:

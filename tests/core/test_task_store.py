@@ -176,3 +176,38 @@ def test_parse_since_takes_epoch_and_iso():
         with pytest.raises(InvalidRequest) as exc:
             parse_since(bad)
         assert exc.value.details["field"] == "since"
+
+
+def test_grouped_changes_commit_the_new_task_at_once_and_the_rest_on_flush(tmp_path):
+    path = tmp_path / "grouped.sqlite3"
+    db = Database(path)
+    db.migrate()
+    store = TaskStore(db)
+    ticks = itertools.count(100)
+    q = TaskQueue(2, clock=lambda: float(next(ticks)))
+    q.listeners.add(store.save_later)
+    other = Database(path)  # another connection sees only what is committed
+
+    def stored(task_id):
+        row = other.one("SELECT status, progress, result FROM tasks WHERE task_id = ?", (task_id,))
+        return None if row is None else (row["status"], row["progress"], row["result"])
+
+    task = q.submit("move", "c1", payload={"blob": "x" * 1000})
+    assert stored(task.task_id) == ("pending", 0, "null")  # committed before submit answered
+    q.dispatch()
+    q.set_progress(task.task_id, 40)
+    q.complete(task.task_id, {"size": 5})
+    cut = q.submit("move", "c2")
+    q.dispatch()
+    q.cancel(cut.task_id)
+    store.flush()
+    assert stored(task.task_id) == ("completed", 100, '{"size":5}')
+    assert stored(cut.task_id)[0] == "cancelled"
+    assert other.one("SELECT COUNT(*) AS n FROM task_payloads")["n"] == 0  # let go once finished
+    late = q.submit("move", "c3")
+    q.dispatch()
+    store.close()  # what was noted is written before the writer stops
+    assert stored(late.task_id)[0] == "running"
+    assert [t.record() for t in TaskStore(other).load()] == [t.record() for t in q.tasks()]
+    other.close()
+    db.close()

@@ -13,6 +13,8 @@ the job with `NETWORK_ERROR` rather than leaving it waiting on a worker that no 
 (`watch.watch`, the same wait the serving replicas use).
 
 Finished tasks are dropped by the retention policy at start and every `retention.interval` s.
+A new task's row is committed before `submit` answers (so before any 202); its later changes are
+written in groups off the event loop (`TaskStore.save_later`).
 """
 
 from __future__ import annotations
@@ -192,6 +194,8 @@ class TaskExecutor:
         if self._subscribed is not None:
             with contextlib.suppress(Exception):
                 self._subscribed.unsubscribe_topic(PROGRESS_TOPIC)
+        if self.store is not None:  # every change noted so far reaches the disk
+            await asyncio.to_thread(self.store.close)
         stopping = ResourceUnavailable("the server is stopping; the task resumes or fails on restart")
         for waiters in self._waiters.values():  # nobody waits forever on a stopped executor
             for waiter in waiters:
@@ -248,6 +252,15 @@ class TaskExecutor:
                 {"task_id": task_id, "status": task.status},
             )
         return task
+
+    async def history(
+        self, limit: int = 100, since: float | None = None, status: str | None = None
+    ) -> list[Task]:
+        """Finished tasks, the most recently finished first, every change so far included."""
+        if self.store is None:
+            return []
+        await asyncio.to_thread(self.store.flush)
+        return self.store.history(limit=limit, since=since, status=status)
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """The task once it finished."""
@@ -329,8 +342,8 @@ class TaskExecutor:
         self.queue.set_progress(str(msg.get("task_id")), float(msg.get("progress", 0)))
 
     def _on_change(self, task: Task) -> None:
-        if self.store is not None:
-            self.store.save(task)
+        if self.store is not None:  # a new task's row is committed now; other changes grouped
+            self.store.save_later(task)
         if task.finished:
             for waiter in self._waiters.pop(task.task_id, []):
                 if not waiter.done():

@@ -57,10 +57,10 @@ class CancelHandler(GswarmHandler):
 class HistoryHandler(GswarmHandler):
     auth_resource = "gswarm:queue"
 
-    def get(self) -> None:
+    async def get(self) -> None:
         q = self.query(HistoryQuery)
         since = None if q.since is None else parse_since(q.since)
-        tasks = self.gswarm.tasks.store.history(limit=q.limit, since=since, status=q.status)
+        tasks = await self.gswarm.tasks.history(limit=q.limit, since=since, status=q.status)
         self.reply({"tasks": [t.record() for t in tasks], "total": len(tasks)})
 
 
