@@ -1,6 +1,8 @@
 """Profiling sessions: an index in the server's SQLite database, frames in one JSON Lines file per
 session, held as they arrive and encoded and written as one batch every fraction of a second (so a
-crash loses at most the last flush interval). A session still `running` when the server starts again was cut short:
+crash loses at most the last flush interval). A flush may run on a thread (the periodic one does,
+so encoding and fsync never stall the event loop): each writer flushes under its own lock, and
+frames appended meanwhile wait for the next flush, in order. A session still `running` when the server starts again was cut short:
 it becomes `interrupted`, with the frames its file holds.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -114,27 +117,32 @@ class _Writer:
         self.pending: list[Frame] = []
         self.dirty = False
         self.synced_at = time.monotonic()
+        self._lock = threading.Lock()
 
     def write(self, frame: Frame) -> None:
         self.pending.append(frame)
 
     def flush(self, force_sync: bool = False) -> None:
-        if self.pending:
-            pending, self.pending = self.pending, []
-            self.file.write(encode_lines(pending))
-            self.dirty = True
-        if not self.dirty and not force_sync:
-            return
-        self.file.flush()
-        now = time.monotonic()
-        if force_sync or now - self.synced_at >= FSYNC_EVERY_S:
-            os.fsync(self.file.fileno())
-            self.synced_at = now
-        self.dirty = False
+        with self._lock:
+            if self.file.closed:
+                return
+            if self.pending:
+                pending, self.pending = self.pending, []
+                self.file.write(encode_lines(pending))
+                self.dirty = True
+            if not self.dirty and not force_sync:
+                return
+            self.file.flush()
+            now = time.monotonic()
+            if force_sync or now - self.synced_at >= FSYNC_EVERY_S:
+                os.fsync(self.file.fileno())
+                self.synced_at = now
+            self.dirty = False
 
     def close(self) -> None:
         self.flush(force_sync=True)
-        self.file.close()
+        with self._lock:
+            self.file.close()
 
 
 class SessionStore:
@@ -215,7 +223,8 @@ class SessionStore:
         session.frames_collected += 1
 
     def flush(self) -> None:
-        for writer in self._writers.values():
+        """Write what every running session holds (safe on a thread beside the event loop)."""
+        for writer in list(self._writers.values()):
             writer.flush()
 
     def finish(self, name: str, end_time: float) -> Session:
