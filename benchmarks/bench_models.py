@@ -105,8 +105,9 @@ def _ready(state: dict[str, Any]) -> Any:
     return module
 
 
-def _ours(folder: Path, st: Path) -> Callable[[], object]:
-    """The worker's path: the store's disk copy read, the server's torch runner built on it."""
+def _ours(folder: Path, st: Path, phases: list[tuple[float, float, float]]) -> Callable[[], object]:
+    """The worker's path: the store's disk copy read, the server's torch runner built on it; each
+    load's (read, runner built, first predict) seconds go to `phases`."""
     from gswarm_jupyter.backends.registry import load_runner
     from gswarm_jupyter.cluster.storage.weightstore import WeightStore
 
@@ -116,9 +117,13 @@ def _ours(folder: Path, st: Path) -> Callable[[], object]:
     disk.hardlink_to(st)  # the store's disk copy is the same file (same page cache)
 
     def load() -> object:
+        t0 = time.perf_counter()
         arch, config, params = store.load("bench", "disk")
+        t1 = time.perf_counter()
         runner = load_runner("torch", arch, config, params, "cpu")
+        t2 = time.perf_counter()
         runner.predict(np.zeros((1, WIDTH), np.float32))
+        phases.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
         return runner
 
     return load
@@ -169,8 +174,9 @@ def _load_benchmark() -> list[Result]:
     try:
         st, pt = _write_checkpoint(folder)
         os.sync()
+        phases: list[tuple[float, float, float]] = []
         loaders: dict[str, tuple[Path, Callable[[], object]]] = {
-            "ours": (st, _ours(folder, st)),
+            "ours": (st, _ours(folder, st, phases)),
             "safetensors.torch.load_file": (st, lambda: _ready(safetensors.torch.load_file(st))),
             "torch.load(weights_only=True)": (
                 pt, lambda: _ready(torch.load(pt, weights_only=True))),
@@ -182,13 +188,16 @@ def _load_benchmark() -> list[Result]:
             loaders["fastsafetensors"] = (st, fast)
         runs: dict[str, dict[str, list[float]]] = {"cold": {}, "warm": {}}
         resident: list[int | None] = []
+        split: dict[str, list[tuple[float, float, float]]] = {}
         for mode, rounds in (("cold", COLD_ROUNDS), ("warm", WARM_ROUNDS)):
+            phases.clear()
             for _ in range(rounds):
                 for name, (path, load) in loaders.items():
                     rate, left = _timed(path, load, mode == "cold")
                     runs[mode].setdefault(name, []).append(rate)
                     if mode == "cold":
                         resident.append(left)
+            split[mode] = list(phases)
         size = st.stat().st_size
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -209,15 +218,22 @@ def _load_benchmark() -> list[Result]:
         peers = {k: v for k, v in med.items() if k != "ours"}
         best = max(peers, key=lambda k: peers[k])
         figures = ", ".join(f"{k} {v / MIB:,.0f} MiB/s" for k, v in med.items())
+        read, build, forward = (statistics.median(p[i] for p in split[mode]) * 1e3
+                                for i in range(3))
         note = (
             f"{size / MIB:.0f} MiB mlp checkpoint (fp32), disk -> module answering one forward "
             f"pass of 1 row; median of {COLD_ROUNDS if mode == 'cold' else WARM_ROUNDS} rounds, "
             f"loaders interleaved; {cold_how if mode == 'cold' else 'warm = the file read once right before each timing'}. "
-            f"{figures}. Ours = WeightStore.load(disk) (read_checkpoint maps the file "
-            "copy-on-write) + load_runner(torch, cpu) (the module adopts the mapped float32 "
-            "tensors: no init, no copy) + predict. Peers: module on the meta device + "
-            f"load_state_dict(assign=True). {fast_note}. Shared 2-core VM under load "
-            "(other agents and CI running)."
+            f"{figures}. Ours = WeightStore.load(disk) (read_checkpoint asks the kernel to "
+            "read the file ahead and maps it copy-on-write) + load_runner(torch, cpu) (the "
+            "module adopts the mapped float32 tensors: no init, no copy) + predict; where its "
+            f"time goes (medians): read {read:,.1f} ms, runner built {build:,.1f} ms, first "
+            f"predict {forward:,.1f} ms (the pages come in and 1 GiB of weights is read once, "
+            "as in every peer's forward pass). Peers: module on the meta device + "
+            f"load_state_dict(assign=True). {fast_note}. Cold by eviction of this file only "
+            "(drop_caches is allowed to root here but would evict the other agents' caches "
+            "too). Shared 2-core VM under load (other agents and CI running, load average "
+            "8-14): medians swing by 2x from run to run."
         )
         results.append(Result(
             name=f"model_load_disk_to_ready_{mode}_vs_fastest_peer",
