@@ -70,7 +70,6 @@ def read_checkpoint(path: str | os.PathLike[str], *, as_float32: bool = True) ->
     The tensors as stored are copy-on-write views of the file's mapping (no bytes read or copied
     until used; `mapped(array)` is True for them)."""
     source = os.fspath(path)
-    _read_ahead(source)
     try:
         data = np.memmap(source, dtype=np.uint8, mode="c")
         (header_len,) = struct.unpack("<Q", data[:8].tobytes())
@@ -92,23 +91,6 @@ def read_checkpoint(path: str | os.PathLike[str], *, as_float32: bool = True) ->
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{source}: not a safetensors file ({exc})") from None
     return _finish(header.get("__metadata__") or {}, params, as_float32, source=source)
-
-
-def _read_ahead(path: str) -> None:
-    """Ask the kernel to read the whole file now, in large sequential reads, rather than page by
-    page as a forward pass first touches each tensor (a cold file loads several times faster)."""
-    if not hasattr(os, "posix_fadvise"):
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # the mapping below reports it
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def mapped(array: np.ndarray) -> bool:
