@@ -17,6 +17,7 @@ from distributed import Worker, WorkerPlugin
 
 from ...backends.devices import torch_gpus
 from ...backends.nvml import NvmlProbe
+from .allocator import fix_mmap_threshold
 from .devices import (
     disk_usage,
     dram_usage,
@@ -47,6 +48,7 @@ class NodeAgent(WorkerPlugin):
 
     def setup(self, worker: Worker) -> None:
         self.worker = worker
+        fix_mmap_threshold()  # see allocator: Dask's trim setting froze it at 128 KiB
         self.store = default_store(worker, self.store_root)
         self.store.mkdir(parents=True, exist_ok=True)
         self._gpus = NvmlProbe()
