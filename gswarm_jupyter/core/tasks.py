@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, get_args
 
-from .errors import Conflict, DependencyFailed, GswarmError, InvalidRequest, NotFound
+from .errors import Conflict, DependencyFailed, GswarmError, InternalError, InvalidRequest, NotFound
 from .listeners import Listeners
 
 Priority = Literal["critical", "high", "normal", "low"]
@@ -116,11 +116,18 @@ class TaskOptions(TypedDict, total=False):
 class TaskQueue:
     """All tasks, in memory; the store persists them through a listener."""
 
-    def __init__(self, max_concurrent: int = 4, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        max_concurrent: int = 4,
+        clock: Callable[[], float] = time.time,
+        journal: Callable[[Task], None] | None = None,
+    ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self.max_concurrent = max_concurrent
         self.clock = clock
+        # Records a new task durably before `submit` answers; if it fails, the task never was.
+        self._journal = journal
         self.listeners: Listeners[Task] = Listeners("task")
         self._tasks: dict[str, Task] = {}
         # Indexes kept by every status change, so dispatch never sorts or scans finished tasks:
@@ -129,6 +136,11 @@ class TaskQueue:
         self._running_now: dict[str, Task] = {}
         self._finished: dict[str, Task] = {}  # in the order they finished
         self._seq = 0
+
+    @property
+    def journaled(self) -> bool:
+        """Whether new tasks are recorded durably before `submit` answers."""
+        return self._journal is not None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -206,6 +218,12 @@ class TaskQueue:
             payload=dict(payload or {}),
             locks=list(locks),
         )
+        if self._journal is not None:
+            try:
+                self._journal(task)
+            except Exception as exc:  # not recorded: refused, so no caller holds an unkept id
+                self._seq -= 1
+                raise InternalError(f"the task could not be recorded: {exc}") from exc
         self._tasks[task.task_id] = task
         self._index(task)
         self._emit(task)

@@ -72,15 +72,13 @@ class TaskStore:
         self.db = db
         self.writer = TaskWriter(db.path)
 
+    def record_new(self, task: Task) -> None:
+        """Commit a new task's row and payload now (the queue's journal: before `submit` answers)."""
+        self._add(task)
+
     def save_later(self, task: Task) -> None:
-        """Persist a new (pending) task now, committed; note any other change for the writer."""
-        if task.status == "pending":  # the queue announces a pending task only when it is new
-            try:
-                self._add(task)
-            except sqlite3.IntegrityError:  # it was not: its row is there already
-                self.save(task)
-        else:
-            self.writer.put(task)
+        """Note a change of a recorded task for the writer (grouped, committed within ms)."""
+        self.writer.put(task)
 
     def flush(self) -> None:
         """Answer once every change noted by `save_later` is committed (blocks: call it on a

@@ -185,7 +185,8 @@ class GswarmApp(ExtensionApp):
             virtual=vgpu_book.of_node,
         )
         limiter = RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst)
-        queue = TaskQueue(max(1, self.max_concurrent_tasks))
+        task_store = TaskStore(db)
+        queue = TaskQueue(max(1, self.max_concurrent_tasks), journal=task_store.record_new)
         usage = KeyUsage(db, queue, ChunkRegistry(db), ModelRegistry(db))
         # Reservations: booked in their own ledger, withheld where copies and chunks are placed
         # (the copy engines' room check) and counted in a key's bytes (the access gate).
@@ -210,7 +211,7 @@ class GswarmApp(ExtensionApp):
             access=access,
         )
         tasks = TaskExecutor(
-            queue, runtime, TaskStore(db),
+            queue, runtime, task_store,
             Retention(self.task_history_days, self.task_history_max,
                       self.task_history_sweep_seconds),
         )

@@ -9,7 +9,7 @@ import itertools
 import pytest
 
 from gswarm_jupyter.core.db import Database, dumps
-from gswarm_jupyter.core.errors import InvalidRequest
+from gswarm_jupyter.core.errors import InternalError, InvalidRequest
 from gswarm_jupyter.core.retention import DAY, Retention, apply_retention
 from gswarm_jupyter.core.tasks import TaskQueue
 from gswarm_jupyter.core.taskstore import PRUNE_BATCH, TaskStore, parse_since
@@ -184,8 +184,8 @@ def test_grouped_changes_commit_the_new_task_at_once_and_the_rest_on_flush(tmp_p
     db.migrate()
     store = TaskStore(db)
     ticks = itertools.count(100)
-    q = TaskQueue(2, clock=lambda: float(next(ticks)))
-    q.listeners.add(store.save_later)
+    q = TaskQueue(2, clock=lambda: float(next(ticks)), journal=store.record_new)
+    q.listeners.add(lambda t: t.status == "pending" or store.save_later(t))
     other = Database(path)  # another connection sees only what is committed
 
     def stored(task_id):
@@ -210,4 +210,18 @@ def test_grouped_changes_commit_the_new_task_at_once_and_the_rest_on_flush(tmp_p
     assert stored(late.task_id)[0] == "running"
     assert [t.record() for t in TaskStore(other).load()] == [t.record() for t in q.tasks()]
     other.close()
+    db.close()
+
+
+def test_a_task_that_cannot_be_recorded_is_refused_and_never_queued(tmp_path):
+    db = Database(tmp_path / "full.sqlite3")
+    db.migrate()
+    store = TaskStore(db)
+    q = TaskQueue(2, journal=store.record_new)
+    kept = q.submit("move", "c1")
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON tasks BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    with pytest.raises(InternalError, match="could not be recorded"):
+        q.submit("move", "c2")
+    assert [t.task_id for t in q.tasks()] == [kept.task_id]  # nothing in memory without its row
+    assert [t.task_id for t in TaskStore(db).load()] == [kept.task_id]
     db.close()

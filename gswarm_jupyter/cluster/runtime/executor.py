@@ -165,6 +165,8 @@ class TaskExecutor:
         self._subscribed: Client | None = None
         self._starter: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        if store is not None and not queue.journaled:
+            raise ValueError("a queue with a store must journal new tasks into it (record_new)")
         queue.listeners.add(self._on_change)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -342,7 +344,8 @@ class TaskExecutor:
         self.queue.set_progress(str(msg.get("task_id")), float(msg.get("progress", 0)))
 
     def _on_change(self, task: Task) -> None:
-        if self.store is not None:  # a new task's row is committed now; other changes grouped
+        # A new task's row was committed by the queue's journal; later changes are grouped.
+        if self.store is not None and task.status != "pending":
             self.store.save_later(task)
         if task.finished:
             for waiter in self._waiters.pop(task.task_id, []):
