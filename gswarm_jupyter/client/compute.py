@@ -111,8 +111,9 @@ class ComputeApi(_Part):
         numpy arrays, strings for Hugging Face models (an `embedding` model trained on labels
         becomes a `classifier`), or data-pool chunk id(s). `batch_size`, `gradient_clip_norm` and
         `weight_decay` may be given here or in `hyperparameters`; other `fields` (`device`,
-        `update_model`, `seed`, `timeout`, ...) go at the top of the body."""
-        return self._call("POST", COMPUTE + "training", json=_training_body(
+        `update_model`, `seed`, `timeout`, ...) go at the top of the body. It waits as long as the
+        training takes (or the body's `timeout`, then 504), not the client's timeout."""
+        return self._call("POST", COMPUTE + "training", waits=True, json=_training_body(
             model_id, training_data, labels, epochs, learning_rate, optimizer, loss_function,
             framework, hyperparameters, fields))
 
@@ -135,10 +136,11 @@ class ComputeApi(_Part):
                  calibration_data: Any = None, options: dict[str, Any] | None = None) -> Any:
         """Quantise (`int8`, `fp16`, `bf16`) into a new registry model: `{optimized_model_id,
         original_size, optimized_size, compression_ratio, accuracy_loss, optimization_time}`.
-        `options`: optimized_model_id, device, seed, samples."""
+        `options`: optimized_model_id, device, seed, samples. It waits as long as that takes."""
         body = _clean(optimization_type="quantization", target_precision=target_precision,
                       calibration_data=_as_rows(calibration_data), options=options)
-        return self._call("POST", COMPUTE + f"models/{_seg(model_id)}/optimize", json=body)
+        return self._call("POST", COMPUTE + f"models/{_seg(model_id)}/optimize", json=body,
+                          waits=True)
 
     # -- resource allocations
     def reserve(self, memory_size: int, duration: float, compute_units: float = 1.0,

@@ -44,6 +44,7 @@ class _Api:
         params: dict[str, Any] | None = None,
         json: Any = None,
         key: str | None = None,
+        waits: bool = False,
     ) -> Any:
         raise NotImplementedError
 
@@ -137,7 +138,25 @@ def _retry_after(response: httpx.Response, attempt: int) -> float | None:
         return 1.0
 
 
+# How much longer than its body's `timeout` a waiting call reads: the server answers 504 then.
+WAIT_MARGIN = 30.0
+
+
+def _request_timeout(json: Any, timeout: float, waits: bool) -> Any:
+    """The timeout of one request. A call that `waits` for long work on the server (a training,
+    an optimisation) reads for as long as the server may take: its body's `timeout` (after which
+    the server answers 504 REQUEST_TIMEOUT) plus `WAIT_MARGIN`, without a bound when the body
+    sets none. Connecting and sending stay bounded by the client's `timeout`."""
+    if not waits:
+        return httpx.USE_CLIENT_DEFAULT
+    bound = json.get("timeout") if isinstance(json, dict) else None
+    return httpx.Timeout(timeout, read=None if bound is None else float(bound) + WAIT_MARGIN)
+
+
 def _network_error(base_url: str, exc: httpx.HTTPError) -> GswarmError:
+    if isinstance(exc, httpx.ReadTimeout):  # reached, but no answer in time: it may still run
+        return NetworkError(f"the gswarm server at {base_url} did not answer in time ({exc}); "
+                            "the request may still be running there", {"url": base_url})
     return NetworkError(f"cannot reach the gswarm server at {base_url}: {exc}", {"url": base_url})
 
 
@@ -154,12 +173,14 @@ class GswarmClient(_Api, _Connection):
         _Connection.__init__(self, url, token, timeout, api_key)
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers(), timeout=timeout)
 
-    def _call(self, method: str, path: str, *, params=None, json=None, key=None) -> Any:  # type: ignore[no-untyped-def]
+    def _call(self, method: str, path: str, *, params=None, json=None, key=None, waits=False) -> Any:  # type: ignore[no-untyped-def]
         import time
 
+        timeout = _request_timeout(json, self.timeout, waits)
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             try:
-                response = self._http.request(method, path, params=params, json=json)
+                response = self._http.request(method, path, params=params, json=json,
+                                              timeout=timeout)
             except httpx.HTTPError as exc:
                 raise _network_error(self.base_url, exc) from None
             wait = _retry_after(response, attempt)
@@ -194,15 +215,18 @@ class AsyncGswarmClient(_Api, _Connection):
             base_url=self.base_url, headers=self._headers(), timeout=timeout
         )
 
-    def _call(self, method: str, path: str, *, params=None, json=None, key=None) -> Awaitable[Any]:  # type: ignore[no-untyped-def, override]
-        return self._acall(method, path, params, json, key)
+    def _call(self, method: str, path: str, *, params=None, json=None, key=None, waits=False) -> Awaitable[Any]:  # type: ignore[no-untyped-def, override]
+        return self._acall(method, path, params, json, key, waits)
 
-    async def _acall(self, method: str, path: str, params: Any, json: Any, key: str | None) -> Any:
+    async def _acall(self, method: str, path: str, params: Any, json: Any, key: str | None,
+                     waits: bool = False) -> Any:
         import asyncio
 
+        timeout = _request_timeout(json, self.timeout, waits)
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             try:
-                response = await self._http.request(method, path, params=params, json=json)
+                response = await self._http.request(method, path, params=params, json=json,
+                                                    timeout=timeout)
             except httpx.HTTPError as exc:
                 raise _network_error(self.base_url, exc) from None
             wait = _retry_after(response, attempt)

@@ -5,6 +5,7 @@ exceptions the server raised."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from gswarm_jupyter.core.errors import (
     InvalidRequest,
     ModelNotFound,
     NotFound,
+    RequestTimeout,
 )
 
 MLP = "builtin://mlp?in=8&hidden=16&out=4&seed={seed}"
@@ -158,3 +160,22 @@ def test_bad_training_requests_raise_core_exceptions(client):
     with pytest.raises(ModelNotFound):
         client.compute.train("sdk-t-nobody", x, y)
     assert client.models.get("sdk-t-bad")["version"] == 1  # nothing was trained
+
+
+def test_a_training_longer_than_the_clients_timeout_is_waited_for(client, live_env):
+    """`train` waits for the server's answer, not the client's read timeout: a client of 0.2 s
+    gets the result of a longer training, and the server's own 504 once the body's `timeout`
+    passes (instead of a NetworkError while the training goes on)."""
+    # Wide layers: the time goes to arithmetic (50 steps of ~8 ms on an idle core), not overheads.
+    client.models.register("sdk-t-long", "builtin://mlp?in=256&hidden=1024,1024&out=4&seed=16")
+    x = np.random.default_rng(6).normal(size=(640, 256)).astype(np.float32)
+    y = x[:, :4].argmax(axis=1)
+    with GswarmClient(timeout=0.2) as short:
+        started = time.monotonic()
+        result = short.compute.train("sdk-t-long", x, y, epochs=5, batch_size=64)
+        assert time.monotonic() - started > 0.2  # it outlasted the client's timeout
+        assert result["epochs_completed"] == 5 and result["version"] == 2
+        with pytest.raises(RequestTimeout) as late:
+            short.compute.train("sdk-t-long", x, y, epochs=100, batch_size=64, timeout=0.6)
+    assert late.value.details["timeout"] == 0.6
+    assert client.models.get("sdk-t-long")["version"] == 2  # the cut training wrote nothing
