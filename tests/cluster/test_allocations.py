@@ -9,7 +9,7 @@ import pytest
 from gswarm_jupyter.cluster.tenancy.allocations import Allocations
 from gswarm_jupyter.core.chunks import ChunkRegistry
 from gswarm_jupyter.core.db import Database
-from gswarm_jupyter.core.errors import Forbidden, InsufficientMemory, InvalidRequest, NotFound
+from gswarm_jupyter.core.errors import Conflict, Forbidden, InsufficientMemory, InvalidRequest, NotFound
 from gswarm_jupyter.core.key_usage import KeyUsage
 from gswarm_jupyter.core.modelregistry import ModelRegistry
 from gswarm_jupyter.core.nodes import NodeDirectory, WorkerSeen
@@ -139,3 +139,15 @@ def test_concurrent_reservations_never_overcommit(world):
     assert sum(taken) == 8 * size
     assert allocs.ledger.usage("node1:dram").used == 8 * size
     assert len(db.all("SELECT * FROM allocations")) == 8
+
+
+def test_compute_units_never_sum_past_the_device(world):
+    db, _, usage, clock = world
+    allocs = Allocations(db, _nodes(), usage, clock=clock)
+    allocs.reserve("alice", "alice", MB, 60, 60, "node1:dram")
+    with pytest.raises(Conflict) as refused:
+        allocs.reserve("bob", "bob", MB, 41, 60, "node1:dram")
+    assert refused.value.details == {"device": "node1:dram", "capacity": 100.0, "reserved": 60.0,
+                                     "required": 41}
+    assert len(allocs.all()) == 1  # nothing booked by the refusal
+    allocs.reserve("bob", "bob", MB, 40, 60, "node1:dram")

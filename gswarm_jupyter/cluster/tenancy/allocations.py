@@ -6,6 +6,8 @@ Invariants:
   reservation is checked against both and booked (`ByteLedger.reserve`) under one lock, so
   concurrent requests cannot over-commit; the ledger holds exactly the allocations that exist
   (row and holding go together);
+- the compute units of the allocations on a device never sum past what it offers (a virtual
+  GPU its own units, a physical device 100): booked under the same lock, `409` past it;
 - an allocation's unused bytes (its size less what its owner's copies and chunks take on that
   device now) are room nobody else gets (`room`); its owner's placements on that device count
   against it and are refused past it;
@@ -32,6 +34,7 @@ from typing import Any, Protocol
 from ...core.clock import iso
 from ...core.db import Database, migration
 from ...core.errors import (
+    Conflict,
     Forbidden,
     InsufficientMemory,
     InvalidRequest,
@@ -122,8 +125,21 @@ def device_capacity(node: Node, device: str) -> tuple[int | None, int | None]:
     return None, None
 
 
+# A physical device (a GPU; a node's CPU, behind `dram`) offers its whole compute as 100 units.
+DEVICE_COMPUTE_UNITS = 100.0
+
+
+def compute_capacity(node: Node, device: str) -> float:
+    """Compute units a device offers to allocations: a virtual GPU's own, else the whole 100."""
+    for vgpu in node.vgpus:
+        if (vgpu.get("device") or vgpu.get("virtual_gpu_id")) == device:
+            return float(vgpu.get("compute_units") or DEVICE_COMPUTE_UNITS)
+    return DEVICE_COMPUTE_UNITS
+
+
 class Allocations:
-    """Every live allocation, in memory and in SQLite, booked in one `ByteLedger`."""
+    """Every live allocation, in memory and in SQLite, booked in one `ByteLedger`; their
+    compute units never sum past what their device offers."""
 
     def __init__(
         self,
@@ -277,6 +293,15 @@ class Allocations:
                     f"{memory_size} asked",
                     required=memory_size, available=max(0, free), device=where,
                 )
+        booked = sum(a.compute_units for a in self._live.values() if a.where == where)
+        capacity = compute_capacity(node, target.device)
+        if booked + compute_units > capacity:
+            raise Conflict(
+                f"{where} has {max(0.0, capacity - booked):g} of its {capacity:g} compute units "
+                f"unreserved; {compute_units:g} asked",
+                {"device": where, "capacity": capacity, "reserved": booked,
+                 "required": compute_units},
+            )
         now = self.clock()
         alloc = Allocation(f"alloc_{secrets.token_hex(8)}", owner, user_id, target.node,
                            target.device, memory_size, float(compute_units), now, now + duration)

@@ -108,7 +108,7 @@ routes = [
                       AllocationList, query=AllocationQuery, errors=(400,)),
             "post": Op("Reserve memory and compute units on a device until `duration` ends; "
                        "enforced where copies and chunks are placed", AllocationRecord,
-                       body=ResourceCreate, status=201, errors=(400, 404, 503, 507),
+                       body=ResourceCreate, status=201, errors=(400, 404, 409, 503, 507),
                        links=resource_links(f"{COMPUTE}/resources/{{allocation_id}}",
                                             "allocation_id", "allocation_id")),
         },
