@@ -179,3 +179,10 @@ def test_sharing_runs_whole_and_leaves_nothing_behind(page, lab, api, tmp_path):
                 if v["virtual_gpu_id"].startswith("nb7-")]
     assert not [a for a in compute("resources")["allocations"] if a["user_id"] == "nb7"]
     assert not [s for s in api.get("services")["services"] if s["model_name"].startswith("nb7-")]
+
+
+def test_real_models_runs_whole_and_leaves_nothing_behind(page, lab, api):
+    open_notebook(page, lab, "08_real_models.ipynb")
+    run_all(page, timeout=420)  # loads a real encoder four times and fine-tunes one
+    assert not [s for s in api.get("services")["services"] if s["model_name"].startswith("nb8-")]
+    assert not [m for m in api.get("models")["models"] if m["model_name"].startswith("nb8-")]
