@@ -94,6 +94,13 @@ class Node:
         the scheduler dropped that worker, nor once another process serves this node."""
         return not self.gone and (not self.online or self.address == worker)
 
+    def same_host(self, other: Node) -> bool:
+        """Whether both workers run on one host in this boot: the same address host, hostname
+        and boot id as their agents report them (unknown: not the same)."""
+        mine, theirs = self.report.get("boot_id"), other.report.get("boot_id")
+        return (bool(mine) and mine == theirs and bool(self.host) and self.host == other.host
+                and self.report.get("hostname") == other.report.get("hostname"))
+
     def summary(self) -> dict[str, Any]:
         """The `GET /nodes` row."""
         return {

@@ -1,6 +1,7 @@
 """The node agent: a Dask `WorkerPlugin` on every worker, which makes the worker a gswarm node.
 
-It owns the node's store folder and reports the node's devices with each Dask heartbeat, as the
+It owns the node's store folder (and, at start, sweeps the shared-memory copy files its
+previous process left, `shmcopy`) and reports the node's devices with each Dask heartbeat, as the
 worker metric `gswarm`, so the server learns capacities without an extra round trip.
 Worker-side stores (chunks, model weights) find the agent with `NodeAgent.of(worker)`.
 """
@@ -26,6 +27,7 @@ from .devices import (
     nvml_gpus,
     process_rss,
 )
+from .shmcopy import boot_id, sweep
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +47,16 @@ class NodeAgent(WorkerPlugin):
         self.store: Path | None = None
         self._gpus: NvmlProbe | None = None
         self._torch_gpus: list[dict[str, Any]] = []
+        self._boot_id: str | None = None
 
     def setup(self, worker: Worker) -> None:
         self.worker = worker
         fix_mmap_threshold()  # see allocator: Dask's trim setting froze it at 128 KiB
         self.store = default_store(worker, self.store_root)
         self.store.mkdir(parents=True, exist_ok=True)
+        self._boot_id = boot_id()
+        if swept := sweep(self.store):  # shared-memory handoffs a previous process left
+            log.info("gswarm: removed %d stale shared-memory copy files", swept)
         self._gpus = NvmlProbe()
         if not self._gpus.available:
             self._torch_gpus = torch_gpus()
@@ -76,6 +82,7 @@ class NodeAgent(WorkerPlugin):
             devices[gpu["device"]] = gpu_usage(gpu)
         return {
             "hostname": socket.gethostname(),
+            "boot_id": self._boot_id,
             "pid": os.getpid(),
             "store": str(self.store),
             "cpu": host_cpu(),

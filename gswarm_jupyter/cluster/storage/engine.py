@@ -8,7 +8,8 @@ Invariants it holds for both:
 - a copy being written is recorded with its task (`copying`/`downloading`) and is forgotten, bytes
   and row, when that task ends without completing (`forget_unfinished`, `recover` after a restart);
 - a memory copy of a worker that is gone is `lost` (`reconcile`);
-- bytes travel worker to worker: a copy hands the source worker's read future to the target's write;
+- bytes travel worker to worker: a copy hands the source worker's read future to the target's write,
+  or, between two workers of one host, a shared-memory file that never outlives the copy;
 - room on a device is what the node reports, less what `Reservations` withholds there (others'
   allocations), within what it leaves an owner that holds allocations there.
 """
@@ -28,8 +29,9 @@ from ...core.locations import LocationTable, is_memory_device
 from ...core.names import DeviceRef, parse_device
 from ...core.placement import Resident, free_bytes, plan_room
 from ...core.tasks import Task
+from ..runtime import shmcopy
 from ..runtime.cluster import ClusterRuntime
-from ..runtime.executor import Job, TaskExecutor
+from ..runtime.executor import Cancelled, Job, TaskExecutor
 
 log = logging.getLogger(__name__)
 
@@ -307,14 +309,17 @@ class CopyEngine:
                        write: Callable[..., Any], *write_args: Any, size: int | None = None,
                        keep_source: bool = True) -> dict[str, Any] | None:
         """Copy `source` to `target` worker to worker: `write(key, device, data, signal,
-        *write_args)` on the target takes the source's read future. The target is `copying`
+        *write_args)` on the target takes the bytes, through a shared-memory file when both
+        workers share a host (`shmcopy`), else the source's read future. The target is `copying`
         meanwhile, then ready; without `keep_source` the source goes after. None when the entry
         was deleted meanwhile."""
         self.copies.put(key, target.node, target.device, "copying", size=size,
                         task_id=job.task.task_id)
-        data = job.submit(self.payload.read, key, source.device, node=source.node)
-        stored = await self.run_write(job, key, target, write, key, target.device, data,
-                                      job.signal, *write_args)
+        stored = await self._shared_memory_copy(job, key, source, target, write, write_args)
+        if stored is _MISSED:
+            data = job.submit(self.payload.read, key, source.device, node=source.node)
+            stored = await self.run_write(job, key, target, write, key, target.device, data,
+                                          job.signal, *write_args)
         if stored is None:
             return None
         self.copies.touch(key, source.node, source.device)
@@ -324,3 +329,47 @@ class CopyEngine:
         if not keep_source:
             await self.remove_copy(key, source.node, source.device, reason="moved")
         return stored
+
+    async def _shared_memory_copy(self, job: Job, key: str, source: DeviceRef,
+                                  target: DeviceRef, write: Callable[..., Any],
+                                  write_args: tuple[Any, ...]) -> Any:
+        """The copy through a /dev/shm file when source and target workers share a host: what
+        `run_write` answers, or `_MISSED` (other hosts, or it failed before the target had the
+        bytes: nothing left behind, the comm path goes next). The file goes whatever happens."""
+        nodes = self.runtime.nodes
+        if source.node == target.node or not nodes.get(source.node).same_host(
+                nodes.get(target.node)):
+            return _MISSED
+        handoff: dict[str, Any] = {}
+        try:
+            try:
+                handoff = await job.wait(job.submit(shmcopy.export_copy, self.payload.read, key,
+                                                    source.device, node=source.node))
+            except Exception as exc:
+                if isinstance(exc, Cancelled) or job.cancel_requested:
+                    await self.forget_target(key, target, job)
+                    raise
+                log.info("gswarm: %s %s: no shared-memory copy (%s)", self.payload.noun, key, exc)
+                return _MISSED
+            except BaseException:
+                await self.forget_target(key, target, job)
+                raise
+            if "missed" in handoff:
+                log.info("gswarm: %s %s: no shared-memory copy (%s)", self.payload.noun, key,
+                         handoff["missed"])
+                return _MISSED
+            stored = await self.run_write(job, key, target, shmcopy.import_copy, handoff, write,
+                                          key, target.device, job.signal, *write_args)
+            if stored is not None and "missed" in stored:
+                log.info("gswarm: %s %s: shared-memory copy missed (%s)", self.payload.noun, key,
+                         stored["missed"])
+                return _MISSED
+            return stored
+        finally:
+            if "path" in handoff:
+                with contextlib.suppress(Exception):
+                    await self.runtime.run_on(source.node, shmcopy.unlink_copy, handoff["path"],
+                                              timeout=10)
+
+
+_MISSED: Any = object()  # a shared-memory copy that did not happen (the comm path goes next)

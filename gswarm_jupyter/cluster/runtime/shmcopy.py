@@ -1,0 +1,140 @@
+"""Copies between two workers of one host through a shared-memory file instead of the Dask comm
+(mutual TLS encrypts every byte of a worker-to-worker copy; two processes of one host need not).
+
+Invariants:
+- a handoff file lives under /dev/shm, is created with O_EXCL and mode 0600 under a name unique
+  to this server's node store and the copy (`prefix`), and never outlives the copy: the target
+  unlinks it as soon as it opened it, the server unlinks it on the source whatever happened
+  (`unlink_copy`), and a worker's start sweeps its node's leftovers (`sweep`);
+- the source answers `{"path", "size"}` or `{"missed": why}` (no room, no /dev/shm, a failed
+  write: nothing left behind); the target answers `{"missed": why}` while it does not have the
+  bytes yet, and then whatever the write op answers: checks, cancellation and staging stay the
+  write op's, which takes the bytes as a private array like the ones Dask delivers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from distributed import Worker, get_worker
+
+from .signals import TaskSignal
+
+log = logging.getLogger(__name__)
+
+SHM = Path("/dev/shm")
+HEADROOM = 64 * 2**20  # left free in /dev/shm beyond the payload
+COUNTER = "_gswarm_shm_copies"  # Worker attribute: copies this worker received through /dev/shm
+
+
+def boot_id() -> str | None:
+    """This host's identity for this boot (None where the kernel does not say)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def prefix(store: Path | str) -> str:
+    """The file name prefix of handoffs written by the node whose store folder is `store`."""
+    return f"gswarm-copy-{hashlib.sha256(str(store).encode()).hexdigest()[:16]}-"
+
+
+def sweep(store: Path | str) -> int:
+    """Remove handoff files a previous process of this node left (answers how many)."""
+    removed = 0
+    try:
+        stale = list(SHM.glob(prefix(store) + "*"))
+    except OSError:
+        return 0
+    for path in stale:
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _store(worker: Worker) -> str:
+    """The node agent's store folder (the worker's name before the agent set up)."""
+    from .agent import PLUGIN_NAME
+
+    store = getattr(worker.plugins.get(PLUGIN_NAME), "store", None)
+    return str(store or worker.name)
+
+
+def export_copy(read: Callable[..., Any], key: str, device: str) -> dict[str, Any]:
+    """On the source worker: the copy's bytes (`read(key, device)`) written into a new handoff
+    file; `{"missed": why}` and no file when that cannot be done."""
+    data = np.ascontiguousarray(read(key, device)).reshape(-1).view(np.uint8)
+    size = int(data.nbytes)
+    try:
+        if shutil.disk_usage(SHM).free < size + HEADROOM:
+            return {"missed": f"{SHM} has not {size} bytes free"}
+    except OSError as exc:
+        return {"missed": f"{SHM}: {exc}"}
+    path = SHM / f"{prefix(_store(get_worker()))}{uuid.uuid4().hex}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        return {"missed": f"cannot create {path}: {exc}"}
+    try:
+        view, done = memoryview(data), 0
+        while done < size:
+            done += os.write(fd, view[done:])
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        return {"missed": f"cannot write {path}: {exc}"}
+    finally:
+        os.close(fd)
+    return {"path": str(path), "size": size}
+
+
+def import_copy(handoff: dict[str, Any], write: Callable[..., Any], key: str, device: str,
+                signal: TaskSignal, *args: Any) -> dict[str, Any]:
+    """On the target worker: read the handoff file into a private array, unlink it, then
+    `write(key, device, array, signal, *args)`; `{"missed": why}` before the bytes are here."""
+    path, size = Path(handoff["path"]), int(handoff["size"])
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        return {"missed": f"cannot open {path}: {exc}"}
+    try:
+        path.unlink(missing_ok=True)
+        data = np.empty(size, dtype=np.uint8)
+        view, done = memoryview(data), 0
+        while done < size:
+            n = os.readv(fd, [view[done:]])
+            if n == 0:
+                return {"missed": f"{path} ended after {done} of {size} bytes"}
+            done += n
+    except OSError as exc:
+        return {"missed": f"cannot read {path}: {exc}"}
+    finally:
+        os.close(fd)
+    worker = get_worker()
+    setattr(worker, COUNTER, getattr(worker, COUNTER, 0) + 1)
+    return write(key, device, data, signal, *args)
+
+
+def unlink_copy(path: str) -> bool:
+    """On the source worker: remove a handoff file (answers whether it was still there)."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def copies_received() -> int:
+    """On a worker: how many copies it received through /dev/shm."""
+    return int(getattr(get_worker(), COUNTER, 0))
