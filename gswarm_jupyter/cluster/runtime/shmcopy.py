@@ -9,13 +9,16 @@ Invariants:
 - the source answers `{"path", "size"}` or `{"missed": why}` (no room, no /dev/shm, a failed
   write: nothing left behind); the target answers `{"missed": why}` while it does not have the
   bytes yet, and then whatever the write op answers: checks, cancellation and staging stay the
-  write op's, which takes the bytes as a private array like the ones Dask delivers.
+  write op's, which takes the bytes as a private array like the ones Dask delivers (mapped
+  copy-on-write: a dram copy kept as it came stays in the unlinked file's pages, which count in
+  /dev/shm until the copy goes).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import shutil
 import uuid
@@ -101,7 +104,8 @@ def export_copy(read: Callable[..., Any], key: str, device: str) -> dict[str, An
 
 def import_copy(handoff: dict[str, Any], write: Callable[..., Any], key: str, device: str,
                 signal: TaskSignal, *args: Any) -> dict[str, Any]:
-    """On the target worker: read the handoff file into a private array, unlink it, then
+    """On the target worker: map the handoff file copy-on-write (a private, writable array
+    whose pages stay shared with the file until written), unlink it, then
     `write(key, device, array, signal, *args)`; `{"missed": why}` before the bytes are here."""
     path, size = Path(handoff["path"]), int(handoff["size"])
     try:
@@ -110,15 +114,12 @@ def import_copy(handoff: dict[str, Any], write: Callable[..., Any], key: str, de
         return {"missed": f"cannot open {path}: {exc}"}
     try:
         path.unlink(missing_ok=True)
-        data = np.empty(size, dtype=np.uint8)
-        view, done = memoryview(data), 0
-        while done < size:
-            n = os.readv(fd, [view[done:]])
-            if n == 0:
-                return {"missed": f"{path} ended after {done} of {size} bytes"}
-            done += n
-    except OSError as exc:
-        return {"missed": f"cannot read {path}: {exc}"}
+        if os.fstat(fd).st_size != size:
+            return {"missed": f"{path} does not hold {size} bytes"}
+        data = (np.frombuffer(mmap.mmap(fd, size, access=mmap.ACCESS_COPY), dtype=np.uint8)
+                if size else np.empty(0, dtype=np.uint8))
+    except (OSError, ValueError) as exc:
+        return {"missed": f"cannot map {path}: {exc}"}
     finally:
         os.close(fd)
     worker = get_worker()
