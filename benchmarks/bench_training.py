@@ -14,7 +14,9 @@ as the direct loop does; the version write is timed separately and reported in t
 Same threads budget: the worker's torch runs on the node's `threads_per_node` (OMP/MKL/OPENBLAS
 set by the cluster, default 2, measured 2 in the worker); the direct loop is given the same with
 `torch.set_num_threads` and runs, as in the worker, on a thread of a pool, in a process of its own started clean (spawned,
-the budget set before torch loads). On a loaded machine the same loop in this process (which
+the budget set before torch loads, glibc's mmap threshold fixed as the node agent fixes it in
+the worker: without it this process faulted ~200,000 pages per round and its loop swung from
+3.5 s to 25 s between rounds under load). On a loaded machine the same loop in this process (which
 holds the HTTP client and JAX) and on its main thread was measured several times slower than in a
 clean process on a pool thread, which would flatter the ratio. Minor page
 faults of the worker process and of this process during the loops are counted (Linux /proc).
@@ -51,7 +53,11 @@ SETTINGS = {"epochs": EPOCHS, "learning_rate": LR, "optimizer": "adam", "loss": 
 
 
 def _direct_init(threads: int) -> None:
-    """The direct loop's process: the worker's threads budget, set before torch or JAX load."""
+    """The direct loop's process: the worker's threads budget, set before torch or JAX load, and
+    the worker's allocator settings (glibc's mmap threshold, as the node agent fixes it)."""
+    from gswarm_jupyter.cluster.runtime.allocator import fix_mmap_threshold
+
+    fix_mmap_threshold()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     import torch
