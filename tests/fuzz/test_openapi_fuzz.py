@@ -54,7 +54,7 @@ CHECKS = (
     "missing_required_header",
     "unsupported_method",
     "allow_header_conformance",
-    "use_after_free",
+    "gswarm_use_after_free",  # tests/fuzz/hooks.py: use_after_free, revoked keys aside
     "ensure_resource_availability",
     "ignored_auth",
     "gswarm_no_server_error",  # tests/fuzz/hooks.py: in place of not_a_server_error
