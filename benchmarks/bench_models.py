@@ -232,8 +232,8 @@ def _load_benchmark() -> list[Result]:
             "as in every peer's forward pass). Peers: module on the meta device + "
             f"load_state_dict(assign=True). {fast_note}. Cold by eviction of this file only "
             "(drop_caches is allowed to root here but would evict the other agents' caches "
-            "too). Shared 2-core VM under load (other agents and CI running, load average "
-            "8-14): medians swing by 2x from run to run."
+            f"too). The machine's load average {os.getloadavg()[0]:.1f} at the end of these "
+            "rounds; under other load, medians swing by 2x from run to run."
         )
         results.append(Result(
             name=f"model_load_disk_to_ready_{mode}_vs_fastest_peer",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import statistics
 import tempfile
 import threading
@@ -281,9 +282,9 @@ def grpc_ingest(agents: int = AGENTS, per_stream: int = FRAMES_PER_STREAM,
             f"(duplicates 0) and {written:,} written to the running session; client streams "
             "from one process, both servers in one child process, loopback. Where the "
             f"real service's extra time goes, us per frame measured in-process: {where} "
-            f"(the bare server: {1e6 / bare_fps:.1f} us per frame end to end). Shared 2-core VM "
-            "under load (load average 7-14, other agents and CI): the ratio swings between runs "
-            "(0.37-1.07 seen for 4 streams on the same code)"
+            f"(the bare server: {1e6 / bare_fps:.1f} us per frame end to end). The machine's "
+            f"load average {os.getloadavg()[0]:.1f} after these rounds; under other load the "
+            "ratio swings between runs (0.37-1.07 seen for 4 streams on the same code)"
         ),
     )
 
