@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from gswarm_jupyter.cluster.runtime import shmcopy
+from gswarm_jupyter.cluster.runtime import shmcopy, shmfiles
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from gswarm_jupyter.cluster.runtime.executor import TaskExecutor
 from gswarm_jupyter.cluster.runtime.signals import TaskSignal
@@ -66,7 +66,7 @@ async def transferred(pool: DataPool, chunk_id: str) -> np.ndarray:
 
 def handoffs(pool: DataPool) -> list[Path]:
     store = pool.runtime.nodes.get("node1").report["store"]
-    return list(shmcopy.SHM.glob(shmcopy.prefix(store) + "*"))
+    return list(shmfiles.SHM.glob(shmfiles.prefix(store) + "*"))
 
 
 async def test_a_same_host_copy_goes_through_shared_memory_and_leaves_no_file(tmp_path):
@@ -101,12 +101,12 @@ async def test_a_failed_shared_memory_copy_falls_back_and_leaves_no_file(tmp_pat
 
 
 def test_stale_files_of_this_node_go_and_others_stay(tmp_path):
-    mine = shmcopy.SHM / f"{shmcopy.prefix(tmp_path / 'node1')}stale"
-    other = shmcopy.SHM / f"{shmcopy.prefix(tmp_path / 'node2')}stale"
+    mine = shmfiles.SHM / f"{shmfiles.prefix(tmp_path / 'node1')}stale"
+    other = shmfiles.SHM / f"{shmfiles.prefix(tmp_path / 'node2')}stale"
     try:
         mine.write_bytes(b"x")
         other.write_bytes(b"x")
-        assert shmcopy.sweep(tmp_path / "node1") == 1
+        assert shmfiles.sweep(tmp_path / "node1") == 1
         assert not mine.exists() and other.exists()
     finally:
         mine.unlink(missing_ok=True)

@@ -27,7 +27,7 @@ from .devices import (
     nvml_gpus,
     process_rss,
 )
-from .shmcopy import boot_id, sweep
+from .shmfiles import boot_id, sweep
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import mmap
 import os
@@ -29,42 +28,13 @@ from typing import Any
 import numpy as np
 from distributed import Worker, get_worker
 
+from .shmfiles import SHM, prefix
 from .signals import TaskSignal
 
 log = logging.getLogger(__name__)
 
-SHM = Path("/dev/shm")
 HEADROOM = 64 * 2**20  # left free in /dev/shm beyond the payload
 COUNTER = "_gswarm_shm_copies"  # Worker attribute: copies this worker received through /dev/shm
-
-
-def boot_id() -> str | None:
-    """This host's identity for this boot (None where the kernel does not say)."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
-    except OSError:
-        return None
-
-
-def prefix(store: Path | str) -> str:
-    """The file name prefix of handoffs written by the node whose store folder is `store`."""
-    return f"gswarm-copy-{hashlib.sha256(str(store).encode()).hexdigest()[:16]}-"
-
-
-def sweep(store: Path | str) -> int:
-    """Remove handoff files a previous process of this node left (answers how many)."""
-    removed = 0
-    try:
-        stale = list(SHM.glob(prefix(store) + "*"))
-    except OSError:
-        return 0
-    for path in stale:
-        try:
-            path.unlink()
-            removed += 1
-        except OSError:
-            pass
-    return removed
 
 
 def _store(worker: Worker) -> str:
