@@ -74,7 +74,11 @@ class LiveServer:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime_dir), **self.extra_env}
+        """The server's environment: its kernels find this server, never one named by the
+        caller's GSWARM_URL/GSWARM_TOKEN (another server of the same test run)."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("GSWARM_")}
+        return {**inherited, "JUPYTER_RUNTIME_DIR": str(self.runtime_dir),
+                "GSWARM_URL": self.url, "GSWARM_TOKEN": self.token, **self.extra_env}
 
     def start(self) -> LiveServer:
         self.root.mkdir(parents=True, exist_ok=True)
