@@ -1,4 +1,5 @@
-"""Samplers: what one node measures at one moment. Host through psutil always; GPUs through NVML
+"""Samplers: what one node measures at one moment. Host always (on Linux from /proc through
+`procfs`, psutil's numbers at a fraction of its cost; elsewhere through psutil); GPUs through NVML
 where NVML answers. Rates are deltas of cumulative counters since the sampler's previous sample,
 so each sampler keeps its own state and shares none with other psutil callers.
 """
@@ -7,63 +8,102 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import psutil
 
 from ..backends.nvml import NvmlProbe, reading
-from ..core.clock import iso
+from ..core.clock import iso_many
 from .frames import Frame
+from .procfs import Cpu, open_counters
 
 NVLINK_ALL_LINKS = 0xFFFFFFFF  # NVML scope id: the sum over every link
 
+Counters = Mapping[Any, tuple[int, int]]  # per device: (bytes read or received, written or sent)
+
 
 class HostSampler:
-    """CPU ratio, memory bytes, disk and network bytes/s of the host."""
+    """CPU ratio, memory bytes, disk and network bytes/s of the host.
 
-    def __init__(self) -> None:
-        self._cpu = psutil.cpu_times()
-        self._io = self._counters()
+    On Linux the counters come from `procfs.ProcCounters` (the numbers psutil gives, without
+    reopening /proc each tick); elsewhere, or with `proc=False`, from psutil. Disk and network
+    rates are summed over the devices present in both samples, each device's delta taken as
+    psutil's `nowrap` takes it (a counter that went backwards restarted from zero); a device that
+    appears is counted from its second sample on. No device at all: the rate is None.
+    """
+
+    def __init__(self, proc: bool = True) -> None:
+        self._proc = open_counters() if proc else None
+        self._cpu = self._cpu_now()
+        self._disks, self._nets = self._io_now()
         self._at = time.monotonic()
 
     def sample(self) -> dict[str, float | int | None]:
         now = time.monotonic()
-        cpu = psutil.cpu_times()
-        io = self._counters()
+        cpu = self._cpu_now()
+        disks, nets = self._io_now()
+        total, available = self._memory()
         elapsed = now - self._at
-        mem = psutil.virtual_memory()
-        out: dict[str, float | int | None] = {
-            "cpu_utilization_ratio": _cpu_ratio(self._cpu, cpu),
-            "memory_used_bytes": int(mem.total - mem.available),
-            "memory_total_bytes": int(mem.total),
-        }
-        for key in ("disk_read", "disk_write", "network_rx", "network_tx"):
-            before, after = self._io.get(key), io.get(key)
-            rate = None
-            if before is not None and after is not None and elapsed > 0:
-                rate = max(0, after - before) / elapsed
-            out[f"{key}_bytes_per_s"] = rate
-        self._cpu, self._io, self._at = cpu, io, now
-        return out
-
-    @staticmethod
-    def _counters() -> dict[str, int | None]:
-        disk = psutil.disk_io_counters()  # None where the kernel exposes no disk counters
-        net = psutil.net_io_counters()
+        read, written = _rates(self._disks, disks, elapsed)
+        received, sent = _rates(self._nets, nets, elapsed)
+        ratio = _cpu_ratio(self._cpu, cpu)
+        self._cpu, self._disks, self._nets, self._at = cpu, disks, nets, now
         return {
-            "disk_read": None if disk is None else disk.read_bytes,
-            "disk_write": None if disk is None else disk.write_bytes,
-            "network_rx": None if net is None else net.bytes_recv,
-            "network_tx": None if net is None else net.bytes_sent,
+            "cpu_utilization_ratio": ratio,
+            "memory_used_bytes": total - available,
+            "memory_total_bytes": total,
+            "disk_read_bytes_per_s": read,
+            "disk_write_bytes_per_s": written,
+            "network_rx_bytes_per_s": received,
+            "network_tx_bytes_per_s": sent,
         }
 
+    def _cpu_now(self) -> Cpu:
+        if self._proc is not None:
+            return self._proc.cpu()
+        times = psutil.cpu_times()
+        return Cpu(sum(times), times.idle + getattr(times, "iowait", 0))
 
-def _cpu_ratio(before: Any, after: Any) -> float | None:
-    total = sum(after) - sum(before)
+    def _memory(self) -> tuple[int, int]:
+        """psutil's `virtual_memory()` total and available, in bytes."""
+        if self._proc is not None:
+            total, available = self._proc.memory()
+            if available is not None:
+                return total, available
+        mem = psutil.virtual_memory()  # no MemAvailable: psutil's own estimate
+        return int(mem.total), int(mem.available)
+
+    def _io_now(self) -> tuple[Counters, Counters]:
+        if self._proc is not None:
+            return self._proc.disks(), self._proc.networks()
+        disks = psutil.disk_io_counters(perdisk=True) or {}
+        nets = psutil.net_io_counters(pernic=True) or {}
+        return (
+            {name: (d.read_bytes, d.write_bytes) for name, d in disks.items()},
+            {name: (n.bytes_recv, n.bytes_sent) for name, n in nets.items()},
+        )
+
+
+def _rates(before: Counters, after: Counters, elapsed: float) -> tuple[float | None, float | None]:
+    """Both counters' bytes/s over the devices in both readings; None with no device or no time."""
+    if not before or not after or elapsed <= 0:
+        return None, None
+    first = second = 0
+    for name, (a0, b0) in before.items():
+        now = after.get(name)
+        if now is not None:
+            a1, b1 = now
+            first += a1 - a0 if a1 >= a0 else a1
+            second += b1 - b0 if b1 >= b0 else b1
+    return first / elapsed, second / elapsed
+
+
+def _cpu_ratio(before: Cpu, after: Cpu) -> float | None:
+    total = after.total - before.total
     if total <= 0:
         return None
-    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0) - getattr(before, "iowait", 0))
-    return min(1.0, max(0.0, 1.0 - idle / total))
+    return min(1.0, max(0.0, 1.0 - (after.idle - before.idle) / total))
 
 
 class GpuSampler:
@@ -177,7 +217,7 @@ class NodeSampler:
         now = time.time()
         return {
             "node": self.node,
-            "timestamp": iso(now),
+            "timestamp": iso_many(now),
             "timestamp_unix_s": now,
             "sessions": sessions,
             "host": self.host.sample(),

@@ -84,3 +84,45 @@ def test_node_frame_with_gpus_and_metric_filter():
     assert set(kept["host"]) == {"memory_used_bytes"}
     assert set(kept["gpus"][0]) == {"device", "memory_used_bytes", "processes"}
     assert {m for _, m, _ in readings(kept)} == {"memory_used_bytes"}
+
+
+def test_proc_counters_give_psutils_numbers():
+    import psutil
+
+    from gswarm_jupyter.profiler.procfs import ProcCounters
+
+    proc = ProcCounters()
+    try:
+        times, cpu = psutil.cpu_times(), proc.cpu()
+        # the same /proc/stat line in clock ticks (a tick or so may pass between the two reads)
+        assert cpu.total == pytest.approx(sum(times) * 100, abs=50)
+        assert cpu.idle == pytest.approx((times.idle + times.iowait) * 100, abs=50)
+        memory = proc.memory()
+        assert memory.total == psutil.virtual_memory().total
+        assert memory.available is not None and 0 < memory.available <= memory.total
+        disks, total = proc.disks(), psutil.disk_io_counters()
+        assert set(disks) and sum(r for r, _ in disks.values()) <= total.read_bytes
+        nets = proc.networks()
+        assert {n.decode() for n in nets} == set(psutil.net_io_counters(pernic=True))
+        assert nets[b"lo"][0] <= psutil.net_io_counters(pernic=True)["lo"].bytes_recv
+    finally:
+        proc.close()
+
+
+def test_host_sampler_through_psutil_where_there_is_no_proc():
+    sampler = HostSampler(proc=False)
+    time.sleep(0.05)
+    sample = sampler.sample()
+    assert set(sample) == set(HOST_METRICS)
+    assert 0.0 <= sample["cpu_utilization_ratio"] <= 1.0
+    assert sample["memory_total_bytes"] == HostSampler().sample()["memory_total_bytes"]
+    assert sample["network_rx_bytes_per_s"] is not None
+
+
+def test_io_rates_per_device_a_restarted_counter_counts_from_zero():
+    from gswarm_jupyter.profiler.samplers import _rates
+
+    before = {"a": (1000, 50), "b": (500, 0), "gone": (9, 9)}
+    after = {"a": (3000, 50), "b": (200, 100), "new": (10**9, 10**9)}
+    assert _rates(before, after, 2.0) == (1100.0, 50.0)  # a: +2000, b restarted: +200; +100
+    assert _rates({}, after, 2.0) == (None, None)  # no device: unknown, not zero
