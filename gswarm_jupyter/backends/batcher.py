@@ -39,6 +39,7 @@ class _Piece:
     options: GenerateOptions
     key: Hashable
     future: asyncio.Future[list[list[Any]]]
+    queued: float  # the event loop's time when it was queued
 
 
 @dataclass(slots=True)
@@ -73,10 +74,11 @@ class Batcher:
         self.batch_histogram: Counter[int] = Counter()
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._pending: deque[_Piece] = deque()
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the loop's, while it waits
         self._idle = asyncio.Event()
         self._idle.set()
         self._active = 0  # requests accepted and not answered
+        self._computing = 0  # batches handed to the compute thread and not answered
         self._closing = False
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="gswarm-batch")
         self._loop_task: asyncio.Task[None] | None = None
@@ -101,12 +103,14 @@ class Batcher:
         try:
             key = self._key(options)
             loop = asyncio.get_running_loop()
+            now = loop.time()
             pieces = [
-                _Piece(checked[i : i + self.max_batch_size], options, key, loop.create_future())
+                _Piece(checked[i : i + self.max_batch_size], options, key, loop.create_future(),
+                       now)
                 for i in range(0, len(checked), self.max_batch_size)
             ]
             self._pending.extend(pieces)
-            self._wake.set()
+            self._wake()
             outputs = await asyncio.gather(*(p.future for p in pieces))
         except BaseException:
             self.requests_failed += 1
@@ -194,18 +198,27 @@ class Batcher:
             batch = await self._next_batch()
             rows = [row for piece in batch for row in piece.rows]
             self.batch_histogram[len(rows)] += 1
-            try:
-                outputs = await loop.run_in_executor(self._pool, self._forward, rows, batch[0].options)
-            except Exception as exc:  # the whole batch failed: every piece learns why
-                for piece in batch:
-                    if not piece.future.done():
-                        piece.future.set_exception(exc)
-                continue
-            start = 0
+            self._computing += 1
+            done = loop.run_in_executor(self._pool, self._forward, rows, batch[0].options)
+            done.add_done_callback(lambda f, b=batch: self._answer(b, f))  # type: ignore[misc]
+
+    def _answer(self, batch: list[_Piece], done: asyncio.Future[Any]) -> None:
+        """A forward pass ended: each piece gets its rows, or the whole batch learns why not."""
+        self._computing -= 1
+        self._wake()
+        if done.cancelled():
+            return
+        exc = done.exception()
+        if exc is not None:
             for piece in batch:
                 if not piece.future.done():
-                    piece.future.set_result(outputs[start : start + len(piece.rows)])
-                start += len(piece.rows)
+                    piece.future.set_exception(exc)
+            return
+        outputs, start = done.result(), 0
+        for piece in batch:
+            if not piece.future.done():
+                piece.future.set_result(outputs[start : start + len(piece.rows)])
+            start += len(piece.rows)
 
     def _forward(self, rows: list[np.ndarray], options: GenerateOptions) -> Any:
         """One forward pass, on the compute thread, in the device's turn."""
@@ -213,24 +226,36 @@ class Batcher:
             return self.runner.run(rows, options)
 
     async def _next_batch(self) -> list[_Piece]:
-        while not self._pending:
-            self._wake.clear()
-            await self._wake.wait()
+        """The next batch, once the compute thread is free, or it has a running batch only and
+        the next one is full or has waited `batch_timeout`."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.batch_timeout
         while True:
-            batch, rows = self._compatible()
-            remaining = deadline - loop.time()
-            if rows >= self.max_batch_size or remaining <= 0:
-                break
-            self._wake.clear()
+            if self._pending and self._computing < 2:
+                if self._computing == 0:
+                    break
+                batch, rows = self._compatible()
+                remaining = self._pending[0].queued + self.batch_timeout - loop.time()
+                if rows >= self.max_batch_size or remaining <= 0:
+                    break
+            else:
+                remaining = None
+            self._waiter = loop.create_future()
+            timer = None if remaining is None else loop.call_later(remaining, self._wake)
             try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                pass
+                await self._waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        batch, _ = self._compatible()
         for piece in batch:
             self._pending.remove(piece)
         return batch
+
+    def _wake(self) -> None:
+        """Something changed (a piece queued, a forward ended, a wait ran out): look again."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def _compatible(self) -> tuple[list[_Piece], int]:
         """The oldest piece and the later ones that fit with it, in queue order."""

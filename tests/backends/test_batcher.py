@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 
 import numpy as np
 import pytest
@@ -86,3 +88,39 @@ def test_drain_refuses_new_requests_and_close_frees():
     asyncio.run(main())
     batcher.runner.close()
     assert batcher.runner.memory_bytes() == 0
+
+
+def test_a_lone_row_leaves_at_once_and_rows_gather_while_a_batch_computes():
+    """The compute thread free: a row waits for no company (60 s of batch wait not sat out).
+    A batch computing: later rows gather; a full next batch is handed over at once, and a row
+    after it waits for the compute thread. Each answers what it answers alone."""
+    r = runner(MLP)
+    gate = threading.Event()
+
+    @contextlib.contextmanager
+    def turn():  # the device's turn, held until the test lets the first forward run
+        assert gate.wait(60)
+        yield
+
+    batcher = Batcher(r, max_batch_size=3, batch_timeout_ms=60_000, turn=turn)
+
+    async def until(depth):
+        for _ in range(6000):
+            await asyncio.sleep(0.01)
+            if batcher.queue_depth == depth:
+                return
+        raise AssertionError(f"queue depth {batcher.queue_depth}, not {depth}")
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit(X[:1]))
+        await until(0)  # handed to the compute thread without waiting for company
+        rest = [asyncio.ensure_future(batcher.submit(X[i : i + 1])) for i in range(1, 5)]
+        await until(1)  # the full next batch was handed over; the fifth row waits
+        gate.set()
+        return await asyncio.wait_for(asyncio.gather(first, *rest), 60)
+
+    served = asyncio.run(main())
+    alone = [r.run([row], GenerateOptions()) for row in X[:5]]
+    for got, want in zip(served, alone, strict=True):
+        np.testing.assert_allclose(got.rows, want, atol=1e-6)
+    assert batcher.stats()["batch_size_histogram"] == {"1": 2, "3": 1}
