@@ -47,7 +47,7 @@ from ..core.keys import is_key_secret
 from ..core.queue_api import TaskStarting
 from ..core.ratelimit import Decision
 from ..core.validation import validate
-from .body import RequestBody, declared_length
+from .body import BODY_METHODS, RequestBody, after_body, declared_length
 from .context import GswarmContext
 from .routes import CONTROL, Route
 
@@ -82,6 +82,12 @@ class GswarmHandler(APIHandler):
     _caller: Caller | None = None
     _refusal: Unauthorized | None = None  # why a presented key was refused
     _quota_refused = False  # the answer is the key's bytes quota refusing (audited as denied)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in BODY_METHODS:  # a chunked body is known whole only when the method runs
+            if name in cls.__dict__:
+                setattr(cls, name, after_body(cls.__dict__[name]))
 
     def initialize(self, route: Route | None = None) -> None:
         self.route = route

@@ -4,13 +4,16 @@ Invariant: no more than `limit` bytes of a body are ever kept. A declared `Conte
 the limit is refused before the body is read (`check_declared`); a chunked body over it is
 counted but dropped, and refused when the handler asks for it. A body over `INLINE_BYTES` is
 parsed as JSON (and validated, when its model is known) in a thread, so a large body never
-blocks the event loop.
+blocks the event loop: at its last declared byte, or, for a chunked body (no `Content-Length`),
+in `complete`, which the handler base awaits before a method with a body runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -54,6 +57,12 @@ class RequestBody:
             return self._parse_in_thread()
         return None
 
+    async def complete(self) -> None:
+        """The whole body has arrived: parse a large one in a thread unless that is done."""
+        if (self._buffer is not None and self._data is None and self._error is None
+                and self.received > INLINE_BYTES):
+            await self._parse_in_thread()
+
     def value(self, model: type[M]) -> M:
         """The body validated as `model` (an empty body is `{}`)."""
         if self.received > self.limit:
@@ -87,6 +96,25 @@ class RequestBody:
             "(GswarmApp.max_body_bytes; send large data as a file:// or http(s) url)",
             limit=self.limit, size=size,
         )
+
+
+BODY_METHODS = ("post", "put", "patch", "delete")
+
+
+def after_body(method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """`method` run once its handler's `_body` is complete (parsed in a thread when large)."""
+    if getattr(method, "after_body", False):
+        return method
+
+    @functools.wraps(method)
+    async def run(handler: Any, *args: Any, **kwargs: Any) -> Any:
+        if handler._body is not None:
+            await handler._body.complete()
+        result = method(handler, *args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
+
+    run.after_body = True  # type: ignore[attr-defined]
+    return run
 
 
 def declared_length(value: str | None) -> int | None:

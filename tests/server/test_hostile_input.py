@@ -221,6 +221,35 @@ async def test_a_chunked_body_over_the_limit_is_dropped_and_refused(jp_fetch, gs
     assert reply["error"]["details"] == {"limit": 512 * KIB, "size": 600 * KIB + 30}
 
 
+async def test_a_large_chunked_body_is_parsed_off_the_event_loop(jp_fetch, gswarm_app,
+                                                                monkeypatch):
+    """Without a Content-Length the end of the body is known only when it has all arrived: a
+    large one is still parsed in a thread, never on the loop that serves every other request."""
+    import threading
+
+    from gswarm_jupyter.server.body import RequestBody
+
+    parsed_on: list[str] = []
+    parse = RequestBody._parse
+
+    def spy(self):
+        parsed_on.append(threading.current_thread().name)
+        parse(self)
+
+    monkeypatch.setattr(RequestBody, "_parse", spy)
+    data = bytes(range(256)) * (96 * KIB // 256)
+
+    async def produce(write):
+        body = json.dumps(tensor([len(data)], data)).encode()
+        for start in range(0, len(body), 16 * KIB):
+            await write(body[start:start + 16 * KIB])
+
+    reply = await jp_fetch(*f"{API}/data".split("/"), method="POST", body_producer=produce,
+                           headers={"Content-Type": "application/json"})
+    assert reply.code == 201 and json.loads(reply.body)["data"]["size"] == 96 * KIB
+    assert parsed_on and threading.main_thread().name not in parsed_on
+
+
 # -- finding 8: cross-site writes ---------------------------------------------------------
 
 
