@@ -62,7 +62,8 @@ async def watch(
 ) -> Any:
     """`call`'s result; `WorkerLost` when `gone()` names a loss or the call fails as a lost
     worker's call does, `WatchTimeout` after `timeout` s, a worker op's error as the API's."""
-    waiter = asyncio.ensure_future(_awaited(call))
+    # an asyncio future (a replica channel's answer) is waited on as it is: no task of its own
+    waiter = call if isinstance(call, asyncio.Future) else asyncio.ensure_future(_awaited(call))
     started = time.monotonic()
     try:
         while True:
