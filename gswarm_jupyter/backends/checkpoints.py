@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import InvalidRequest
+from .pagecache import prefetch
 
 Weights = tuple[str, dict[str, Any], dict[str, np.ndarray]]  # (arch, config, params)
 
@@ -55,9 +56,13 @@ def checkpoint(arch: str, config: dict[str, Any], params: Mapping[str, np.ndarra
 
 
 def read_file(path: Path) -> Weights:
-    """(arch, config, params) of a checkpoint file, params as stored (zero-copy where possible)."""
+    """(arch, config, params) of a checkpoint file, params as stored (zero-copy where possible).
+
+    The params map the file; a file not in the page cache is first asked for whole (`prefetch`),
+    so its pages arrive at the disk's sequential speed rather than one fault's window at a time."""
     from gswarm_kernels.checkpoint import read_checkpoint
 
+    prefetch(path)
     ckpt = read_checkpoint(path, as_float32=False)
     return ckpt.arch, ckpt.config, dict(ckpt.params)
 
