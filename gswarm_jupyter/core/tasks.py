@@ -172,12 +172,19 @@ class TaskQueue:
         return counts
 
     def position(self, task_id: str) -> int | None:
-        """0-based place of a pending task in dispatch order (None once it left `pending`)."""
+        """0-based place of a pending task in dispatch order (None once it left `pending`).
+
+        Read off the pending index: the better priorities' sizes, plus the task's place in its
+        own (submission-ordered) bucket, which for the newest task is its end: O(1) there."""
         task = self.get(task_id)
         if task.status != "pending":
             return None
-        ahead = (t for t in self._tasks.values() if t.status == "pending" and t.order < task.order)
-        return sum(1 for _ in ahead)
+        rank = RANK[task.priority]
+        ahead = sum(len(bucket) for bucket in self._pending[:rank])
+        bucket = self._pending[rank]
+        if next(reversed(bucket)) == task_id:
+            return ahead + len(bucket) - 1
+        return ahead + sum(1 for t in bucket.values() if t.seq < task.seq)
 
     # -- changing -----------------------------------------------------------------------------
 

@@ -286,7 +286,11 @@ def test_invariants_hold_under_any_sequence(max_concurrent, program):
         assert len(running) <= max_concurrent
         held: list[str] = [k for t in running for k in t.locks]
         assert len(held) == len(set(held))
+        pending = q.tasks("pending")
         for t in q.tasks():
+            # the index's answer is the definition's: pending tasks ahead in dispatch order
+            ahead = sum(1 for p in pending if p.order < t.order) if t.status == "pending" else None
+            assert q.position(t.task_id) == ahead
             assert 0 <= t.progress <= 100
             assert (t.completed_at is not None) == t.finished
             assert not (t.finished and t.status == "running")

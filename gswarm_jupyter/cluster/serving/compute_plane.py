@@ -245,11 +245,14 @@ class ComputePlane:
         )
         self.requests.add(request_id, task.task_id, req.model_id)
         recent = self.log.window(METRICS_WINDOW)["latency_p50"]
-        waiting = 1 + (self.tasks.queue.position(task.task_id) or 0)
+        estimate = None
+        if recent is not None:  # only an estimate needs the task's place in the queue
+            waiting = 1 + (self.tasks.queue.position(task.task_id) or 0)
+            estimate = iso(self.clock() + recent * waiting)
         return {
             "request_id": request_id,
             "status": "queued",
-            "estimated_completion": None if recent is None else iso(self.clock() + recent * waiting),
+            "estimated_completion": estimate,
             "task_id": task.task_id,
         }
 
