@@ -38,7 +38,7 @@ import numpy as np
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig
 from gswarm_jupyter.testing import LiveServer, free_port
 
-from .bench_serving import MODEL, _direct, _timed
+from .bench_serving import MODEL, _direct, _timed, lone_parts
 from .harness import ROOT, Result
 
 SECONDS = int(os.environ.get("GSWARM_SERVE_SECONDS", "10"))
@@ -229,6 +229,7 @@ def run() -> list[Result]:
                 with litserve_server(module_path, limit // 8, log) as peer:
                     theirs[8, limit] = _measure(peer, bodies[8, limit], 8)
     direct_one = statistics.mean(direct)
+    parts = lone_parts(MODEL, inputs[1][0], THREADS)  # after the servers stopped
 
     setup = (f"{MODEL}; wrk ({CONNECTIONS} keep-alive connections, 1 wrk thread, "
              f"benchmarks/serve.lua) for {SECONDS} s after {WARM_SECONDS} s of warm-up per "
@@ -278,15 +279,22 @@ def run() -> list[Result]:
               f"{ours_lone.p50 * 1000:.2f} ms, LitServe p50 {theirs_lone.p50 * 1000:.2f} ms; "
               f"direct one-row forward p50 {direct_one * 1000:.2f} ms in the benchmark's process "
               f"on {THREADS} threads (mean of its p50 right after each lone run: "
-              f"{', '.join(f'{d * 1000:.2f}' for d in direct)} ms). Both wait up to "
-              f"{WAIT_MS:g} ms for a batch to fill. Where gswarm's lone request goes (p50s): "
-              f"HTTP, authentication, audit record, validation and JSON "
-              f"{(ours_lone.p50 - inside) * 1000:.2f} ms (wrk's p50 minus the server's "
-              f"inference_time); gateway to the replica's worker and back over its channel "
+              f"{', '.join(f'{d * 1000:.2f}' for d in direct)} ms). LitServe waits up to "
+              f"{WAIT_MS:g} ms for a batch to fill; gswarm's batcher hands a lone row to its "
+              f"compute thread at once (it gathers company only while a batch computes). Where "
+              f"gswarm's lone request goes (p50s): HTTP, authentication, audit record, "
+              f"validation and JSON {(ours_lone.p50 - inside) * 1000:.2f} ms (wrk's p50 minus "
+              f"the server's inference_time; of which JSON decode and encode {parts['json']:.2f} "
+              f"ms and body validation {parts['validate']:.2f} ms, measured in this process); "
+              f"gateway to the replica's worker and back over its Dask comm "
               f"{(inside - batcher) * 1000:.2f} ms (inference_time minus the batcher's own "
-              f"latency); in the batcher {batcher * 1000:.2f} ms (up to {WAIT_MS:g} ms waiting "
-              f"for company, the hop to its compute thread and the forward, "
-              f"{direct_one * 1000:.2f} ms direct)"
+              f"latency); in the batcher {batcher * 1000:.2f} ms: its own queue and hand-over "
+              f"to its compute thread and back {parts['batcher_own']:.2f} ms (measured in this "
+              f"process around the same weights), the rest the forward in the worker. The "
+              f"direct forward is {parts['forward_hot']:.2f} ms with its weights hot in the "
+              f"caches (back to back, as the baseline runs) and {parts['forward_cold']:.2f} ms "
+              f"after reading twice the last-level cache: between two lone requests the HTTP "
+              f"stack, the comm and other processes run over the same caches"
               + ("" if ours_lone.p50 >= direct_one else
                  ". Below zero: the direct forward ran slower than the served one, i.e. other "
                  "work on the machine moved between the measurements; the figure means nothing "
