@@ -33,33 +33,52 @@ def frame_to_proto(frame: Frame) -> pb.Frame:
     return message
 
 
+# The metric each proto field carries, by field descriptor (upb hands out the same descriptor
+# objects, so `ListFields()`, which answers only the fields set, maps without a name lookup).
+_HOST_FIELDS = {fd: fd.name for fd in pb.HostMetrics.DESCRIPTOR.fields if fd.name in HOST_METRICS}
+_GPU_FIELDS = {fd: fd.name for fd in pb.GpuMetrics.DESCRIPTOR.fields if fd.name in GPU_METRICS}
+_NO_HOST: dict[str, Any] = dict.fromkeys(HOST_METRICS)
+_NO_GPU: dict[str, Any] = {"device": None, **dict.fromkeys(GPU_METRICS), "processes": None}
+
+
 def frame_from_proto(message: pb.Frame) -> Frame:
-    host = message.host
+    """The frame dict of `message`: every metric present, None where the message has none.
+
+    On the gRPC ingest path once per frame: only the fields set are read (`ListFields`), and
+    a frame without GPUs never iterates its (empty) repeated field."""
+    host = _NO_HOST.copy()
+    for fd, value in message.host.ListFields():
+        name = _HOST_FIELDS.get(fd)
+        if name is not None:
+            host[name] = value
+    gpus = message.gpus
     return {
         "node": message.node,
         "instance": message.instance,
-        "seq": int(message.seq),
+        "seq": message.seq,
         "timestamp": iso_many(message.timestamp_unix_s),
         "timestamp_unix_s": message.timestamp_unix_s,
-        "sessions": list(message.sessions),
-        "host": {m: getattr(host, m) if host.HasField(m) else None for m in HOST_METRICS},
-        "gpus": [
-            {
-                "device": gpu.device,
-                **{m: getattr(gpu, m) if gpu.HasField(m) else None for m in GPU_METRICS},
-                "processes": [
-                    {
-                        "pid": p.pid,
-                        "used_memory_bytes": (
-                            p.used_memory_bytes if p.HasField("used_memory_bytes") else None
-                        ),
-                    }
-                    for p in gpu.processes
-                ],
-            }
-            for gpu in message.gpus
-        ],
+        "sessions": message.sessions[:],
+        "host": host,
+        "gpus": [_gpu_from_proto(gpu) for gpu in gpus] if gpus else [],
     }
+
+
+def _gpu_from_proto(message: pb.GpuMetrics) -> dict[str, Any]:
+    gpu = _NO_GPU.copy()
+    gpu["device"] = message.device
+    for fd, value in message.ListFields():
+        name = _GPU_FIELDS.get(fd)
+        if name is not None:
+            gpu[name] = value
+    gpu["processes"] = [
+        {
+            "pid": p.pid,
+            "used_memory_bytes": p.used_memory_bytes if p.HasField("used_memory_bytes") else None,
+        }
+        for p in message.processes
+    ]
+    return gpu
 
 
 def plan_to_proto(plan: dict[str, int], idle_interval_ms: int) -> pb.SamplingPlan:

@@ -1,9 +1,11 @@
 """Profiling sessions: an index in the server's SQLite database, frames in one JSON Lines file per
-session, held as they arrive and encoded and written as one batch every fraction of a second (so a
-crash loses at most the last flush interval). A flush may run on a thread (the periodic one does,
-so encoding and fsync never stall the event loop): each writer flushes under its own lock, and
-frames appended meanwhile wait for the next flush, in order. A session still `running` when the server starts again was cut short:
-it becomes `interrupted`, with the frames its file holds.
+session. A frame is encoded to its line as it arrives (the line, a string, is all that is held:
+no frame dict outlives its ingest, so held frames never reach the collector's old generations)
+and the held lines are written as one batch every fraction of a second (so a crash loses at most
+the last flush interval). A flush may run on a thread (the periodic one does, so the write and
+fsync never stall the event loop): each writer flushes under its own lock, and lines appended
+meanwhile wait for the next flush, in order. A session still `running` when the server starts
+again was cut short: it becomes `interrupted`, with the frames its file holds.
 """
 
 from __future__ import annotations
@@ -101,26 +103,26 @@ _encode_one = (
 )
 
 
-def encode_lines(frames: list[Frame]) -> str:
-    """`frames` as JSON Lines, each line as `json.dumps(frame, separators=(",", ":"))` writes it."""
+def encode_line(frame: Frame) -> str:
+    """`frame` as one JSON Lines line, as `json.dumps(frame, separators=(",", ":"))` writes it."""
     if _encode_one is None:
-        return "".join(_ENCODER.encode(f) + "\n" for f in frames)
-    return "".join(["".join(_encode_one(f, 0)) + "\n" for f in frames])
+        return _ENCODER.encode(frame) + "\n"
+    return "".join(_encode_one(frame, 0)) + "\n"
 
 
 class _Writer:
-    """Frames held in order, encoded and written in one call per flush."""
+    """Frames encoded as they come, held in order, written in one call per flush."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        self.pending: list[Frame] = []
+        self.pending: list[str] = []
         self.dirty = False
         self.synced_at = time.monotonic()
         self._lock = threading.Lock()
 
     def write(self, frame: Frame) -> None:
-        self.pending.append(frame)
+        self.pending.append(encode_line(frame))
 
     def flush(self, force_sync: bool = False) -> None:
         with self._lock:
@@ -128,7 +130,7 @@ class _Writer:
                 return
             if self.pending:
                 pending, self.pending = self.pending, []
-                self.file.write(encode_lines(pending))
+                self.file.write("".join(pending))
                 self.dirty = True
             if not self.dirty and not force_sync:
                 return
@@ -217,9 +219,8 @@ class SessionStore:
         return session
 
     def append(self, session: Session, frame: Frame) -> None:
-        """Hold `frame` for the next flush, as it is now (a copy: the caller may change it)."""
-        frame = {**frame, "tags": session.tags} if session.tags else dict(frame)
-        self._writers[session.name].write(frame)
+        """Hold `frame` for the next flush, as it is now (encoded now: the caller may change it)."""
+        self._writers[session.name].write({**frame, "tags": session.tags} if session.tags else frame)
         session.frames_collected += 1
 
     def flush(self) -> None:

@@ -5,6 +5,7 @@ import pytest
 
 from gswarm_jupyter.profiler._proto import profiler_pb2 as pb
 from gswarm_jupyter.profiler.convert import frame_from_proto, frame_to_proto
+from gswarm_jupyter.profiler.frames import GPU_METRICS, HOST_METRICS
 
 from .support import AUTH, grpc_profiler, stub_for
 
@@ -164,6 +165,7 @@ def test_frame_round_trip_keeps_absent_readings_absent():
             "cpu_utilization_ratio": 0.5,
             "memory_used_bytes": 7,
             "disk_read_bytes_per_s": None,
+            "disk_write_bytes_per_s": 0.0,
         },
         "gpus": [
             {
@@ -183,6 +185,10 @@ def test_frame_round_trip_keeps_absent_readings_absent():
     )
     assert back["gpus"][0]["power_watts"] == 71.5 and back["gpus"][0]["utilization_ratio"] is None
     assert back["gpus"][0]["processes"] == [{"pid": 9, "used_memory_bytes": None}]
+    assert back["host"]["disk_write_bytes_per_s"] == 0.0  # a zero reading stays zero, not null
+    assert list(back["host"]) == list(HOST_METRICS)
+    assert list(back["gpus"][0]) == ["device", *GPU_METRICS, "processes"]
+    assert back["sessions"] == ["s"] and type(back["sessions"]) is list
 
 
 async def test_a_hundred_concurrent_agent_streams_lose_no_frame(tmp_path):
