@@ -35,21 +35,31 @@ async def test_a_killed_worker_goes_offline_and_its_restart_comes_back(tmp_path)
     )
     changes = []
     runtime.listeners.add(changes.append)
+    outside = os.environ.get("OMP_NUM_THREADS")
     await runtime.start()
     try:
         await runtime.wait_ready(120)
-        # worker processes may use their node's threads for torch and BLAS (Dask's default is 1)
+        # worker processes may use their node's threads for torch and BLAS (Dask's default is 1),
+        # from their first instruction, and the nannies leave this process's environment alone
         threads = await runtime.client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
         assert set(threads.values()) == {str(runtime.config.threads_per_node)}
+        assert os.environ.get("OMP_NUM_THREADS") == outside
         node1 = runtime.nodes.get("node1")
         pid = node1.report["pid"]
         assert pid != os.getpid()  # a real worker process
+        exec_env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"OMP_NUM_THREADS={runtime.config.threads_per_node}".encode() in exec_env
+        # Dask's stack sampling is off in node workers (it took the GIL from training 100/s)
+        sampling = await runtime.client.run(
+            lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+        assert set(sampling.values()) == {False}
         os.kill(pid, signal.SIGKILL)
         await until(lambda: status(runtime, "node1") == "offline", timeout=10)
         assert status(runtime, "node2") == "online"
         # the nanny restarts it: the node comes back as a new process
         await until(lambda: status(runtime, "node1") == "online", timeout=60)
         assert runtime.nodes.get("node1").report["pid"] != pid
+        assert os.environ.get("OMP_NUM_THREADS") == outside
         assert [(c.node, c.status) for c in changes if c.node == "node1"][-2:] == [
             ("node1", "offline"),
             ("node1", "online"),

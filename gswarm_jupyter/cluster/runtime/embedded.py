@@ -88,6 +88,54 @@ class SessionWorker(HttpFreeWorker):
         super().__init__(*args, **kwargs)
 
 
+class _SpawnEnv:
+    """The server's own values of the variables nannies write into its environment while they
+    spawn workers, put back once no nanny is spawning (nannies start concurrently)."""
+
+    def __init__(self) -> None:
+        self.spawning = 0
+        self.outside: dict[str, str | None] = {}
+
+    def enter(self, names: set[str]) -> None:
+        if self.spawning == 0:
+            self.outside = {name: os.environ.get(name) for name in names}
+        self.spawning += 1
+
+    def leave(self) -> None:
+        self.spawning -= 1
+        if self.spawning:
+            return
+        for name, value in self.outside.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+_SPAWN_ENV = _SpawnEnv()
+
+
+class NodeNanny(Nanny):
+    """A nanny whose worker process starts with the node's thread variables (the `env` it was
+    given: threads_per_node) instead of Dask's pre-spawn defaults of one thread, and which leaves
+    the server's own environment as it found it. Dask's nanny writes its pre-spawn variables
+    (OMP_NUM_THREADS=1 and the like) into its own process's environment before it spawns the
+    worker and never restores them, so every kernel or subprocess the server started afterwards
+    ran its BLAS and torch on one thread."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in set(self.pre_spawn_env) & set(self.env):
+            self.pre_spawn_env[name] = self.env[name]
+
+    async def instantiate(self) -> Any:
+        _SPAWN_ENV.enter(set(self.pre_spawn_env))
+        try:
+            return await super().instantiate()
+        finally:
+            _SPAWN_ENV.leave()
+
+
 def leave_session() -> None:
     """Start a session of this process's own: no controlling terminal, no shared process group."""
     with contextlib.suppress(OSError):  # already a session leader
@@ -153,5 +201,6 @@ def _http_free(spec: dict[str, Any]) -> dict[str, Any]:
     """The same worker spec, its worker (or the worker its nanny starts, in its own session)
     without HTTP."""
     if isinstance(spec["cls"], type) and issubclass(spec["cls"], Nanny):
-        return {**spec, "options": {**spec["options"], "worker_class": SessionWorker}}
+        return {**spec, "cls": NodeNanny,
+                "options": {**spec["options"], "worker_class": SessionWorker}}
     return {**spec, "cls": HttpFreeWorker}
