@@ -306,7 +306,7 @@ class Profiler:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_EVERY_S)
-            try:  # encoding a batch and fsync off the event loop
+            try:  # writing the held lines and fsync off the event loop
                 await asyncio.to_thread(self.store.flush)
             except OSError as exc:
                 log.error("gswarm: writing profiling frames failed: %s", exc)
