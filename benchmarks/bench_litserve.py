@@ -292,9 +292,10 @@ def run() -> list[Result]:
               f"to its compute thread and back {parts['batcher_own']:.2f} ms (measured in this "
               f"process around the same weights), the rest the forward in the worker. The "
               f"direct forward is {parts['forward_hot']:.2f} ms with its weights hot in the "
-              f"caches (back to back, as the baseline runs) and {parts['forward_cold']:.2f} ms "
-              f"after reading twice the last-level cache: between two lone requests the HTTP "
-              f"stack, the comm and other processes run over the same caches"
+              f"caches (back to back, as the baseline runs), {parts['forward_cold']:.2f} ms "
+              f"after reading twice the last-level cache and {parts['forward_spaced']:.2f} ms "
+              f"after 5 ms idle: a lone request's forward follows the HTTP stack and the comm, "
+              f"which run over the same caches and let torch's threads fall asleep"
               + ("" if ours_lone.p50 >= direct_one else
                  ". Below zero: the direct forward ran slower than the served one, i.e. other "
                  "work on the machine moved between the measurements; the figure means nothing "

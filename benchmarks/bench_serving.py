@@ -75,8 +75,8 @@ def lone_parts(url: str, row: list[float], threads: int) -> dict[str, float]:
     """Parts of a lone one-row request measured in this process (ms, p50s), to split the served
     figures: the body's JSON decode and validation, the answer's JSON encode, the batcher's own
     cost (queue, hand-over to its compute thread and back, over `runner.run`), and the forward
-    pass with its weights hot in the caches (back to back) and cold (after reading twice the
-    last-level cache), on `threads` torch threads."""
+    pass with its weights hot in the caches (back to back), cold (after reading twice the
+    last-level cache) and spaced (after 5 ms idle), on `threads` torch threads."""
     import asyncio
 
     import torch
@@ -113,6 +113,10 @@ def lone_parts(url: str, row: list[float], threads: int) -> dict[str, float]:
             junk.sum()
             return _timed(lambda: predict(module, x1), 1)[0]
 
+        def spaced() -> float:  # after 5 ms idle, as lone requests are spaced: torch's threads
+            time.sleep(0.005)  # have gone to sleep by then
+            return _timed(lambda: predict(module, x1), 1)[0]
+
         inside: list[float] = []
 
         @contextlib.contextmanager
@@ -134,6 +138,7 @@ def lone_parts(url: str, row: list[float], threads: int) -> dict[str, float]:
         parts["batcher_own"] = 1000 * statistics.median(asyncio.run(own()))
         parts["forward_hot"] = 1000 * statistics.median(_timed(lambda: predict(module, x1), 200))
         parts["forward_cold"] = 1000 * statistics.median(cold() for _ in range(30))
+        parts["forward_spaced"] = 1000 * statistics.median(spaced() for _ in range(100))
     finally:
         torch.set_num_threads(default)
     return parts
@@ -328,7 +333,8 @@ def run() -> list[Result]:
                   f"its compute thread and back) is {parts['batcher_own']:.2f} ms in this "
                   f"process; the direct forward {parts['forward_hot']:.2f} ms with its weights "
                   f"hot in the caches (the baseline), {parts['forward_cold']:.2f} ms after "
-                  f"reading twice the last-level cache. "
+                  f"reading twice the last-level cache, {parts['forward_spaced']:.2f} ms after "
+                  f"5 ms idle. "
                   f"Against a fresh max_batch_size=1 service: p50 "
                   f"{p50_b1 * 1000:.2f} ms, overhead {overhead_b1:.2f} ms = HTTP + auth + JSON "
                   f"{(p50_b1 - inside_b1) * 1000:.2f} ms + gateway to worker actor and back "
