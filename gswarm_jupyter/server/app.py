@@ -46,6 +46,7 @@ from ..profiler.service import Profiler
 from ..profiler.transport import GrpcTls
 from .connection import write_connection_file
 from .context import GswarmContext
+from .dispatch import tornado_rules
 from .handlers import tornado_handlers
 from .interrupt import stop_on_interrupt
 from .statedir import DataDirInUse, StateLock, default_data_dir
@@ -269,7 +270,10 @@ class GswarmApp(ExtensionApp):
         self._connection_file: Path | None = None
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(tornado_handlers())
+        # Rules, not tuples, so a bodiless request reaches a handler that does not stream
+        # (`dispatch`); one group, in the table's order.
+        web_app = self.serverapp.web_app
+        web_app.add_handlers(".*$", tornado_rules(tornado_handlers(), web_app.settings["base_url"]))
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:  # type: ignore[no-untyped-def]
         await self.context.start()
