@@ -128,6 +128,27 @@ async def test_requests_arriving_together_go_in_one_message_each_with_its_own_ou
         assert sum(sent) == 12 and len(sent) < 12
         assert first.inflight == 0
 
+        # a message holds at most the batch limit's rows (one forward pass); a longer request alone
+        client = first.actor._client
+        capped = ReplicaChannel(client.rpc(first.address), first.actor.key, first.address,
+                                batch_rows=4)
+        rows: list[list[int]] = []  # rows of each request, per message
+        send_capped = capped.call
+
+        def spy_rows(method, *args):
+            rows.append([len(r) for r, _ in args[0]])
+            return send_capped(method, *args)
+
+        capped.call = spy_rows
+        six = ROWS * 3
+        answers = await asyncio.gather(*(capped.infer(six if i == 2 else ROWS, {})
+                                         for i in range(6)))
+        assert sum(map(len, rows)) == 6 and [6] in rows  # in queue order: [2, 2], [6], ...
+        assert all(sum(m) <= 4 for m in rows if m != [6]) and max(map(len, rows)) == 2
+        for i, answer in enumerate(answers):
+            want = alone["output_data"] * (3 if i == 2 else 1)
+            np.testing.assert_allclose(answer["output_data"], want, rtol=1e-5)
+
 
 async def test_a_worker_not_reached_directly_is_called_through_the_scheduler(tmp_path):
     async with two_replicas(tmp_path) as (runtime, _, service):

@@ -7,6 +7,9 @@ its scheduler reaches) goes through the scheduler from then on, as the actor's o
 its replica's channel; a message (`ServiceActor.infer_many`) leaves with every request queued as
 soon as the event loop has taken in what arrived, while fewer than `IN_FLIGHT` messages are on
 their way; otherwise the requests wait for the next message. A lone request waits for nothing.
+A message holds at most `batch_rows` rows (the replica's batch limit; a longer request goes
+alone): one forward pass each, so its answers come back when that pass ends, not after the
+passes of the requests queued behind it, while the next message is already at the replica.
 
 Invariant: every request queued gets exactly one outcome, its own: its answer, the error it
 raised on the worker, or the failure of the message that carried it. A request given up by its
@@ -31,12 +34,14 @@ MAX_REQUESTS = 256  # requests in one message
 class ReplicaChannel:
     """Calls to the actor `key` on the worker at `address`, through `rpc` (a pooled call)."""
 
-    def __init__(self, rpc: Any, key: str, address: str, relayed: Any = None) -> None:
+    def __init__(self, rpc: Any, key: str, address: str, relayed: Any = None,
+                 batch_rows: int | None = None) -> None:
         self._rpc = rpc
         self._relayed = relayed  # the same calls relayed by the scheduler
         self._reached = False  # a direct call was answered once
         self.key = key
         self.address = address
+        self.batch_rows = batch_rows or MAX_REQUESTS
         self._queue: deque[tuple[Any, Any, asyncio.Future[Any]]] = deque()
         self._in_flight = 0
         self._flush_due = False
@@ -75,11 +80,16 @@ class ReplicaChannel:
     def _flush(self) -> None:
         self._flush_due = False
         while self._queue and self._in_flight < IN_FLIGHT:
-            batch = []
+            batch, rows = [], 0
             while self._queue and len(batch) < MAX_REQUESTS:
-                item = self._queue.popleft()
-                if not item[2].done():  # not given up while it waited
-                    batch.append(item)
+                item = self._queue[0]
+                if item[2].done():  # given up while it waited
+                    self._queue.popleft()
+                    continue
+                rows += _rows(item[0])
+                if batch and rows > self.batch_rows:
+                    break
+                batch.append(self._queue.popleft())
             if batch:
                 self._in_flight += 1
                 task = asyncio.ensure_future(self._send(batch))
@@ -114,9 +124,14 @@ class ReplicaChannel:
                 asyncio.get_running_loop().call_soon(self._flush)
 
 
-def channel_to(actor: Any, address: str) -> ReplicaChannel:
+def _rows(rows: Any) -> int:
+    """How many rows a request's input holds (a lone string or value is one)."""
+    return len(rows) if isinstance(rows, list | tuple) else 1
+
+
+def channel_to(actor: Any, address: str, batch_rows: int | None = None) -> ReplicaChannel:
     """A channel to `actor` (a Dask `Actor` handle) on its worker at `address`, over the pooled
-    comms of the client that holds the actor."""
+    comms of the client that holds the actor; its messages hold at most `batch_rows` rows."""
     client = getattr(actor, "_client", None) or get_client()
     return ReplicaChannel(client.rpc(address), actor.key, address,
-                          relayed=ProxyRPC(client.scheduler, address))
+                          relayed=ProxyRPC(client.scheduler, address), batch_rows=batch_rows)

@@ -99,13 +99,14 @@ class Gateway:
             else:
                 balancer = self._balancers.setdefault(model_name, Balancer())
                 replica = balancer.pick(candidates, lambda r: r.inflight)
+            config = self.service_of(replica).config
             if timeout is None:
-                timeout = self.service_of(replica).config.timeout
+                timeout = config.timeout
                 deadline = None if timeout is None else time.monotonic() + timeout
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             replica.inflight += 1
             try:
-                pending = channel_of(replica).infer(rows, options)
+                pending = channel_of(replica, config.max_batch_size).infer(rows, options)
                 result = await watched(self.nodes, replica, pending, remaining)
                 return result, replica
             except ReplicaLost as exc:

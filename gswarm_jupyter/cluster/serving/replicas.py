@@ -244,11 +244,12 @@ async def call(
     return await watched(nodes, replica, invoke(), timeout)
 
 
-def channel_of(replica: Replica) -> ReplicaChannel:
-    """The replica's direct channel, opened on first use (and again for a new actor)."""
+def channel_of(replica: Replica, batch_rows: int | None = None) -> ReplicaChannel:
+    """The replica's direct channel, opened on first use (and again for a new actor); its
+    messages hold at most `batch_rows` rows (the service's batch limit)."""
     channel = replica.channel
     if channel is None or channel.key != replica.actor.key or channel.address != replica.address:
-        channel = replica.channel = channel_to(replica.actor, replica.address)
+        channel = replica.channel = channel_to(replica.actor, replica.address, batch_rows)
     return channel
 
 
