@@ -58,13 +58,15 @@ def checkpoint(arch: str, config: dict[str, Any], params: Mapping[str, np.ndarra
 def read_file(path: Path) -> Weights:
     """(arch, config, params) of a checkpoint file, params as stored (zero-copy where possible).
 
-    The params map the file; a file not in the page cache is first asked for whole (`prefetch`),
-    so its pages arrive at the disk's sequential speed rather than one fault's window at a time."""
+    The params map the file; when it is not in the page cache, a thread faults their pages in
+    (`pagecache.prefetch`) while the caller builds the model, so the file arrives at the disk's
+    sequential speed rather than one fault's read-around window at a time."""
     from gswarm_kernels.checkpoint import read_checkpoint
 
-    prefetch(path)
     ckpt = read_checkpoint(path, as_float32=False)
-    return ckpt.arch, ckpt.config, dict(ckpt.params)
+    params = dict(ckpt.params)
+    prefetch(path, params.values())
+    return ckpt.arch, ckpt.config, params
 
 
 def read_bytes(data: bytes) -> Weights:

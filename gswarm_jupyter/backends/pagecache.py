@@ -1,66 +1,89 @@
-"""Reading a file ahead into the page cache before its mapping is used.
+"""Bringing a mapped file's pages in ahead of their first use.
 
-`prefetch(path)` asks the kernel to read the whole file in the background (`posix_fadvise`
-`WILLNEED`) unless sampled pages show it is cached already. The kernel caps each `WILLNEED` call
-at one readahead window (the larger of the device's `read_ahead_kb` and `max_sectors_kb`), so
-the file is asked for window by window: all of its reads are queued at once and a reader faulting
-the mapping page by page finds them done or in flight, instead of waiting on one window after the
-other. A hint only: what any read returns never changes, and an error leaves things as they were.
+`prefetch(path, arrays)`: when `path` is not in the page cache (sampled pages read with
+`RWF_NOWAIT` tell), a daemon thread faults in the pages of `arrays` (views of the file's mapping),
+in address order, a `CHUNK` at a time with `madvise(MADV_POPULATE_READ)`, while the caller goes on
+building and running the model. The faults take the kernel's readahead path (large folios, one
+window queued ahead of the next), so the file arrives at the disk's sequential speed instead of
+one fault's read-around window at a time behind the model's compute. The thread holds the arrays
+(so the mapping) until done. A hint only: what any read returns never changes, a private mapping
+stays private (pages are mapped for reading; a write still copies), and an error ends the thread
+quietly. A cached file is left alone (its pages map in as the model uses them).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import mmap
 import os
-from pathlib import Path
+import threading
+from collections.abc import Iterable
+from typing import Any
 
-DEFAULT_WINDOW = 128 * 1024  # Linux's default readahead window, where the device's is unknown
-SAMPLES = 16  # pages probed for residency before asking for the whole file
+CHUNK = 32 * 1024 * 1024  # bytes per madvise call: a few readahead windows
+SAMPLES = 16  # pages probed for residency
+MADV_POPULATE_READ = 22  # Linux 5.14+ (absent from Python's mmap module before 3.12 on some builds)
 
 
-def prefetch(path: str | os.PathLike[str]) -> bool:
-    """Queue reads of all of `path` unless it is cached; answers whether reads were asked for."""
-    if not hasattr(os, "posix_fadvise") or not hasattr(os, "RWF_NOWAIT"):
-        return False  # not Linux: nothing to ask
+def prefetch(path: str | os.PathLike[str], arrays: Iterable[Any]) -> threading.Thread | None:
+    """Start faulting in `arrays` (numpy views of `path`'s mapping) unless `path` is cached;
+    answers the thread started, if one was."""
+    if not hasattr(os, "RWF_NOWAIT") or _madvise is None:
+        return None  # not Linux: nothing to ask
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return False
+        return None
     try:
-        info = os.fstat(fd)
-        if info.st_size == 0 or cached(fd, info.st_size):
-            return False
-        window = readahead_window(info.st_dev)
-        for offset in range(0, info.st_size, window):
-            os.posix_fadvise(fd, offset, min(window, info.st_size - offset), os.POSIX_FADV_WILLNEED)
-        return True
-    except OSError:
-        return False
+        size = os.fstat(fd).st_size
+        if size == 0 or cached(fd, size):
+            return None
     finally:
         os.close(fd)
+    held = sorted((a for a in arrays if a.nbytes), key=lambda a: a.ctypes.data)
+    if not held:
+        return None
+    thread = threading.Thread(target=_populate, args=(held,), name="gswarm-prefetch", daemon=True)
+    thread.start()
+    return thread
 
 
 def cached(fd: int, size: int) -> bool:
     """Whether `SAMPLES` evenly spaced pages of the open file are all in the page cache (a
     one-byte read that may not wait: `RWF_NOWAIT` fails with EAGAIN on a page not cached)."""
     byte = bytearray(1)
-    step = max(1, size // SAMPLES)
-    for offset in range(0, size, step):
+    for offset in range(0, size, max(1, size // SAMPLES)):
         try:
             if os.preadv(fd, [byte], offset, os.RWF_NOWAIT) != 1:
                 return False
-        except (BlockingIOError, OSError):
+        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: cannot tell
             return False
     return True
 
 
-def readahead_window(device: int) -> int:
-    """Bytes one `WILLNEED` call reads on the block device `device` (`DEFAULT_WINDOW` where its
-    queue is not found, e.g. a virtual file system)."""
-    block = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}")
-    for queue in (block / "queue", block.resolve().parent / "queue"):  # a disk, a partition
-        try:
-            kib = max(int((queue / name).read_text()) for name in ("read_ahead_kb", "max_sectors_kb"))
-        except (OSError, ValueError):
-            continue
-        return max(kib * 1024, DEFAULT_WINDOW)
-    return DEFAULT_WINDOW
+def _populate(arrays: list[Any]) -> None:
+    page = mmap.PAGESIZE
+    done = 0  # the end of what is already asked for (arrays may share pages)
+    for array in arrays:
+        start = max(array.ctypes.data // page * page, done)
+        end = array.ctypes.data + array.nbytes
+        for at in range(start, end, CHUNK):
+            length = min(CHUNK, end - at)
+            if _madvise(ctypes.c_void_p(at), ctypes.c_size_t(length), MADV_POPULATE_READ) != 0:
+                return  # EINVAL before Linux 5.14, or the range is gone: stop asking
+        done = max(done, -(-end // page) * page)
+
+
+def _libc_madvise() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        function = libc.madvise
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_madvise = _libc_madvise()

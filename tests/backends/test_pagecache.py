@@ -1,14 +1,14 @@
-"""Reading a checkpoint ahead into the page cache: a cached file is left alone, an evicted one is
-asked for whole and reads back the same."""
+"""Faulting a mapped checkpoint in ahead of the model: a cached file is left alone, an evicted
+one comes in whole, reads back the same and stays a private copy."""
 
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
 from gswarm_kernels import init_params, parse_builtin_url, save_checkpoint
+from gswarm_kernels.checkpoint import mapped, read_checkpoint
 
 from gswarm_jupyter.backends import checkpoints, pagecache
 
@@ -26,15 +26,10 @@ def evict(path) -> bool:
         os.close(fd)
 
 
-def resident_soon(path, seconds: float = 20.0) -> bool:
+def resident(path) -> bool:
     fd = os.open(path, os.O_RDONLY)
     try:
-        deadline = time.monotonic() + seconds
-        while not pagecache.cached(fd, os.fstat(fd).st_size):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return pagecache.cached(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
 
@@ -47,33 +42,40 @@ def checkpoint_file(tmp_path):
     return path, params
 
 
-def test_a_cached_file_is_not_asked_for_again(checkpoint_file):
+def test_a_cached_file_is_left_alone(checkpoint_file):
     path, _ = checkpoint_file
     path.read_bytes()
-    assert pagecache.prefetch(path) is False
+    _, _, params = checkpoints.read_file(path)
+    assert pagecache.prefetch(path, params.values()) is None
 
 
-def test_an_evicted_checkpoint_is_read_ahead_window_by_window_and_reads_the_same(
-    checkpoint_file, monkeypatch
-):
+def test_an_evicted_checkpoint_is_faulted_in_behind_the_reader_and_stays_private(checkpoint_file):
     path, params = checkpoint_file
+    before = path.read_bytes()
     if not evict(path):
         pytest.skip("this file system keeps the file in memory")
-    asked: list[tuple[int, int]] = []
-    fadvise = os.posix_fadvise
-    monkeypatch.setattr(pagecache, "readahead_window", lambda device: 128 * 1024)
-    monkeypatch.setattr(os, "posix_fadvise",
-                        lambda fd, offset, length, advice: (asked.append((offset, length)),
-                                                            fadvise(fd, offset, length, advice)))
-    assert pagecache.prefetch(path) is True
-    size = path.stat().st_size
-    assert asked[0][0] == 0 and sum(n for _, n in asked) == size  # the whole file, in windows
-    assert all(n <= 128 * 1024 for _, n in asked) and len(asked) == -(-size // (128 * 1024))
-    assert resident_soon(path)
+    loaded = dict(read_checkpoint(path, as_float32=False).params)
+    assert not resident(path)
+    thread = pagecache.prefetch(path, loaded.values())
+    assert thread is not None
+    thread.join(timeout=60)
+    assert not thread.is_alive() and resident(path)  # every sampled page came in
+    assert all(np.array_equal(loaded[k], params[k]) for k in params)
+    loaded["layers.0.weight"][0, 0] += 1.0  # copy-on-write: the file never changes
+    assert path.read_bytes() == before
+
+
+def test_read_file_hands_its_mapped_params_to_the_prefetch(checkpoint_file, monkeypatch):
+    path, params = checkpoint_file
+    asked = []
+    monkeypatch.setattr(checkpoints, "prefetch",
+                        lambda where, arrays: asked.append((where, list(arrays))))
     arch, _, loaded = checkpoints.read_file(path)
     assert arch == "mlp" and all(np.array_equal(loaded[k], params[k]) for k in params)
+    [(where, arrays)] = asked
+    assert where == path and len(arrays) == len(loaded)
+    assert all(any(a is v for a in arrays) and mapped(v) for v in loaded.values())
 
 
-def test_the_window_of_an_unknown_device_is_the_kernel_default():
-    assert pagecache.readahead_window(os.makedev(0, 4095)) == pagecache.DEFAULT_WINDOW
-    assert pagecache.prefetch("/nonexistent/m.safetensors") is False
+def test_a_missing_file_is_not_prefetched():
+    assert pagecache.prefetch("/nonexistent/m.safetensors", []) is None
