@@ -2,9 +2,9 @@
 
 Each task type has a runner, `async def runner(job: Job) -> result`, registered by the feature
 that owns it. A runner puts its work on nodes with `job.submit(fn, ..., node=...)` (pinned to that
-worker, Dask `priority=` from the task's priority, never cached), awaits it with `job.wait(future)`,
-and passes `job.signal` to worker ops that report progress and honour cancellation
-(see `signals.py`). Whatever the runner returns is the task's `result`; a `GswarmError` it raises
+worker, Dask `priority=` from the task's priority, never cached), awaits it with `job.wait(future)`
+(values reported together are gathered together, `results.py`), and passes `job.signal` to
+worker ops that report progress and honour cancellation (see `signals.py`). Whatever the runner returns is the task's `result`; a `GswarmError` it raises
 is the task's `error`. Cleaning up after a failed or cancelled task is the runner's job
 (`try/except` around its work); the executor cancels the task's remaining Dask futures.
 
@@ -40,6 +40,7 @@ from ...core.retention import Retention, apply_retention
 from ...core.tasks import DASK_PRIORITY, Task, TaskOptions, TaskQueue
 from ...core.taskstore import TaskStore
 from .cluster import ClusterRuntime
+from .results import Results
 from .signals import (
     PROGRESS_TOPIC,
     TaskCancelled,
@@ -109,7 +110,7 @@ class Job:
     async def wait(self, future: Future) -> Any:
         """The future's result; `Cancelled`, or the task error its failure means."""
         try:
-            return await watch(future, self._lost_node)
+            return await watch(self.executor.results.get(future), self._lost_node)
         except WorkerLost as exc:
             if exc.found:  # `_lost_node` named the node
                 raise NetworkError(f"node {exc} was lost while task {self.task.task_id} ran on it",
@@ -157,6 +158,7 @@ class TaskExecutor:
         self.store = store
         self.retention = retention or Retention()
         self.runners: dict[str, Runner] = {}
+        self.results = Results()  # the values jobs wait for, gathered together
         self.jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         self.cancel_grace = CANCEL_GRACE
         self._waiters: dict[str, list[asyncio.Future[Task]]] = {}
