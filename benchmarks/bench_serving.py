@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig
 from gswarm_jupyter.testing import LiveServer
 
 from .harness import Result
@@ -40,6 +41,7 @@ PER_CLIENT = 20
 ROUNDS = 3
 LATENCY_REQUESTS = 300
 COMPUTE = "/gswarm/compute/v1/"
+WORKER_THREADS = ClusterConfig().threads_per_node  # torch threads of a gswarm worker process
 
 
 def _direct(url: str):
@@ -248,8 +250,8 @@ def run() -> list[Result]:
                        direct_rate(1)) for _ in range(ROUNDS)]
             batched, unbatched, direct_nt, direct_1t = (statistics.median(r[i] for r in rounds)
                                                         for i in range(4))
-            # The baseline is the faster of torch's default threads and 1 thread (the worker's
-            # setting): on a loaded machine torch's own threads can slow it down.
+            # The baseline is the faster of torch's default threads and 1 thread: on a loaded
+            # machine torch's own threads can slow it down.
             direct = max(direct_nt, direct_1t)
             load.close()
             status = httpx.get(server.url + f"gswarm/api/v1/services/{service['bench-b32']}/status",
@@ -271,7 +273,7 @@ def run() -> list[Result]:
 
     x1 = x32[:1]
     direct_one = statistics.median(_timed(lambda: predict(module, x1), LATENCY_REQUESTS))
-    torch.set_num_threads(1)  # as in a Dask worker: the nanny sets OMP_NUM_THREADS=1
+    torch.set_num_threads(1)  # a row's cost inside and outside a batch, on one core
     try:
         direct_one_1t = statistics.median(_timed(lambda: predict(module, x1), 100))
     finally:
@@ -298,8 +300,9 @@ def run() -> list[Result]:
                   f"{TINY} serves {tiny_served:,.0f} rows/s against {tiny_direct:,.0f} direct "
                   f"(ratio {tiny_served / tiny_direct:.3f}): with a model that costs microseconds "
                   f"the figure is the HTTP stack's per-request cost, not the model's. Where the "
-                  f"time goes: the worker runs torch on 1 thread (Dask's nanny sets "
-                  f"OMP_NUM_THREADS=1); direct at batch 32 ran {direct_1t:,.0f} rows/s on 1 thread "
+                  f"time goes: the worker runs torch on {WORKER_THREADS} threads "
+                  f"(ClusterConfig.threads_per_node); direct at batch 32 ran {direct_1t:,.0f} "
+                  f"rows/s on 1 thread "
                   f"and {direct_nt:,.0f} on torch's default {threads}; the 32 client "
                   f"threads, the server's event loop and the worker share the machine's "
                   f"{os.cpu_count()} cores; and each request pays the HTTP and gateway-to-worker "
@@ -312,7 +315,7 @@ def run() -> list[Result]:
             baseline="the same load on a max_batch_size=1 service of the same model",
             baseline_value=unbatched, ratio=batched / unbatched, goal=">= 4",
             note=(f"interleaved rounds. The gain is bounded by how much cheaper a row is inside "
-                  f"a batch: direct on 1 thread (as in the worker) one row costs "
+                  f"a batch: direct on 1 thread one row costs "
                   f"{direct_one_1t * 1000:.2f} ms, 32 rows {32 / direct_1t * 1000:.2f} ms "
                   f"(x{direct_one_1t * direct_1t:.1f} per row), and each unbatched request also "
                   f"pays the per-request gateway-to-worker cost alone"),
@@ -339,7 +342,7 @@ def run() -> list[Result]:
                   f"{p50_b1 * 1000:.2f} ms, overhead {overhead_b1:.2f} ms = HTTP + auth + JSON "
                   f"{(p50_b1 - inside_b1) * 1000:.2f} ms + gateway to worker actor and back "
                   f"{(inside_b1 - in_service_b1) * 1000:.2f} ms + in the service (batcher "
-                  f"queue, executor thread, forward on 1 thread) {in_service_b1 * 1000:.2f} ms, "
+                  f"queue, executor thread, forward) {in_service_b1 * 1000:.2f} ms, "
                   f"of which the 1-thread direct forward is {direct_one_1t * 1000:.2f} ms"),
         ),
     ]
