@@ -15,7 +15,7 @@ from gswarm_jupyter.cluster.runtime.executor import TaskExecutor
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from gswarm_jupyter.core.chunks import ChunkRegistry
 from gswarm_jupyter.core.db import Database
-from gswarm_jupyter.core.tasks import TaskQueue
+from gswarm_jupyter.core.tasks import TaskQueue, limit_per_thread
 from gswarm_jupyter.core.taskstore import TaskStore
 
 
@@ -28,8 +28,9 @@ class Swarm:
 
 
 @contextlib.asynccontextmanager
-async def swarm(nodes: int = 2, max_concurrent: int = 4) -> AsyncIterator[Swarm]:
-    """A started cluster of `nodes` worker processes with the server's queue and data pool."""
+async def swarm(nodes: int = 2, max_concurrent: int | None = None) -> AsyncIterator[Swarm]:
+    """A started cluster of `nodes` worker processes with the server's queue and data pool; the
+    queue's limit is the server's default (per worker thread) unless `max_concurrent` is given."""
     with tempfile.TemporaryDirectory(prefix="gswarm-bench-") as tmp:
         data_dir = Path(tmp)
         runtime = ClusterRuntime(
@@ -39,7 +40,8 @@ async def swarm(nodes: int = 2, max_concurrent: int = 4) -> AsyncIterator[Swarm]
         db = Database(data_dir / "gswarm.sqlite3")
         db.migrate()
         store = TaskStore(db)
-        executor = TaskExecutor(TaskQueue(max_concurrent, journal=store.record_new), runtime, store)
+        limit = max_concurrent or limit_per_thread(runtime.nodes.threads)
+        executor = TaskExecutor(TaskQueue(limit, journal=store.record_new), runtime, store)
         pool = DataPool(ChunkRegistry(db), runtime, executor)
         await runtime.start()
         await executor.start()

@@ -23,6 +23,7 @@ class WorkerSeen:
     last_seen: float
     memory_limit: int | None = None
     report: dict[str, Any] | None = None
+    threads: int = 0  # the worker's threads (Dask's nthreads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class Node:
     # The scheduler no longer lists the worker at `address`: that process, and whatever it held
     # in memory, is gone (offline for a late heartbeat alone, it may still be there).
     gone: bool = False
+    threads: int = 0  # the worker's threads, as the scheduler last reported them
     # The server's virtual GPUs on this node, asked each time (their usage changes with copies).
     virtual: VirtualOf = no_virtual
 
@@ -161,6 +163,7 @@ class NodeDirectory:
                 )
             node.address, node.host, node.last_seen = worker.address, worker.host, worker.last_seen
             node.gone = False
+            node.threads = worker.threads
             if worker.report is not None:
                 node.report = worker.report
             if node.online != online:
@@ -188,6 +191,10 @@ class NodeDirectory:
 
     def online(self) -> list[Node]:
         return [n for n in self.all() if n.online]
+
+    def threads(self) -> int:
+        """The worker threads of the online nodes, together."""
+        return sum(n.threads for n in self._nodes.values() if n.online)
 
     def get(self, name: str) -> Node:
         try:

@@ -1,7 +1,8 @@
 """The task queue's ordering and state machine: pure, no I/O, no Dask.
 
 A task is `pending` until its dependencies completed, a concurrency slot is free and none of its
-lock keys is held by a running task; `dispatch` then starts the best ready tasks (priority, then
+lock keys is held by a running task (the limit is a number, or a function asked at each dispatch:
+the server's default follows the cluster's worker threads, `limit_per_thread`); `dispatch` then starts the best ready tasks (priority, then
 FIFO). Finished states (`completed`, `failed`, `cancelled`) are final. A failed or cancelled
 dependency fails its dependants, transitively, with `DEPENDENCY_FAILED`.
 
@@ -32,6 +33,19 @@ RANK: dict[str, int] = {p: i for i, p in enumerate(PRIORITIES)}  # lower runs fi
 DASK_PRIORITY: dict[str, int] = {"critical": 30, "high": 20, "normal": 10, "low": 0}
 
 _SUBJECT = re.compile(r"[^A-Za-z0-9._-]+")
+
+# The server's default limit: tasks running at once per worker thread of the online nodes, and
+# never fewer than `MIN_CONCURRENT`. A running task holds its slot across Dask's batched message
+# hops (client 10 ms, scheduler 5 and 2 ms intervals) while its work on a thread may take
+# microseconds: one task per thread leaves the threads idle, several keep them fed (Dask orders
+# the work queued on a worker by the task's priority).
+TASKS_PER_THREAD = 8
+MIN_CONCURRENT = 4
+
+
+def limit_per_thread(threads: Callable[[], int]) -> Callable[[], int]:
+    """The default limit: `TASKS_PER_THREAD` for each of `threads()`, at least `MIN_CONCURRENT`."""
+    return lambda: max(MIN_CONCURRENT, TASKS_PER_THREAD * threads())
 
 
 
@@ -118,13 +132,11 @@ class TaskQueue:
 
     def __init__(
         self,
-        max_concurrent: int = 4,
+        max_concurrent: int | Callable[[], int] = 4,
         clock: Callable[[], float] = time.time,
         journal: Callable[[Task], None] | None = None,
     ) -> None:
-        if max_concurrent < 1:
-            raise ValueError("max_concurrent must be at least 1")
-        self.max_concurrent = max_concurrent
+        self.max_concurrent = max_concurrent  # type: ignore[assignment]
         self.clock = clock
         # Records a new task durably before `submit` answers; if it fails, the task never was.
         self._journal = journal
@@ -136,6 +148,18 @@ class TaskQueue:
         self._running_now: dict[str, Task] = {}
         self._finished: dict[str, Task] = {}  # in the order they finished
         self._seq = 0
+
+    @property
+    def max_concurrent(self) -> int:
+        """Tasks that may run at once, now (a function's answer is asked each time)."""
+        limit = self._limit
+        return limit if isinstance(limit, int) else max(1, limit())
+
+    @max_concurrent.setter
+    def max_concurrent(self, limit: int | Callable[[], int]) -> None:
+        if isinstance(limit, int) and limit < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        self._limit = limit
 
     @property
     def journaled(self) -> bool:

@@ -136,7 +136,7 @@ def values() -> dict[str, str]:
     from ..core.names import DEVICE, MODEL_NAME
     from ..core.pagination import MAX_PER_PAGE, PageQuery
     from ..core.sources import SCHEMES
-    from ..core.tasks import PRIORITIES
+    from ..core.tasks import MIN_CONCURRENT, PRIORITIES, TASKS_PER_THREAD
     from .app import GswarmApp
 
     traits = GswarmApp.class_traits()
@@ -148,6 +148,8 @@ def values() -> dict[str, str]:
         "priorities": ", ".join(f"`{p}`" for p in PRIORITIES),
         "per_page": str(PageQuery.model_fields["per_page"].default),
         "max_per_page": str(MAX_PER_PAGE),
+        "tasks_per_thread": str(TASKS_PER_THREAD),
+        "min_concurrent": str(MIN_CONCURRENT),
         **{name: str(traits[name].default_value) for name in (
             "rate_limit_per_minute", "rate_limit_burst", "grpc_port", "max_concurrent_tasks")},
         **{name: in_bytes(traits[name].default_value)

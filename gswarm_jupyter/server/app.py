@@ -39,7 +39,7 @@ from ..core.keys import KeyStore
 from ..core.modelregistry import ModelRegistry
 from ..core.ratelimit import RateLimiter
 from ..core.retention import Retention
-from ..core.tasks import TaskQueue
+from ..core.tasks import TaskQueue, limit_per_thread
 from ..core.taskstore import TaskStore
 from ..profiler.grpc_server import GrpcServer
 from ..profiler.service import Profiler
@@ -109,7 +109,11 @@ class GswarmApp(ExtensionApp):
         help="Write reads (GET, WebSocket subscriptions) to the audit log too; writes and "
         "denials always are.",
     )
-    max_concurrent_tasks = Int(4, config=True, help="Queued tasks that may run at once.")
+    max_concurrent_tasks = Int(
+        0, config=True,
+        help="Queued tasks that may run at once; 0 (the default): 8 for each worker thread of "
+        "the online nodes, at least 4 (GET /queue reports the limit in force).",
+    )
     task_history_days = Float(
         7.0, config=True, help="Days a finished task is kept (in memory and the database)."
     )
@@ -187,7 +191,11 @@ class GswarmApp(ExtensionApp):
         )
         limiter = RateLimiter(self.rate_limit_per_minute, self.rate_limit_burst)
         task_store = TaskStore(db)
-        queue = TaskQueue(max(1, self.max_concurrent_tasks), journal=task_store.record_new)
+        queue = TaskQueue(
+            self.max_concurrent_tasks if self.max_concurrent_tasks > 0
+            else limit_per_thread(runtime.nodes.threads),
+            journal=task_store.record_new,
+        )
         usage = KeyUsage(db, queue, ChunkRegistry(db), ModelRegistry(db))
         # Reservations: booked in their own ledger, withheld where copies and chunks are placed
         # (the copy engines' room check) and counted in a key's bytes (the access gate).

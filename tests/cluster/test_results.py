@@ -23,7 +23,7 @@ async def test_values_reported_together_travel_in_one_gather(tmp_path, monkeypat
         gathers: list[int] = []
         gather = Client.gather
 
-        def counted(self, futures, *args, **kwargs):  # noqa: ANN001, ANN202
+        def counted(self, futures, *args, **kwargs):
             gathers.append(len(futures))
             return gather(self, futures, *args, **kwargs)
 

@@ -12,8 +12,8 @@ REPORT = {
 }
 
 
-def seen(name: str, last_seen: float, report=REPORT) -> WorkerSeen:
-    return WorkerSeen(name, f"tcp://{name}:1", "10.0.0.1", last_seen, 1 << 30, report)
+def seen(name: str, last_seen: float, report=REPORT, threads: int = 2) -> WorkerSeen:
+    return WorkerSeen(name, f"tcp://{name}:1", "10.0.0.1", last_seen, 1 << 30, report, threads)
 
 
 def test_first_sight_brings_nodes_online():
@@ -30,6 +30,14 @@ def test_a_worker_gone_from_the_scheduler_goes_offline_and_keeps_its_last_heartb
     assert changes == [NodeChange("node2", "offline")]
     node2 = nodes.get("node2").summary()
     assert node2["status"] == "offline" and node2["last_heartbeat"].startswith("1970-01-01T00:01:40")
+
+
+def test_threads_count_the_online_nodes_workers_alone():
+    nodes = NodeDirectory(stale_after=5)
+    nodes.observe([seen("node1", 100, threads=2), seen("node2", 100, threads=3)], now=101)
+    assert nodes.threads() == 5
+    nodes.observe([seen("node1", 102, threads=4)], now=102)  # node2 gone, node1 grew
+    assert nodes.threads() == 4
 
 
 def test_a_stale_heartbeat_is_offline_even_while_the_scheduler_lists_it():

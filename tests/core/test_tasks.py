@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gswarm_jupyter.core.errors import Conflict, InvalidRequest, NotFound
-from gswarm_jupyter.core.tasks import PRIORITIES, RANK, TaskQueue, task_id_for
+from gswarm_jupyter.core.tasks import (
+    MIN_CONCURRENT,
+    PRIORITIES,
+    RANK,
+    TASKS_PER_THREAD,
+    TaskQueue,
+    limit_per_thread,
+    task_id_for,
+)
 
 
 def make_queue(max_concurrent: int = 2) -> TaskQueue:
@@ -213,6 +221,21 @@ def test_listeners_see_every_change():
     q.complete(t.task_id)
     assert [s[1:] for s in seen] == [("pending", 0), ("running", 0), ("running", 50),
                                       ("completed", 100)]
+
+
+def test_the_default_limit_follows_the_worker_threads_and_never_drops_below_four():
+    threads = [0]
+    q = TaskQueue(limit_per_thread(lambda: threads[0]))
+    for i in range(40):
+        q.submit("t", str(i))
+    assert q.max_concurrent == MIN_CONCURRENT and len(q.dispatch()) == MIN_CONCURRENT
+    threads[0] = 2  # two worker threads came online
+    assert q.max_concurrent == 2 * TASKS_PER_THREAD
+    assert len(q.dispatch()) == 2 * TASKS_PER_THREAD - MIN_CONCURRENT
+    threads[0] = 1  # one left: running tasks stay, no new one starts past the new limit
+    assert q.dispatch() == [] and len(q.running()) == 2 * TASKS_PER_THREAD
+    with pytest.raises(ValueError):
+        TaskQueue(0)
 
 
 def test_position_counts_pending_ahead():

@@ -113,6 +113,10 @@ async def test_old_finished_tasks_leave_memory_and_database_live_ones_stay(api, 
     assert status == 404
     status, env, _ = await api("GET", f"{Q}/history")
     assert [t["task_id"] for t in env["data"]["tasks"]] == [quick[3], quick[2]]
+    # The default limit follows the worker threads the scheduler reports (2 nodes x 2 threads).
+    status, env, _ = await api("GET", Q)
+    threads = sum(n.threads for n in gswarm_app.context.runtime.nodes.online())
+    assert threads == 4 and env["data"]["config"]["max_concurrent_tasks"] == 8 * threads
     status, env, _ = await api("GET", f"{Q}/tasks")
     listed = {t["task_id"]: t["status"] for t in env["data"]["tasks"]}
     assert listed == {long["task_id"]: "running", quick[2]: "completed", quick[3]: "completed"}

@@ -278,6 +278,7 @@ def _workers_seen(identity: dict[str, Any]) -> list[WorkerSeen]:
                 last_seen=float(w.get("last_seen") or time.time()),
                 memory_limit=w.get("memory_limit"),
                 report=metrics.get(METRIC),
+                threads=int(w.get("nthreads") or 0),
             )
         )
     return seen

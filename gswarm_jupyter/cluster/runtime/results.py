@@ -62,7 +62,7 @@ async def _reported(future: Future) -> None:
 async def _fetch(client: Client, batch: list[tuple[Future, asyncio.Future[Any]]]) -> None:
     try:
         values = await client.gather([future for future, _ in batch])
-    except Exception:  # each on its own, so each caller sees its own future's failure
+    except Exception:  # noqa: BLE001 (each on its own: each caller sees its own failure)
         await asyncio.gather(*(_one(future, waiter) for future, waiter in batch))
         return
     for (_, waiter), value in zip(batch, values, strict=True):
@@ -73,7 +73,7 @@ async def _fetch(client: Client, batch: list[tuple[Future, asyncio.Future[Any]]]
 async def _one(future: Future, waiter: asyncio.Future[Any]) -> None:
     try:
         value = await future
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (handed to the caller, who raises it)
         if not waiter.done():
             waiter.set_exception(exc)
     else:
