@@ -17,6 +17,7 @@ classification head and its next version is a `classifier`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -215,7 +216,13 @@ class Trainer:
         name, node = p["model_id"], p["node"]
         # Inline rows are the payload; a task queued before payloads existed has them in its spec.
         spec = {"training_data": None, "labels": None, **p["spec"], **job.payload}
-        version = self.models.registry.row(name)["version"]
+        row = self.models.registry.row(name)
+        version = row["version"]
+        if p["data_chunks"] is None and p["label_chunks"] is None:
+            meta = loads(row["metadata"]) or {}
+            spec["training_data"], spec["labels"] = await asyncio.to_thread(
+                training.inline_arrays, meta.get("arch"), dict(meta.get("config") or {}),
+                spec["training_data"], spec["labels"], spec["loss_function"])
         source = self._weights_source(job, name, node, spec["device"])
         data = self._chunk_futures(job, p["data_chunks"], node)
         labels = self._chunk_futures(job, p["label_chunks"], node)
