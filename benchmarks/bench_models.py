@@ -1,14 +1,16 @@
 """Model store benchmarks, each against its baselines in the same run:
 
 1. "checkpoint on disk to a model ready to answer one forward pass", 1 GiB mlp, page cache cold
-   and warm: ours (the worker's load path: `WeightStore.load(name, "disk")` then the runner the
+   and warm: ours (the worker's load path: `WeightStore.load(name, "disk")`, which maps the file
+   and, when it is not cached, faults it in from a thread (`backends.pagecache`), then the runner the
    server builds, `backends.registry.load_runner("torch", ...)`, then one `predict`) against
    `safetensors.torch.load_file`, `torch.load(weights_only=True)` (plain, and with `mmap=True`)
    and `fastsafetensors` where it is installed, each followed by `load_state_dict` into the same
    torch module and one forward pass. The peers get their fastest form: the module is built on
    the meta device and `load_state_dict(assign=True)` takes their tensors (no init, no copy).
    Cold: the file's pages are evicted (`posix_fadvise(DONTNEED)` after `fsync`, checked with
-   `fincore`) before each timing; warm: the file is read once right before.
+   `fincore`) before each timing; warm: the file is read once right before. The rounds are the
+   rows of a Williams Latin square: each loader in every place, after different loaders.
 2. a 1 GiB model copy `node1:dram -> node2:dram` through the model store's copy task (two real
    worker processes, bytes carried worker to worker by Dask) against a raw loopback TCP copy of
    the same number of bytes.
@@ -21,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,7 +41,7 @@ WIDTH = 8192
 CONFIG = {"in": WIDTH, "hidden": [WIDTH, WIDTH, WIDTH], "out": WIDTH}  # 4 x 256 MiB + biases
 ROUNDS = 3
 WARM_ROUNDS = 5  # loads are short and this machine is shared: more rounds for a steady median
-COLD_ROUNDS = 3
+COLD_ROUNDS = 5  # with 5 loaders rotated, each takes each place in the round once
 MIB = 2**20
 
 
@@ -83,6 +86,19 @@ def _evict(path: Path) -> int | None:
     finally:
         os.close(fd)
     return _resident(path)
+
+
+def _readahead_window(path: Path) -> int | None:
+    """Bytes one posix_fadvise(WILLNEED) call reads of `path`: the larger of its block device's
+    `read_ahead_kb` and `max_sectors_kb` (None where its queue is not found)."""
+    device = path.stat().st_dev
+    block = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}")
+    for queue in (block / "queue", block.resolve().parent / "queue"):  # a disk, a partition
+        try:
+            return 1024 * max(int((queue / f).read_text()) for f in ("read_ahead_kb", "max_sectors_kb"))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _module() -> Any:
@@ -145,24 +161,79 @@ def _fastsafetensors(st: Path) -> Callable[[], object] | None:
     return load
 
 
-def _timed(path: Path, load: Callable[[], object], cold: bool) -> tuple[float, int | None]:
-    """(bytes per second of one `load` of `path`, bytes resident before it); result freed."""
+class Usage(NamedTuple):
+    """What one load cost this process: page faults that waited on the disk, voluntary waits
+    (a thread blocked, e.g. on a page being read), and CPU seconds in user and kernel mode."""
+
+    majflt: int
+    minflt: int
+    waits: int
+    user: float
+    system: float
+    read: int | None  # bytes this process had read from storage (/proc/self/io), None unknown
+
+
+def _read_bytes() -> int | None:
+    try:
+        with open("/proc/self/io") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("read_bytes:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def _usage(before: tuple[resource.struct_rusage, int | None]) -> Usage:
+    (start, read), after, now = before, resource.getrusage(resource.RUSAGE_SELF), _read_bytes()
+    return Usage(after.ru_majflt - start.ru_majflt, after.ru_minflt - start.ru_minflt,
+                 after.ru_nvcsw - start.ru_nvcsw,
+                 after.ru_utime - start.ru_utime, after.ru_stime - start.ru_stime,
+                 None if read is None or now is None else now - read)
+
+
+def _cost(usages: list[Usage]) -> str:
+    """Medians of a loader's costs, in words."""
+    def med(i: int) -> float:
+        return statistics.median(u[i] for u in usages)
+
+    reads = [u.read for u in usages if u.read is not None]
+    read = f", {statistics.median(reads) / MIB:,.0f} MiB read from storage" if reads else ""
+    return (f"{med(0):,.0f} faults waiting on the disk, {med(1):,.0f} minor faults, "
+            f"{med(2):,.0f} voluntary waits, CPU {med(3):.2f} s user + {med(4):.2f} s "
+            f"kernel{read}")
+
+
+def _williams(n: int) -> list[int]:
+    """0, 1, n-1, 2, n-2, ...: the first row of a Williams Latin square of order n."""
+    row, low, high = [0], 1, n - 1
+    while len(row) < n:
+        row.append(low)
+        low += 1
+        if len(row) < n:
+            row.append(high)
+            high -= 1
+    return row
+
+
+def _timed(path: Path, load: Callable[[], object], cold: bool) -> tuple[float, int | None, Usage]:
+    """(bytes per second of one `load` of `path`, bytes resident before it, what it cost the
+    process); result freed."""
     resident = None
     if cold:
         resident = _evict(path)
     else:
         _warm(path)
     gc.collect()
+    before = resource.getrusage(resource.RUSAGE_SELF), _read_bytes()
     start = time.perf_counter()
     result = load()
     elapsed = time.perf_counter() - start
+    usage = _usage(before)
     for item in result if isinstance(result, tuple) else ():
         close = getattr(item, "close", None)
         if close is not None:
             close()
     del result
     gc.collect()
-    return path.stat().st_size / elapsed, resident
+    return path.stat().st_size / elapsed, resident, usage
 
 
 def _load_benchmark() -> list[Result]:
@@ -187,18 +258,28 @@ def _load_benchmark() -> list[Result]:
         if fast is not None:
             loaders["fastsafetensors"] = (st, fast)
         runs: dict[str, dict[str, list[float]]] = {"cold": {}, "warm": {}}
+        costs: dict[str, dict[str, list[Usage]]] = {"cold": {}, "warm": {}}
         resident: list[int | None] = []
         split: dict[str, list[tuple[float, float, float]]] = {}
+        names = list(loaders)
         for mode, rounds in (("cold", COLD_ROUNDS), ("warm", WARM_ROUNDS)):
             phases.clear()
-            for _ in range(rounds):
-                for name, (path, load) in loaders.items():
-                    rate, left = _timed(path, load, mode == "cold")
+            for round_ in range(rounds):
+                # a Williams square's rows (0, 1, n-1, 2, n-2, ... shifted by the round): each
+                # loader in every place, after different loaders (a probe saw whichever loader
+                # ran right after fastsafetensors run several times slower)
+                for name in (names[(i + round_) % len(names)] for i in _williams(len(names))):
+                    path, load = loaders[name]
+                    rate, left, usage = _timed(path, load, mode == "cold")
                     runs[mode].setdefault(name, []).append(rate)
+                    costs[mode].setdefault(name, []).append(usage)
                     if mode == "cold":
                         resident.append(left)
             split[mode] = list(phases)
         size = st.stat().st_size
+        with open(st, "rb") as f:
+            header = int.from_bytes(f.read(8), "little")
+        window = _readahead_window(st)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         gc.collect()
@@ -212,6 +293,7 @@ def _load_benchmark() -> list[Result]:
         "fastsafetensors 0.5 (CPU, nogds) measured"
         if fast is not None else "fastsafetensors not installed: not measured"
     )
+    window_text = "here unknown" if window is None else f"{window / MIB:g} MiB here"
     results = []
     for mode in ("cold", "warm"):
         med = {k: statistics.median(v) for k, v in runs[mode].items()}
@@ -223,13 +305,31 @@ def _load_benchmark() -> list[Result]:
         note = (
             f"{size / MIB:.0f} MiB mlp checkpoint (fp32), disk -> module answering one forward "
             f"pass of 1 row; median of {COLD_ROUNDS if mode == 'cold' else WARM_ROUNDS} rounds, "
-            f"loaders interleaved; {cold_how if mode == 'cold' else 'warm = the file read once right before each timing'}. "
+            "loaders interleaved in a Williams square's rows (every loader timed the same way, "
+            "in every place of the round, after different loaders: a probe saw whichever "
+            "loader ran right after fastsafetensors run several times slower, its CPU user "
+            f"time 3x); {cold_how if mode == 'cold' else 'warm = the file read once right before each timing'}. "
             f"{figures}. Ours = WeightStore.load(disk) (read_checkpoint maps the file "
-            "copy-on-write) + load_runner(torch, cpu) (the "
-            "module adopts the mapped float32 tensors: no init, no copy) + predict; where its "
-            f"time goes (medians): read {read:,.1f} ms, runner built {build:,.1f} ms, first "
-            f"predict {forward:,.1f} ms (the pages come in and 1 GiB of weights is read once, "
-            "as in every peer's forward pass). Peers: module on the meta device + "
+            f"copy-on-write and parses the {header:,}-byte header from the mapping: no other "
+            "open, size or checksum pass; the sha256 is checked when a copy is written "
+            "(WeightStore.write hashes the bytes as they are staged and refuses a mismatch with "
+            "the expected checksum), not on load. Then backends.pagecache.prefetch: unless 16 "
+            "sampled pages read with RWF_NOWAIT show the file cached (0.02 ms), a daemon thread "
+            "faults the mapped tensors in with madvise(MADV_POPULATE_READ), 32 MiB at a time in "
+            "file order, while the model is built and run) + "
+            "load_runner(torch, cpu) (the module adopts the mapped float32 tensors: no init, no "
+            "copy) + predict; where its time goes (medians): read (map + header + prefetch "
+            f"started) {read:,.1f} ms, runner built {build:,.1f} ms, first predict {forward:,.1f} ms. "
+            f"Per load (medians): ours {_cost(costs[mode]['ours'])}; {best} "
+            f"{_cost(costs[mode][best])}. What the prefetch changed (A/B in fresh processes, "
+            "interleaved, 6 rounds, load ~18 on 2 cores, cold medians): none 120 MiB/s (the "
+            "first predict faulted the mapping in one read-around window at a time: 2.6 s of "
+            "CPU, mostly user, as the torch pool spins while a thread waits on a fault; 0.50 s "
+            "with one thread), posix_fadvise WILLNEED window by window before mapping 795 MiB/s "
+            f"(the kernel caps each call at one readahead window, {window_text}, so a single call, "
+            "as tried before, reads one window; and it reads in small folios: 16,388 minor "
+            "faults per GiB after, 0.30 s CPU), the populate thread 1,156 MiB/s (large folios: "
+            "~1,200 minor faults, 0.23 s CPU), torch.load(mmap) 569 MiB/s. Peers: module on the meta device + "
             f"load_state_dict(assign=True). {fast_note}. Cold by eviction of this file only "
             "(drop_caches is allowed to root here but would evict the other agents' caches "
             f"too). The machine's load average {os.getloadavg()[0]:.1f} at the end of these "
