@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .audit import AuditEvent, AuditLog, should_log
-from .errors import Forbidden, GswarmError, InsufficientMemory, RateLimitExceeded
+from .errors import Forbidden, GswarmError, InsufficientMemory, RateLimitExceeded, Unauthorized
 from .key_usage import KeyUsage
 from .keys import Key, KeyStore
 from .ratelimit import Decision, RateLimiter
@@ -29,10 +29,17 @@ class Caller:
     identity: str
     key: Key | None = None
     authenticated: bool = True
+    refused_key_id: str | None = None  # a revoked or expired key presented: audited under its id
+
+    @classmethod
+    def refused(cls, identity: str, refusal: Unauthorized) -> Caller:
+        """The caller whose key `refusal` turned away (its id kept when the secret was right)."""
+        key_id = refusal.details.get("key_id")
+        return cls(identity, None, False, key_id if isinstance(key_id, str) else None)
 
     @property
     def key_id(self) -> str | None:
-        return self.key.key_id if self.key is not None else None
+        return self.key.key_id if self.key is not None else self.refused_key_id
 
 
 class Reserved(Protocol):

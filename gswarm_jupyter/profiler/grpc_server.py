@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from ..core.access import Access, Caller
-from ..core.errors import GswarmError
+from ..core.errors import GswarmError, Unauthorized
 from ..core.keys import is_key_secret
 from ._proto import profiler_pb2 as pb
 from ._proto import profiler_pb2_grpc as pb_grpc
@@ -87,8 +87,8 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         verb = "GET" if method.rsplit("/", 1)[-1] in READ_CALLS else "POST"
         try:
             caller = self.access.authenticate(secret)
-        except GswarmError as exc:
-            self._audit(Caller("grpc:unknown", None, False), method, exc.status)
+        except Unauthorized as exc:
+            self._audit(Caller.refused("grpc:unknown", exc), method, exc.status)
             return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, exc.message)
         rate = self.access.rate(caller)
         try:

@@ -154,7 +154,7 @@ class GswarmHandler(APIHandler):
         try:
             self._caller = self.gswarm.access.authenticate(secret)
         except Unauthorized as exc:
-            self._caller = Caller(f"ip:{self.request.remote_ip}", None, False)
+            self._caller = Caller.refused(f"ip:{self.request.remote_ip}", exc)
             self._refusal = exc
             return None
         key = self._caller.key

@@ -79,7 +79,7 @@ class GswarmSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         try:
             self._caller = access.authenticate(secret)
         except Unauthorized as exc:
-            self._caller = Caller(f"ip:{self.request.remote_ip}", None, False)
+            self._caller = Caller.refused(f"ip:{self.request.remote_ip}", exc)
             raise web.HTTPError(401, "%s", exc.message) from None
         key = self._caller.key
         assert key is not None

@@ -133,6 +133,13 @@ class TestRevokedAndExpired:
                     assert body["error"]["details"]["reason"] == reason
         status, body, _ = await api("GET", "gswarm/api/v1/health", headers=bearer("gsk_nonsense"))
         assert status == 401 and body["error"]["details"]["reason"] == "unknown"
+        # a revoked key's refusals are denials in the audit log under its own id
+        status, body, _ = await api("GET", "gswarm/api/v1/audit",
+                                    params={"key_id": record["key_id"], "decision": "denied",
+                                            "per_page": 100})
+        assert status == 200
+        events = body["data"]["events"]
+        assert {e["status"] for e in events} == {401} and len(events) >= 10
 
 
 async def test_a_key_never_opens_a_kernel_a_terminal_or_a_file(api, jp_serverapp):
