@@ -89,9 +89,14 @@ class Job:
         """The worker address of an online node."""
         return self.executor.runtime.nodes.online_node(node).address
 
-    def submit(self, fn: Callable[..., Any], *args: Any, node: str, **kwargs: Any) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any, node: str, cancellable: bool = True,
+               **kwargs: Any) -> Future:
         """Run `fn(*args, **kwargs)` on `node`'s worker (Dask futures among args are carried
-        there worker to worker)."""
+        there worker to worker). Once the task is cancelled, `Cancelled` instead: the cancel's
+        flag went only to the workers pinned before it (`cancellable=False` for work that must
+        still run, such as refreshing copies of a version already written)."""
+        if cancellable:
+            self.check()
         address = self.address(node)
         self.pinned.setdefault(node, address)
         future = self.client.submit(

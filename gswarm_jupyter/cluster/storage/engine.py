@@ -317,7 +317,11 @@ class CopyEngine:
                         task_id=job.task.task_id)
         stored = await self._shared_memory_copy(job, key, source, target, write, write_args)
         if stored is _MISSED:
-            data = job.submit(self.payload.read, key, source.device, node=source.node)
+            try:
+                data = job.submit(self.payload.read, key, source.device, node=source.node)
+            except BaseException:  # cancelled meanwhile
+                await self.forget_target(key, target, job)
+                raise
             stored = await self.run_write(job, key, target, write, key, target.device, data,
                                           job.signal, *write_args)
         if stored is None:

@@ -64,12 +64,12 @@ class ModelVersions:
             return refreshed, dropped
         # A signal of its own: refreshing is not cancellable and its progress is not the task's.
         signal = TaskSignal(f"{job.task.task_id}-refresh")
-        data = job.submit(read_weights, name, "disk", node=node)
+        data = job.submit(read_weights, name, "disk", node=node, cancellable=False)
         for loc in others:
             where = f"{loc['node']}:{loc['device']}"
             try:
                 write = job.submit(write_weights, name, loc["device"], data, signal, version,
-                                   node=loc["node"])
+                                   node=loc["node"], cancellable=False)
                 stored = await job.wait(write)
             except Exception as exc:
                 log.warning("gswarm: could not refresh %s on %s to v%s: %s", name, where,
