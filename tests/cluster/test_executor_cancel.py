@@ -47,3 +47,7 @@ async def _cancel_between_steps(executor, first_done, go_on, submitted) -> None:
     cancelled = await asyncio.wait_for(cancelling, 60)
     assert cancelled.status == "cancelled"
     assert submitted == ["node1"]
+    # its flag does not outlive it: a later task of the same id (a new server's) is not cancelled
+    from gswarm_jupyter.cluster.runtime.signals import TaskSignal
+
+    assert not TaskSignal(task.task_id).cancelled  # in-process workers share this process

@@ -46,6 +46,7 @@ from .signals import (
     TaskCancelled,
     TaskSignal,
     flag_cancelled,
+    forget_task,
 )
 from .watch import WorkerLost, moved, watch
 
@@ -330,6 +331,15 @@ class TaskExecutor:
         if pending and client is not None:
             with contextlib.suppress(Exception):
                 await client.cancel(pending)
+        elif job.cancel_requested and job.pinned and client is not None:
+            # no op of the job runs any more: its cancel flags would linger on the workers (and
+            # cancel a later task of the same id: a new server's counters restart)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    client.run(forget_task, job.task.task_id,
+                               workers=sorted(set(job.pinned.values())), on_error="ignore"),
+                    timeout=self.cancel_grace,
+                )
         job.futures.clear()
 
     async def _sweep_forever(self) -> None:

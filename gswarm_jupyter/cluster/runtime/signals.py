@@ -90,6 +90,12 @@ def flag_cancelled(task_id: str) -> bool:
     return True
 
 
+def forget_task(task_id: str) -> bool:
+    """Run on workers by `Client.run` once a cancelled task's ops all ended: its flag goes."""
+    TaskSignal(task_id).done()
+    return True
+
+
 def worker_op(fn: F) -> F:
     """Make a worker op's `GswarmError`s cross to the server intact."""
 
