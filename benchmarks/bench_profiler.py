@@ -230,12 +230,12 @@ async def _ingest(ports: dict[str, int], agents_n: int, per_stream: int, rounds_
 
 def _server_costs(n: int = 20_000) -> dict[str, float]:
     """Microseconds per frame of each step the real service adds to the bare server's, in this
-    process: decode the message, make the frame dict, ingest it (dedup, latest, session append
-    with its JSON line), and write it (the session's held lines, on the flush thread in the
-    server)."""
+    process: decode the message, ingest it (dedup on the message's instance and sequence
+    number, kept as the client's latest, held for the session as the bytes it came as), and
+    write it (the session's held records, on the flush thread in the server); then what a
+    reader pays later: the session's frames read back as dicts (download, summary)."""
     from gswarm_jupyter.core.db import Database
     from gswarm_jupyter.profiler._proto import profiler_pb2 as pb
-    from gswarm_jupyter.profiler.convert import frame_from_proto
     from gswarm_jupyter.profiler.samplers import NodeSampler
     from gswarm_jupyter.profiler.service import Profiler
 
@@ -258,9 +258,10 @@ def _server_costs(n: int = 20_000) -> dict[str, float]:
             node, _, _ = profiler.connect_agent("costs", "bench", "i", [])
             state = profiler.agent(node)
             messages = step("decode", lambda: [pb.Frame.FromString(b) for b in raw])
-            frames = step("frame dict", lambda: [frame_from_proto(m) for m in messages])
-            step("ingest", lambda: [profiler.hub.ingest(state, (f,)) for f in frames])
+            ingest = profiler.hub.ingest_message
+            step("ingest", lambda: [ingest(state, m) for m in messages])
             step("write", profiler.store.flush)
+            step("read back later", lambda: sum(1 for _ in profiler.frames(SESSION)))
             profiler.store.close()
             db.close()
 

@@ -17,7 +17,6 @@ from ._proto import profiler_pb2 as pb
 from ._proto import profiler_pb2_grpc as pb_grpc
 from .grpc_revoke import closing_on_revoke
 from .convert import (
-    frame_from_proto,
     frame_to_proto,
     gpu_info_from_proto,
     plan_to_proto,
@@ -155,10 +154,10 @@ class ProfilerServicer(pb_grpc.ProfilerServiceServicer):
     async def StreamMetrics(
         self, request_iterator: AsyncIterator[pb.Frame], context: Any
     ) -> pb.StreamMetricsResponse:
-        accepted = duplicates = 0
+        received = accepted = 0
         node = ""
         state = None
-        ingest = self.profiler.hub.ingest
+        ingest = self.profiler.hub.ingest_message  # the message as it came: no dict, no JSON
         async for message in request_iterator:
             if state is None or message.node != node:
                 node = message.node
@@ -168,12 +167,12 @@ class ProfilerServicer(pb_grpc.ProfilerServiceServicer):
                         grpc.StatusCode.FAILED_PRECONDITION,
                         f"unknown node {node!r}: call Connect first",
                     )
-            a, d = ingest(state, (frame_from_proto(message),))
-            accepted, duplicates = accepted + a, duplicates + d
+            received += 1
+            accepted += ingest(state, message)
         state = self.profiler.agent(node) if node else None
         return pb.StreamMetricsResponse(
             accepted=accepted,
-            duplicates=duplicates,
+            duplicates=received - accepted,
             last_seq=state.last_seq if state else 0,
             plan=plan_to_proto(self.profiler.plan(node), self.profiler.idle_interval_ms),
         )

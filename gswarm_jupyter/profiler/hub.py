@@ -1,5 +1,10 @@
 """Where frames arrive: dropped if already held (by instance and sequence number), kept as the
-client's latest, written to the sessions they were taken for, and fanned out to subscribers."""
+client's latest, written to the sessions they were taken for, and fanned out to subscribers.
+
+Frames arrive as dicts (Dask nodes) or as the gRPC agents' `gswarm.v1.Frame` messages. A message
+stays one through its ingest: deduplicated on its own instance and sequence number, written to
+its sessions as it came, kept as the client's latest and made into a dict only when someone reads
+it (or at once while there are subscribers). Readers see dicts only (`latest_frame`)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.clock import iso_or_none
+from ._proto import profiler_pb2 as pb
+from .convert import frame_from_proto
 from .frames import Frame, keep_metrics
 
 SUBSCRIBER_QUEUE = 10_000
@@ -110,13 +117,34 @@ class Subscription:
             yield frame
 
 
-class Hub:
-    """Frames in, deduplicated; `record(frame)` decides which sessions keep it."""
+class Arrived:
+    """A frame kept as its message arrived, with the sessions that recorded it."""
 
-    def __init__(self, record: Callable[[Frame], list[str]]) -> None:
+    __slots__ = ("message", "sessions")
+
+    def __init__(self, message: pb.Frame, sessions: list[str]) -> None:
+        self.message = message
+        self.sessions = sessions
+
+    def frame(self) -> Frame:
+        frame = frame_from_proto(self.message)
+        frame["sessions"] = self.sessions
+        return frame
+
+
+class Hub:
+    """Frames in, deduplicated; `record(frame)` and `record_message(message)` decide which
+    sessions keep each (and write it there)."""
+
+    def __init__(
+        self,
+        record: Callable[[Frame], list[str]],
+        record_message: Callable[[pb.Frame], list[str]],
+    ) -> None:
         self.record = record
+        self.record_message = record_message
         self.clients: dict[str, ClientState] = {}
-        self.latest: dict[str, Frame] = {}
+        self.latest: dict[str, Frame | Arrived] = {}
         self.subscribers: set[Subscription] = set()
 
     def client(self, client_id: str, kind: str) -> ClientState:
@@ -148,6 +176,43 @@ class Hub:
         state.frames_received += accepted
         state.duplicates += duplicates
         return accepted, duplicates
+
+    def ingest_message(self, state: ClientState, message: pb.Frame) -> bool:
+        """Accept one gRPC frame of the client `state` (its node is the message's `node`):
+        answers whether it was new (False: a duplicate, counted and dropped)."""
+        instance, seq = message.instance, message.seq
+        if instance != state.instance:
+            state.instance, state.last_seq = instance, 0
+        if seq <= state.last_seq:
+            state.duplicates += 1
+            return False
+        state.last_seq = seq
+        arrived = Arrived(message, self.record_message(message))
+        if self.subscribers:
+            frame = arrived.frame()
+            self.latest[state.client_id] = frame
+            for subscriber in list(self.subscribers):
+                subscriber.offer(frame)
+        else:
+            self.latest[state.client_id] = arrived
+        state.last_update = time.time()
+        state.frames_received += 1
+        return True
+
+    def latest_frame(self, client_id: str) -> Frame | None:
+        """The latest frame of `client_id` as a dict (made once, then kept)."""
+        held = self.latest.get(client_id)
+        if isinstance(held, Arrived):
+            held = self.latest[client_id] = held.frame()
+        return held
+
+    def latest_time(self, client_id: str) -> float | None:
+        """When the latest frame of `client_id` was taken (its `timestamp_unix_s`)."""
+        held = self.latest.get(client_id)
+        if held is None:
+            return None
+        return held.message.timestamp_unix_s if isinstance(held, Arrived) else held.get(
+            "timestamp_unix_s")
 
     def subscribe(self, filter: FrameFilter) -> Subscription:
         subscription = Subscription(self, filter)

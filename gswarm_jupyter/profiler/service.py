@@ -1,6 +1,7 @@
 """The profiler as the server uses it: sessions, the frames of Dask nodes and external agents,
 clients, latest readings, subscriptions and exports. Knows nothing of HTTP, nor of gRPC: the
-gRPC service (grpc_server.py) is built over it, never the reverse."""
+gRPC service (grpc_server.py) is built over it, never the reverse (it hands the agents' frames
+in as the `gswarm.v1.Frame` messages they arrived as)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from ..core.aio import cancel_and_wait
 from ..core.db import Database
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from ..core.names import is_model_name
+from ._proto import profiler_pb2 as pb
 from .collector import DaskCollector
 from .frames import ALL_METRICS, Frame, csv_rows, keep_metrics
 from .hub import ClientState, FrameFilter, Hub, Subscription
 from .loop import IDLE_INTERVAL_MS
 from .node import SessionSpec, plan_for
-from .sessions import RUNNING, Session, SessionStore, read_frames
+from .sessions import RUNNING, Session, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class Profiler:
         idle_interval_ms: int = IDLE_INTERVAL_MS,
     ) -> None:
         self.store = SessionStore(db, Path(root))
-        self.hub = Hub(self._record)
+        self.hub = Hub(self._record, self._record_message)
         self.collector = DaskCollector(self, client, sync_interval_s, idle_interval_ms)
         self.node_names = node_names
         self.idle_interval_ms = idle_interval_ms
@@ -141,7 +143,7 @@ class Profiler:
     def frames(self, name: str) -> Iterator[Frame]:
         session = self.store.get(name)
         self.store.flush()
-        return read_frames(session.path)
+        return self.store.frames(session)
 
     def csv(self, name: str) -> str:
         out = io.StringIO()
@@ -167,7 +169,7 @@ class Profiler:
         clients = self.clients()
         nvlink = any(
             gpu.get("nvlink_rx_bytes_per_s") is not None
-            for frame in self.hub.latest.values()
+            for frame in self._latest_frames().values()
             for gpu in frame.get("gpus") or ()
         )
         return {
@@ -203,9 +205,13 @@ class Profiler:
         """The latest frame of every client (or of `nodes`)."""
         return [
             keep_metrics(frame, metrics)
-            for node, frame in sorted(self.hub.latest.items())
+            for node, frame in sorted(self._latest_frames().items())
             if not nodes or node in nodes
         ]
+
+    def _latest_frames(self) -> dict[str, Frame]:
+        latest = ((node, self.hub.latest_frame(node)) for node in list(self.hub.latest))
+        return {node: frame for node, frame in latest if frame is not None}
 
     def subscribe(
         self,
@@ -274,6 +280,25 @@ class Profiler:
             kept.append(name)
         return kept
 
+    def _record_message(self, message: pb.Frame) -> list[str]:
+        """`_record` for a gRPC agent's `gswarm.v1.Frame`: written as it came, serialized once."""
+        kept: list[str] = []
+        names = message.sessions
+        if not names:
+            return kept
+        running, payload = self.store.running, b""
+        for name in names:
+            session = running.get(name)
+            if session is None or not session.covers(message.node):
+                continue
+            if (session.stopping_at is not None
+                    and message.timestamp_unix_s > session.stopping_at):
+                continue
+            payload = payload or message.SerializeToString()
+            self.store.append_message(session, payload)
+            kept.append(name)
+        return kept
+
     async def _push_plans(self) -> None:
         """Tell the Dask nodes now rather than at the next pull (agents learn at their next ack)."""
         try:
@@ -297,8 +322,7 @@ class Profiler:
             agents = [
                 a
                 for a in agents
-                if self.hub.latest.get(a.client_id, {}).get("timestamp_unix_s", 0)
-                < session.stopping_at
+                if (self.hub.latest_time(a.client_id) or 0) < session.stopping_at
             ]
             if agents:
                 await asyncio.sleep(0.05)

@@ -1,28 +1,23 @@
 """Profiling sessions: an index in the server's SQLite database, frames in one JSON Lines file per
-session. A frame is encoded to its line as it arrives (the line, a string, is all that is held:
-no frame dict outlives its ingest, so held frames never reach the collector's old generations)
-and the held lines are written as one batch every fraction of a second (so a crash loses at most
-the last flush interval). A flush may run on a thread (the periodic one does, so the write and
-fsync never stall the event loop): each writer flushes under its own lock, and lines appended
-meanwhile wait for the next flush, in order. A session still `running` when the server starts
-again was cut short: it becomes `interrupted`, with the frames its file holds.
+session (`framefile`: each frame stored in the form it arrived in, held and written in batches every
+fraction of a second, so a crash loses at most the last flush interval; the periodic flush runs on
+a thread, so the write and fsync never stall the event loop). A session still `running` when the
+server starts again was cut short: it becomes `interrupted`, with the frames its file holds.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..core.clock import iso, iso_or_none
 from ..core.db import Database, dumps, loads, migration
 from ..core.errors import Conflict, NotFound
+from .framefile import FrameWriter, read_frames
 from .frames import Frame
 from .summary import Summary, summarize
 
@@ -50,7 +45,6 @@ CREATE UNIQUE INDEX profiler_sessions_one_running ON profiler_sessions (name)
 )
 
 RUNNING, FINISHED, INTERRUPTED = "running", "finished", "interrupted"
-FSYNC_EVERY_S = 1.0
 
 
 @dataclass
@@ -91,62 +85,6 @@ class Session:
         }
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-# The C encoder built once (JSONEncoder.encode builds one per call); the pure-Python one without it.
-_encode_one = (
-    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-        None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",",
-        False, False, True,
-    )
-    if getattr(json.encoder, "c_make_encoder", None) is not None
-    else None
-)
-
-
-def encode_line(frame: Frame) -> str:
-    """`frame` as one JSON Lines line, as `json.dumps(frame, separators=(",", ":"))` writes it."""
-    if _encode_one is None:
-        return _ENCODER.encode(frame) + "\n"
-    return "".join(_encode_one(frame, 0)) + "\n"
-
-
-class _Writer:
-    """Frames encoded as they come, held in order, written in one call per flush."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        self.pending: list[str] = []
-        self.dirty = False
-        self.synced_at = time.monotonic()
-        self._lock = threading.Lock()
-
-    def write(self, frame: Frame) -> None:
-        self.pending.append(encode_line(frame))
-
-    def flush(self, force_sync: bool = False) -> None:
-        with self._lock:
-            if self.file.closed:
-                return
-            if self.pending:
-                pending, self.pending = self.pending, []
-                self.file.write("".join(pending))
-                self.dirty = True
-            if not self.dirty and not force_sync:
-                return
-            self.file.flush()
-            now = time.monotonic()
-            if force_sync or now - self.synced_at >= FSYNC_EVERY_S:
-                os.fsync(self.file.fileno())
-                self.synced_at = now
-            self.dirty = False
-
-    def close(self) -> None:
-        self.flush(force_sync=True)
-        with self._lock:
-            self.file.close()
-
-
 class SessionStore:
     """The sessions index and their frame files under `root`."""
 
@@ -154,7 +92,7 @@ class SessionStore:
         self.db = db
         self.root = Path(root)
         self.running: dict[str, Session] = {}
-        self._writers: dict[str, _Writer] = {}
+        self._writers: dict[str, FrameWriter] = {}
 
     def recover(self) -> list[str]:
         """Mark sessions left running by a previous server as interrupted; answer their names."""
@@ -162,7 +100,7 @@ class SessionStore:
         for row in self.db.all("SELECT * FROM profiler_sessions WHERE status = ?", (RUNNING,)):
             session = _session(row)
             count, last = 0, None
-            for frame in read_frames(session.path):
+            for frame in self.frames(session):
                 count += 1
                 last = frame.get("timestamp_unix_s", last)
             self.db.execute(
@@ -214,14 +152,27 @@ class SessionStore:
             frames_collected=0,
             path=path,
         )
-        self._writers[name] = _Writer(path)
+        self._writers[name] = FrameWriter(path)
         self.running[name] = session
         return session
 
     def append(self, session: Session, frame: Frame) -> None:
-        """Hold `frame` for the next flush, as it is now (encoded now: the caller may change it)."""
-        self._writers[session.name].write({**frame, "tags": session.tags} if session.tags else frame)
+        """Hold `frame` (its dict, the session's metrics kept) for the next flush, as it is now
+        (encoded now: the caller may change it)."""
+        self._writers[session.name].frame(
+            {**frame, "tags": session.tags} if session.tags else frame
+        )
         session.frames_collected += 1
+
+    def append_message(self, session: Session, payload: bytes) -> None:
+        """Hold a gRPC agent's frame, the serialized `gswarm.v1.Frame` as it arrived (the
+        session's metrics and tags are applied when the session is read)."""
+        self._writers[session.name].message(payload)
+        session.frames_collected += 1
+
+    def frames(self, session: Session) -> Iterator[Frame]:
+        """The frames `session`'s file holds (what was flushed), oldest first."""
+        return read_frames(session.path, session.metrics, session.tags)
 
     def flush(self) -> None:
         """Write what every running session holds (safe on a thread beside the event loop)."""
@@ -233,7 +184,7 @@ class SessionStore:
         session = self.running.pop(name)
         self._writers.pop(name).close()
         session.status, session.end_time = FINISHED, end_time
-        session.summary = summarize(read_frames(session.path))
+        session.summary = summarize(self.frames(session))
         self.db.execute(
             "UPDATE profiler_sessions SET status = ?, end_time = ?, frames_collected = ?, "
             "summary = ? WHERE id = ?",
@@ -270,21 +221,7 @@ class SessionStore:
             return session.summary
         if session.name in self._writers:
             self._writers[session.name].flush()
-        return summarize(read_frames(session.path))
-
-
-def read_frames(path: Path) -> Iterator[Frame]:
-    """Every whole frame of a session file (a line cut by a crash is skipped)."""
-    try:
-        f = open(path, encoding="utf-8")  # noqa: SIM115
-    except FileNotFoundError:
-        return
-    with f:
-        for line in f:
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue
+        return summarize(self.frames(session))
 
 
 def _session(row: Any) -> Session:

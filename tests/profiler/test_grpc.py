@@ -119,6 +119,15 @@ async def test_sessions_over_grpc_with_streamed_frames_and_duplicates_dropped(tm
         assert stopped.session.status == "finished" and stopped.session.frames_collected == 4
         stats = stopped.summary["edge1"].devices["host"].metrics["cpu_utilization_ratio"]
         assert (stats.count, stats.max) == (4, pytest.approx(0.04))
+        stored = list(profiler.frames("g"))  # each as sent, with the session's tags
+        fourth = _frames("edge1", "i1", [4], ["g"])[0]
+        assert stored[-1] == {**frame_from_proto(fourth), "tags": {"cell": "3"}}
+        await profiler.start_session("g", 50, ["edge1"])
+        stray = _frames("edge1", "i1", [6], ["g", "not-running"])
+        ack = await stub.StreamMetrics(_stream(stray), metadata=AUTH)
+        assert (ack.accepted, ack.duplicates) == (1, 0)
+        (latest,) = profiler.latest(["edge1"])  # with the sessions that kept it
+        assert latest == {**frame_from_proto(stray[0]), "sessions": ["g"]}
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.StopProfiling(pb.StopProfilingRequest(name="never"), metadata=AUTH)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
