@@ -34,6 +34,7 @@ from ..core.chunks import ChunkRegistry
 from ..core.compute_store import RequestMap
 from ..core.db import Database
 from ..core.fetchpolicy import FetchPolicy
+from ..core.heap import settle
 from ..core.key_usage import KeyUsage
 from ..core.keys import KeyStore
 from ..core.modelregistry import ModelRegistry
@@ -290,6 +291,7 @@ class GswarmApp(ExtensionApp):
         )
         # A second Ctrl-C ends Jupyter without its cleanup; the file must not outlive the server.
         atexit.register(self._remove_connection_file)
+        settle()  # see core.heap: start-up's objects out of the collector's full passes
         self.log.info("gswarm: extension started; data in %s", self.context.config["data_dir"])
 
     async def stop_extension(self) -> None:

@@ -18,6 +18,7 @@ from distributed import Worker, WorkerPlugin
 
 from ...backends.devices import torch_gpus
 from ...backends.nvml import NvmlProbe
+from ...core.heap import settle
 from .allocator import fix_mmap_threshold
 from .dask_profiler import stop_stack_sampling
 from .devices import (
@@ -64,6 +65,7 @@ class NodeAgent(WorkerPlugin):
             self._torch_gpus = torch_gpus()
         host_cpu()  # primes psutil's CPU counter so the first heartbeat has a real reading
         worker.metrics[METRIC] = lambda w: self.report()
+        settle()  # see core.heap: the worker's and torch's objects out of full collections
 
     def teardown(self, worker: Worker) -> None:
         worker.metrics.pop(METRIC, None)

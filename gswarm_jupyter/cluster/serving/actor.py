@@ -13,6 +13,7 @@ from ...backends.base import GenerateOptions
 from ...backends.batcher import Batcher
 from ...backends.registry import load_runner
 from ...core.errors import GswarmError, ResourceUnavailable
+from ...core.heap import settle
 from ..runtime.signals import WorkerOpError
 from ..storage.weights import Loader
 from ..tenancy.vgpu_worker import bound_cuda_memory, runner_device, turn_of
@@ -57,6 +58,7 @@ class ServiceActor:
         if self.batcher is None:
             self.batcher = Batcher(self.runner, self.max_batch_size, self.batch_timeout_ms,
                                    turn=turn_of(self.share))
+            settle()  # see core.heap: the model's objects and the modules it imported
         return {
             "load_time": self.load_time,
             "memory_usage": self.runner.memory_bytes(),
