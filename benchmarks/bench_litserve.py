@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
-import shutil
 import signal
 import statistics
 import subprocess
@@ -28,9 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -38,62 +34,23 @@ import numpy as np
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig
 from gswarm_jupyter.testing import LiveServer, free_port
 
-from .bench_serving import MODEL, _direct, _timed, lone_parts
+from .bench_serving import LONE_SECONDS, MODEL, _direct, _timed, lone_request
 from .harness import ROOT, Result
+from .wrkload import Run, available, wrk
 
 SECONDS = int(os.environ.get("GSWARM_SERVE_SECONDS", "10"))
 WARM_SECONDS = 2
-LONE_SECONDS = 5
 CONNECTIONS = 32
 MAX_ROWS = 32  # the batch limit in rows both systems get
 WAIT_MS = 2.0
 BEST_ROWS = (32, 256)  # the batch limits (rows) tried for each system's best at eight rows
 THREADS = ClusterConfig().threads_per_node  # torch threads of a gswarm worker process
-SCRIPT = ROOT / "serve.lua"
 COMPUTE = "/gswarm/compute/v1/"
 
 
-@dataclass
-class Run:
-    """One wrk run against one server."""
-
-    rows_per_request: int
-    requests: int
-    seconds: float
-    p50: float  # s
-    p99: float  # s
-    errors: int
-    cpu: float  # s of CPU wrk itself used
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.requests * self.rows_per_request / self.seconds
-
-    def text(self) -> str:
-        return (f"{self.rows_per_second:,.0f} rows/s, p50 {self.p50 * 1000:.1f} ms, p99 "
-                f"{self.p99 * 1000:.1f} ms, {self.errors} errors")
-
-
-def _wrk(url: str, body: Path, rows: int, connections: int, seconds: int, token: str = "") -> Run:
-    parts = urlsplit(url)
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s",
-         "-s", str(SCRIPT), f"{parts.scheme}://{parts.netloc}", "--", parts.path, str(body),
-         token],
-        capture_output=True, text=True, check=True, timeout=seconds + 120,
-    ).stdout
-    now = resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = next(ln for ln in out.splitlines() if ln.startswith("SERVE-JSON "))
-    f = json.loads(line.removeprefix("SERVE-JSON "))
-    return Run(rows, f["requests"], f["duration_us"] / 1e6, f["p50_us"] / 1e6, f["p99_us"] / 1e6,
-               f["status_errors"] + f["socket_errors"],
-               now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime)
-
-
 def _measure(url: str, body: Path, rows: int, token: str = "") -> Run:
-    _wrk(url, body, rows, CONNECTIONS, WARM_SECONDS, token)
-    return _wrk(url, body, rows, CONNECTIONS, SECONDS, token)
+    wrk(url, body, rows, CONNECTIONS, WARM_SECONDS, token)
+    return wrk(url, body, rows, CONNECTIONS, SECONDS, token)
 
 
 @contextlib.contextmanager
@@ -129,17 +86,6 @@ def litserve_server(module_path: Path, max_batch_size: int, log: Path) -> Iterat
             proc.wait(30)
 
 
-def _inside(client: httpx.Client, body: Path, n: int = 200) -> float:
-    """p50 of the server's own `inference_time` (from the compute plane taking the request to its
-    answer: gateway, channel, worker) over `n` lone requests (s)."""
-    times = []
-    for _ in range(n):
-        r = client.post("inference", content=body.read_bytes(),
-                        headers={"Content-Type": "application/json"})
-        times.append(r.json()["data"]["inference_time"])
-    return statistics.median(times)
-
-
 def _ratio(name: str, ours: float, theirs: float, unit: str, goal: str, note: str) -> Result:
     return Result(name=name, value=ours, unit=unit,
                   baseline="LitServe, same weights, batching limit, wait, threads and wrk load, "
@@ -149,7 +95,7 @@ def _ratio(name: str, ours: float, theirs: float, unit: str, goal: str, note: st
 
 
 def run() -> list[Result]:
-    if shutil.which("wrk") is None:
+    if not available():
         print("bench_litserve skipped: wrk is not installed (make bench installs it as root: "
               "apt-get install -y wrk)", flush=True)
         return []
@@ -213,23 +159,17 @@ def run() -> list[Result]:
             log = folder / "litserve.log"
             # Interleaved: gswarm, then LitServe at the same limits, load by load.
             ours[1, MAX_ROWS] = _measure(url, bodies[1, MAX_ROWS], 1, server.token)
-            ours_lone = _wrk(url, lone_body, 1, 1, LONE_SECONDS, server.token)
-            direct = [direct_forward()]  # right beside each lone run: the machine as it is then
-            inside = _inside(client, lone_body)
-            status = httpx.get(server.url + f"gswarm/api/v1/services/{lone_service}/status",
-                               headers=server.headers).json()["data"]
-            batcher = status["latency_p50"]
+            ours_lone = lone_request(server, lone_body, lone_service, module, inputs[1][0],
+                                     THREADS)
             client.close()
             with litserve_server(module_path, MAX_ROWS, log) as peer:
                 theirs[1, MAX_ROWS] = _measure(peer, bodies[1, MAX_ROWS], 1)
-                theirs_lone = _wrk(peer, bodies[1, MAX_ROWS], 1, 1, LONE_SECONDS)
-                direct.append(direct_forward())
+                theirs_lone = wrk(peer, bodies[1, MAX_ROWS], 1, 1, LONE_SECONDS)
+                theirs_direct = direct_forward()  # right after its lone run
             for limit in BEST_ROWS:
                 ours[8, limit] = _measure(url, bodies[8, limit], 8, server.token)
                 with litserve_server(module_path, limit // 8, log) as peer:
                     theirs[8, limit] = _measure(peer, bodies[8, limit], 8)
-    direct_one = statistics.mean(direct)
-    parts = lone_parts(MODEL, inputs[1][0], THREADS)  # after the servers stopped
 
     setup = (f"{MODEL}; wrk ({CONNECTIONS} keep-alive connections, 1 wrk thread, "
              f"benchmarks/serve.lua) for {SECONDS} s after {WARM_SECONDS} s of warm-up per "
@@ -262,7 +202,7 @@ def run() -> list[Result]:
         best_theirs.rows_per_second, "rows/s", ">= 1.0",
         f"each system at its own best batch limit for 8 rows per request, {CONNECTIONS} "
         f"connections. Tried: {tried}"))
-    errors_ours = sum(r.errors for r in [*ours.values(), ours_lone])
+    errors_ours = sum(r.errors for r in [*ours.values(), ours_lone.run])
     errors_theirs = sum(r.errors for r in [*theirs.values(), theirs_lone])
     results.append(Result(
         name="serving_vs_litserve_errors", value=errors_ours, unit="errors",
@@ -271,33 +211,16 @@ def run() -> list[Result]:
         note="answers not 2xx and socket errors (wrk's counts) over every load of this benchmark"))
     results.append(Result(
         name="serving_vs_litserve_lone_overhead_ms",
-        value=(ours_lone.p50 - direct_one) * 1000, unit="ms",
-        baseline=f"LitServe's lone request p50 minus the same direct forward ({THREADS} threads)",
-        baseline_value=(theirs_lone.p50 - direct_one) * 1000,
-        ratio=(ours_lone.p50 - direct_one) * 1000, goal="<= 1",
-        note=(f"one wrk connection for {LONE_SECONDS} s, one row per request: gswarm p50 "
-              f"{ours_lone.p50 * 1000:.2f} ms, LitServe p50 {theirs_lone.p50 * 1000:.2f} ms; "
-              f"direct one-row forward p50 {direct_one * 1000:.2f} ms in the benchmark's process "
-              f"on {THREADS} threads (mean of its p50 right after each lone run: "
-              f"{', '.join(f'{d * 1000:.2f}' for d in direct)} ms). LitServe waits up to "
-              f"{WAIT_MS:g} ms for a batch to fill; gswarm's batcher hands a lone row to its "
-              f"compute thread at once (it gathers company only while a batch computes). Where "
-              f"gswarm's lone request goes (p50s): HTTP, authentication, audit record, "
-              f"validation and JSON {(ours_lone.p50 - inside) * 1000:.2f} ms (wrk's p50 minus "
-              f"the server's inference_time; of which JSON decode and encode {parts['json']:.2f} "
-              f"ms and body validation {parts['validate']:.2f} ms, measured in this process); "
-              f"gateway to the replica's worker and back over its Dask comm "
-              f"{(inside - batcher) * 1000:.2f} ms (inference_time minus the batcher's own "
-              f"latency); in the batcher {batcher * 1000:.2f} ms: its own queue and hand-over "
-              f"to its compute thread and back {parts['batcher_own']:.2f} ms (measured in this "
-              f"process around the same weights), the rest the forward in the worker. The "
-              f"direct forward is {parts['forward_hot']:.2f} ms with its weights hot in the "
-              f"caches (back to back, as the baseline runs), {parts['forward_cold']:.2f} ms "
-              f"after reading twice the last-level cache and {parts['forward_spaced']:.2f} ms "
-              f"after 5 ms idle: a lone request's forward follows the HTTP stack and the comm, "
-              f"which run over the same caches and let torch's threads fall asleep"
-              + ("" if ours_lone.p50 >= direct_one else
-                 ". Below zero: the direct forward ran slower than the served one, i.e. other "
-                 "work on the machine moved between the measurements; the figure means nothing "
-                 "in such a run"))))
+        value=ours_lone.overhead_ms, unit="ms",
+        baseline=f"LitServe's lone request p50 minus the direct forward ({THREADS} threads) "
+                 f"measured right after it",
+        baseline_value=(theirs_lone.p50 - theirs_direct) * 1000,
+        ratio=ours_lone.overhead_ms, goal="<= 1",
+        note=(f"the same measurement as serving_latency_overhead_ms (bench_serving.lone_request), "
+              f"on this run's server: {ours_lone.note()}. LitServe: one wrk connection for "
+              f"{LONE_SECONDS} s, p50 {theirs_lone.p50 * 1000:.2f} ms, direct forward right after "
+              f"it {theirs_direct * 1000:.2f} ms; LitServe waits up to {WAIT_MS:g} ms for a batch "
+              f"to fill; gswarm's batcher hands a lone row to its compute thread at once (it "
+              f"gathers company only while a batch computes)"),
+    ))
     return results

@@ -1,28 +1,31 @@
 """Serving through the whole HTTP stack against the same model's forward pass in this process.
 
-- Served throughput: 32 client threads, each with its own keep-alive connection, send one row per
-  `POST /gswarm/compute/v1/inference`; rows per second against `predict` at batch 32 on the same
-  weights (`init_params` of the same builtin URL), in interleaved rounds.
+The offered load is `wrk` (C, one thread, a process of its own: `wrkload.py`, `serve.lua`), not
+client threads in this process, which would take the cores the server and worker are measured on.
+
+- Served throughput: 32 wrk keep-alive connections, each sending its next one-row
+  `POST /gswarm/compute/v1/inference` when the last was answered; rows per second against
+  `predict` at batch 32 on the same weights (`init_params` of the same builtin URL), in
+  interleaved rounds.
 - Batching gain: the same load against a service of the same model with `max_batch_size=1`.
-- Latency overhead: p50 of one-row `POST /inference` from one client minus the p50 of the direct
-  one-row forward call, in ms; against the default service (max_batch_size 32; a lone row
-  leaves at once, company is gathered only while a batch computes) and against the
-  `max_batch_size=1` one. `lone_parts` measures, in this process, the pieces the served figures
-  are split into.
-"""
+- Latency overhead (`lone_request`, also bench_litserve's lone figure): p50 of one wrk
+  connection's one-row requests minus the p50 of the direct one-row forward measured right after
+  it (`lone_parts`, which also measures the pieces the served figure is split into), in ms;
+  against the default service (max_batch_size 32; a lone row leaves at once, company is gathered
+  only while a batch computes) and against a `max_batch_size=1` one."""
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -31,15 +34,17 @@ from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig
 from gswarm_jupyter.testing import LiveServer
 
 from .harness import Result
+from .wrkload import Run, available, wrk
 
 # Big enough that the forward pass, not the HTTP stack, is what batching saves (1 row: ~10 ms
 # of reading 33 M float32 weights; 32 rows: barely more), as for the models serving is for.
 MODEL = "builtin://mlp?in=256&hidden=4096,4096&out=16&seed=0"
 TINY = "builtin://mlp?in=8&hidden=16,16&out=4&seed=0"
-CLIENTS = 32
-PER_CLIENT = 20
+CLIENTS = 32  # wrk's connections
+SECONDS = 5  # one round of a wrk load
+WARM_SECONDS = 2
 ROUNDS = 3
-LATENCY_REQUESTS = 300
+LONE_SECONDS = 5  # the lone client's wrk run
 COMPUTE = "/gswarm/compute/v1/"
 WORKER_THREADS = ClusterConfig().threads_per_node  # torch threads of a gswarm worker process
 
@@ -73,12 +78,13 @@ def _l3_bytes() -> int:
         return 256 * 2**20
 
 
-def lone_parts(url: str, row: list[float], threads: int) -> dict[str, float]:
+def lone_parts(module: Any, url: str, row: list[float], threads: int) -> dict[str, float]:
     """Parts of a lone one-row request measured in this process (ms, p50s), to split the served
     figures: the body's JSON decode and validation, the answer's JSON encode, the batcher's own
-    cost (queue, hand-over to its compute thread and back, over `runner.run`), and the forward
-    pass with its weights hot in the caches (back to back), cold (after reading twice the
-    last-level cache) and spaced (after 5 ms idle), on `threads` torch threads."""
+    cost (queue, hand-over to its compute thread and back, over a runner of `url`), and the
+    forward pass of `module` (the direct baseline's) with its weights hot in the caches (back to
+    back: `forward_hot` is the baseline every lone figure subtracts), cold (after reading twice
+    the last-level cache) and spaced (after 5 ms idle), on `threads` torch threads."""
     import asyncio
 
     import torch
@@ -106,7 +112,6 @@ def lone_parts(url: str, row: list[float], threads: int) -> dict[str, float]:
         spec = parse_builtin_url(url)
         runner = load_runner("torch", spec.arch, spec.config,
                              init_params(spec.arch, spec.config, spec.seed), "cpu")
-        module = runner.module
         options = GenerateOptions()
         x1 = np.asarray([row], dtype=np.float32)
         junk = np.ones(2 * _l3_bytes() // 8)
@@ -119,6 +124,11 @@ def lone_parts(url: str, row: list[float], threads: int) -> dict[str, float]:
             time.sleep(0.005)  # have gone to sleep by then
             return _timed(lambda: predict(module, x1), 1)[0]
 
+        # The forwards first, on this thread: the batcher's compute thread below builds an
+        # OpenMP team of its own, which would then share the cores with this thread's.
+        parts["forward_hot"] = 1000 * statistics.median(_timed(lambda: predict(module, x1), 200))
+        parts["forward_cold"] = 1000 * statistics.median(cold() for _ in range(30))
+        parts["forward_spaced"] = 1000 * statistics.median(spaced() for _ in range(100))
         inside: list[float] = []
 
         @contextlib.contextmanager
@@ -138,211 +148,214 @@ def lone_parts(url: str, row: list[float], threads: int) -> dict[str, float]:
             return times[30:]
 
         parts["batcher_own"] = 1000 * statistics.median(asyncio.run(own()))
-        parts["forward_hot"] = 1000 * statistics.median(_timed(lambda: predict(module, x1), 200))
-        parts["forward_cold"] = 1000 * statistics.median(cold() for _ in range(30))
-        parts["forward_spaced"] = 1000 * statistics.median(spaced() for _ in range(100))
     finally:
         torch.set_num_threads(default)
     return parts
 
 
-class Load:
-    """CLIENTS threads with keep-alive connections; `rate(model)` is one round's rows per second."""
+@dataclass
+class Lone:
+    """One client's one-row requests, each sent when the last was answered (wrk, 1 connection),
+    and where their milliseconds go."""
 
-    def __init__(self, server: LiveServer, width: int) -> None:
-        self.port = server.port
-        self.headers = {"Authorization": f"Bearer {server.token}",
-                        "Content-Type": "application/json"}
-        rng = np.random.default_rng(1)
-        self.rows = [rng.standard_normal(width, dtype=np.float32).tolist() for _ in range(CLIENTS)]
-        self.conns = [http.client.HTTPConnection("127.0.0.1", self.port) for _ in range(CLIENTS)]
+    run: Run  # wrk's figures
+    inside: float  # p50 of the server's inference_time (s): gateway, channel, worker, batcher
+    in_service: float  # p50 of the service's own latency (s): batcher queue, compute thread
+    parts: dict[str, float]  # lone_parts, measured right after the run (ms)
+    threads: int
 
-    def rate(self, model_id: str) -> float:
-        bodies = [json.dumps({"model_id": model_id, "input_data": [row]}) for row in self.rows]
-        start = threading.Barrier(CLIENTS + 1)
-        failures: list[str] = []
+    @property
+    def direct(self) -> float:
+        """The baseline: the direct one-row forward, hot, on the worker's threads (s)."""
+        return self.parts["forward_hot"] / 1000
 
-        def client(i: int) -> None:
-            conn = self.conns[i]
-            start.wait()
-            for _ in range(PER_CLIENT):
-                conn.request("POST", COMPUTE + "inference", bodies[i], self.headers)
-                response = conn.getresponse()
-                body = response.read()
-                if response.status != 200:
-                    failures.append(f"{response.status} {body[:200]!r}")
+    @property
+    def overhead_ms(self) -> float:
+        return (self.run.p50 - self.direct) * 1000
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-        for t in threads:
-            t.start()
-        start.wait()
-        began = time.perf_counter()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - began
-        assert not failures, failures[:3]
-        return CLIENTS * PER_CLIENT / elapsed
+    def note(self) -> str:
+        p, ms = self.parts, 1000
+        return (
+            f"p50 {self.run.p50 * ms:.2f} ms over {self.run.requests:,} requests from one wrk "
+            f"connection (C, its own process, {LONE_SECONDS} s) minus the direct one-row forward "
+            f"{p['forward_hot']:.2f} ms (p50, back to back, this process, the same weights, "
+            f"{self.threads} torch threads, measured right after the run) = "
+            f"{self.overhead_ms:.2f} ms. Where the milliseconds go (p50s): HTTP, "
+            f"authentication, audit record, validation and JSON "
+            f"{(self.run.p50 - self.inside) * ms:.2f} ms (wrk's p50 minus the server's "
+            f"inference_time; of which JSON decode and encode {p['json']:.2f} ms and body "
+            f"validation {p['validate']:.2f} ms, measured in this process); gateway to the "
+            f"replica's worker and back over its Dask comm "
+            f"{(self.inside - self.in_service) * ms:.2f} ms (inference_time minus the service's "
+            f"own latency); in the service {self.in_service * ms:.2f} ms: the batcher's queue "
+            f"and hand-over to its compute thread and back {p['batcher_own']:.2f} ms (measured "
+            f"in this process around the same weights), the rest the forward in the worker, "
+            f"which costs more than the back-to-back baseline: the direct forward takes "
+            f"{p['forward_cold']:.2f} ms after reading twice the last-level cache and "
+            f"{p['forward_spaced']:.2f} ms after 5 ms idle (torch's threads asleep); a lone "
+            f"request's forward follows the HTTP stack and the comm, which run over the same "
+            f"caches and cores"
+            + ("" if self.run.p50 >= self.direct else
+               ". Below zero: the direct forward ran slower than the served one, i.e. other "
+               "work on the machine moved between the measurements; the figure means nothing "
+               "in such a run"))
 
-    def close(self) -> None:
-        for conn in self.conns:
-            conn.close()
 
-
-def _latency(server: LiveServer, model_id: str, row: list[float]) -> tuple[float, float]:
-    """p50 of one client's one-row requests (s), and p50 of the server's `inference_time`."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port)
-    headers = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
-    body = json.dumps({"model_id": model_id, "input_data": [row]})
-    inside: list[float] = []
-
-    def call() -> None:
-        conn.request("POST", COMPUTE + "inference", body, headers)
-        response = conn.getresponse()
-        data = json.loads(response.read())
-        assert response.status == 200, data
-        inside.append(data["data"]["inference_time"])
-
-    _timed(call, 30)  # warm-up
-    inside.clear()
-    outside = statistics.median(_timed(call, LATENCY_REQUESTS))
-    conn.close()
-    return outside, statistics.median(inside)
+def lone_request(server: LiveServer, body: Path, service_id: str, module: Any, row: list[float],
+                 threads: int) -> Lone:
+    """The lone-request figure of the service `service_id` (the model of `MODEL`, whose direct
+    module is `module`), asked with `body` (one row, `row`); its own service, so its latency
+    counters are lone ones. The one measurement both serving benchmarks report."""
+    url = server.url.rstrip("/") + COMPUTE + "inference"
+    wrk(url, body, 1, 1, 1, server.token)  # warm-up
+    run = wrk(url, body, 1, 1, LONE_SECONDS, server.token)
+    with httpx.Client(headers={**server.headers, "Content-Type": "application/json"},
+                      timeout=300) as client:
+        inside = []
+        for _ in range(100):
+            r = client.post(url, content=body.read_bytes())
+            assert r.status_code == 200, r.text
+            inside.append(r.json()["data"]["inference_time"])
+        status = client.get(server.url + f"gswarm/api/v1/services/{service_id}/status").json()
+    parts = lone_parts(module, MODEL, row, threads)
+    return Lone(run, statistics.median(inside), status["data"]["latency_p50"], parts, threads)
 
 
 def run() -> list[Result]:
+    if not available():
+        print("bench_serving skipped: wrk is not installed (make bench installs it as root: "
+              "apt-get install -y wrk)", flush=True)
+        return []
     import torch
     from gswarm_kernels.torch_infer import predict
 
+    load_before = os.getloadavg()[0]
     module, width = _direct(MODEL)
     tiny, tiny_width = _direct(TINY)
+    threads = torch.get_num_threads()
+    rng = np.random.default_rng(1)
+    x32 = rng.standard_normal((CLIENTS, width), dtype=np.float32)
+    tx = rng.standard_normal((CLIENTS, tiny_width), dtype=np.float32)
+    row = x32[0].tolist()
+    loads: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="gswarm-bench-") as tmp:
+        folder = Path(tmp)
+        services = (("bench-b32", MODEL, 32), ("bench-b1", MODEL, 1), ("bench-lone", MODEL, 32),
+                    ("bench-lone-b1", MODEL, 1), ("bench-tiny", TINY, 32))
+        bodies = {}
+        for model_id, url, _ in services:
+            bodies[model_id] = folder / f"{model_id}.json"
+            data = (tx if url == TINY else x32)[:1].tolist()
+            bodies[model_id].write_text(json.dumps({"model_id": model_id, "input_data": data}))
         server = LiveServer(
-            Path(tmp), nodes=1,
+            folder / "gswarm", nodes=1,
             extra_args=["--GswarmApp.rate_limit_per_minute=1000000000",
                         "--GswarmApp.rate_limit_burst=1000000000"],
         )
         with server:
             http_client = httpx.Client(base_url=server.url.rstrip("/") + COMPUTE,
                                        headers=server.headers, timeout=300)
-            for model_id, url, batch in (("bench-b32", MODEL, 32), ("bench-b1", MODEL, 1),
-                                         ("bench-lat", MODEL, 1), ("bench-tiny", TINY, 32)):
+            for model_id, url, batch in services:
                 r = http_client.post("models", json={"model_id": model_id, "model_path": url,
                                                      "max_batch_size": batch})
                 assert r.status_code == 201, r.text
             service = {m["model_id"]: m["services"][0]
                        for m in http_client.get("models").json()["data"]["models"]}
+            http_client.close()
+            url = server.url.rstrip("/") + COMPUTE + "inference"
 
-            load = Load(server, width)
-            x32 = np.asarray(load.rows, dtype=np.float32)
+            def served(model_id: str, seconds: float = SECONDS) -> float:
+                loads.append(wrk(url, bodies[model_id], 1, CLIENTS, seconds, server.token))
+                assert loads[-1].errors == 0, loads[-1].text()
+                return loads[-1].rows_per_second
 
-            def direct_rate(threads: int) -> float:
+            def direct_rate(n: int) -> float:
                 default = torch.get_num_threads()
-                torch.set_num_threads(threads)
+                torch.set_num_threads(n)
                 try:
                     return 32 / statistics.median(_timed(lambda: predict(module, x32), 30))
                 finally:
                     torch.set_num_threads(default)
 
-            threads = torch.get_num_threads()
-            load.rate("bench-b32"), load.rate("bench-b1"), direct_rate(threads)  # warm-up
+            served("bench-b32", WARM_SECONDS), served("bench-b1", WARM_SECONDS)  # warm-up
+            direct_rate(threads)
             # Interleaved rounds: whatever else loads the machine hits all of them alike.
-            rounds = [(load.rate("bench-b32"), load.rate("bench-b1"), direct_rate(threads),
+            rounds = [(served("bench-b32"), served("bench-b1"), direct_rate(threads),
                        direct_rate(1)) for _ in range(ROUNDS)]
             batched, unbatched, direct_nt, direct_1t = (statistics.median(r[i] for r in rounds)
                                                         for i in range(4))
             # The baseline is the faster of torch's default threads and 1 thread: on a loaded
             # machine torch's own threads can slow it down.
             direct = max(direct_nt, direct_1t)
-            load.close()
             status = httpx.get(server.url + f"gswarm/api/v1/services/{service['bench-b32']}/status",
                                headers=server.headers).json()["data"]
             histogram = status["batch_size_histogram"]
 
-            tiny_load = Load(server, tiny_width)
-            tiny_load.rate("bench-tiny")
-            tiny_served = statistics.median(tiny_load.rate("bench-tiny") for _ in range(ROUNDS))
-            tiny_load.close()
+            served("bench-tiny", WARM_SECONDS)
+            tiny_served = statistics.median(served("bench-tiny") for _ in range(ROUNDS))
 
-            row = load.rows[0]
-            p50_b32, inside_b32 = _latency(server, "bench-b32", row)
-            p50_b1, inside_b1 = _latency(server, "bench-lat", row)
-            lat = httpx.get(server.url + f"gswarm/api/v1/services/{service['bench-lat']}/status",
-                            headers=server.headers).json()["data"]
-            in_service_b1 = lat["latency_p50"]
-            http_client.close()
+            lone = lone_request(server, bodies["bench-lone"], service["bench-lone"], module, row,
+                                WORKER_THREADS)
+            lone_b1 = lone_request(server, bodies["bench-lone-b1"], service["bench-lone-b1"],
+                                   module, row, WORKER_THREADS)
 
-    x1 = x32[:1]
-    direct_one = statistics.median(_timed(lambda: predict(module, x1), LATENCY_REQUESTS))
     torch.set_num_threads(1)  # a row's cost inside and outside a batch, on one core
     try:
-        direct_one_1t = statistics.median(_timed(lambda: predict(module, x1), 100))
+        direct_one_1t = statistics.median(_timed(lambda: predict(module, x32[:1]), 100))
     finally:
         torch.set_num_threads(threads)
-    parts = lone_parts(MODEL, row, threads)
-    tx = np.asarray(tiny_load.rows, dtype=np.float32)
     tiny_direct = 32 / statistics.median(_timed(lambda: predict(tiny, tx), 200))
 
     batches = sum(histogram.values())
     mean_batch = sum(int(k) * v for k, v in histogram.items()) / max(1, batches)
-    overhead = (p50_b32 - direct_one) * 1000
-    overhead_b1 = (p50_b1 - direct_one) * 1000
+    load = (f"wrk (C, 1 thread, its own process; benchmarks/serve.lua): {CLIENTS} keep-alive "
+            f"connections, each sending its next one-row POST /inference when the last was "
+            f"answered, {SECONDS} s per round after {WARM_SECONDS} s of warm-up; wrk used "
+            f"{sum(r.cpu for r in loads):.1f} s of CPU over {sum(r.seconds for r in loads):.0f} "
+            f"s of loads; the machine's load average {load_before:.1f} before the run, "
+            f"{os.getloadavg()[0]:.1f} after it, on {os.cpu_count()} cores")
     return [
         Result(
             name="serving_throughput_vs_direct",
             value=batched, unit="rows/s",
             baseline="direct torch predict at batch 32, same weights, this process (faster of "
-                     "default threads and 1 thread)",
+                     "default threads and 1 thread), same run",
             baseline_value=direct, ratio=batched / direct, goal=">= 0.5",
-            note=(f"{MODEL}, {CLIENTS} threads x {PER_CLIENT} one-row POST /inference each on "
-                  f"keep-alive connections, median of {ROUNDS} rounds interleaved with the direct "
-                  f"baseline; the service formed "
+            note=(f"{MODEL}; {load}; median of {ROUNDS} rounds interleaved with the direct "
+                  f"baseline and the max_batch_size=1 service; the service formed "
                   f"{batches} batches, mean {mean_batch:.1f} rows. The same load on a tiny "
                   f"{TINY} serves {tiny_served:,.0f} rows/s against {tiny_direct:,.0f} direct "
                   f"(ratio {tiny_served / tiny_direct:.3f}): with a model that costs microseconds "
                   f"the figure is the HTTP stack's per-request cost, not the model's. Where the "
                   f"time goes: the worker runs torch on {WORKER_THREADS} threads "
                   f"(ClusterConfig.threads_per_node); direct at batch 32 ran {direct_1t:,.0f} "
-                  f"rows/s on 1 thread "
-                  f"and {direct_nt:,.0f} on torch's default {threads}; the 32 client "
-                  f"threads, the server's event loop and the worker share the machine's "
-                  f"{os.cpu_count()} cores; and each request pays the HTTP and gateway-to-worker "
-                  f"cost below (serving_latency_overhead_ms) while batches are mean "
-                  f"{mean_batch:.1f} rows, not 32"),
+                  f"rows/s on 1 thread and {direct_nt:,.0f} on torch's default {threads}; the "
+                  f"server's event loop and the worker share the machine's {os.cpu_count()} "
+                  f"cores; each request pays the HTTP and gateway-to-worker cost of "
+                  f"serving_latency_overhead_ms while batches are mean {mean_batch:.1f} rows, "
+                  f"not 32"),
         ),
         Result(
             name="serving_batching_gain",
             value=batched, unit="rows/s",
-            baseline="the same load on a max_batch_size=1 service of the same model",
+            baseline="the same wrk load on a max_batch_size=1 service of the same model, same run",
             baseline_value=unbatched, ratio=batched / unbatched, goal=">= 4",
-            note=(f"interleaved rounds. The gain is bounded by how much cheaper a row is inside "
-                  f"a batch: direct on 1 thread one row costs "
+            note=(f"{load}; interleaved rounds. The gain is bounded by how much cheaper a row "
+                  f"is inside a batch: direct on 1 thread one row costs "
                   f"{direct_one_1t * 1000:.2f} ms, 32 rows {32 / direct_1t * 1000:.2f} ms "
                   f"(x{direct_one_1t * direct_1t:.1f} per row), and each unbatched request also "
                   f"pays the per-request gateway-to-worker cost alone"),
         ),
         Result(
             name="serving_latency_overhead_ms",
-            value=p50_b32 * 1000, unit="ms",
-            baseline="direct one-row torch forward (p50)", baseline_value=direct_one * 1000,
-            ratio=overhead, goal="<= 1",
-            note=(f"p50 of {LATENCY_REQUESTS} sequential one-row requests, default service "
-                  f"(max_batch_size 32, batch_timeout_ms 2; a lone row leaves at once: the "
-                  f"batcher gathers company only while a batch computes). Breakdown: "
-                  f"server-measured inference_time p50 {inside_b32 * 1000:.2f} ms (gateway, "
-                  f"worker call, batcher, forward), HTTP + auth + JSON "
-                  f"{(p50_b32 - inside_b32) * 1000:.2f} ms (of which, measured in this process: "
-                  f"JSON decode and encode {parts['json']:.2f} ms, body validation "
-                  f"{parts['validate']:.2f} ms). The batcher's own cost (queue, hand-over to "
-                  f"its compute thread and back) is {parts['batcher_own']:.2f} ms in this "
-                  f"process; the direct forward {parts['forward_hot']:.2f} ms with its weights "
-                  f"hot in the caches (the baseline), {parts['forward_cold']:.2f} ms after "
-                  f"reading twice the last-level cache, {parts['forward_spaced']:.2f} ms after "
-                  f"5 ms idle. "
-                  f"Against a fresh max_batch_size=1 service: p50 "
-                  f"{p50_b1 * 1000:.2f} ms, overhead {overhead_b1:.2f} ms = HTTP + auth + JSON "
-                  f"{(p50_b1 - inside_b1) * 1000:.2f} ms + gateway to worker actor and back "
-                  f"{(inside_b1 - in_service_b1) * 1000:.2f} ms + in the service (batcher "
-                  f"queue, executor thread, forward) {in_service_b1 * 1000:.2f} ms, "
-                  f"of which the 1-thread direct forward is {direct_one_1t * 1000:.2f} ms"),
+            value=lone.run.p50 * 1000, unit="ms",
+            baseline=f"direct one-row torch forward (p50, {WORKER_THREADS} threads, right after "
+                     f"the lone run)",
+            baseline_value=lone.direct * 1000, ratio=lone.overhead_ms, goal="<= 1",
+            note=(f"default service (max_batch_size 32, batch_timeout_ms 2; a lone row leaves "
+                  f"at once: the batcher gathers company only while a batch computes): "
+                  f"{lone.note()}. Against a max_batch_size=1 service, measured the same way: "
+                  f"{lone_b1.note()}. The same measurement (bench_serving.lone_request) gives "
+                  f"serving_vs_litserve_lone_overhead_ms"),
         ),
     ]
