@@ -111,7 +111,10 @@ class Batcher:
             ]
             self._pending.extend(pieces)
             self._wake()
-            outputs = await asyncio.gather(*(p.future for p in pieces))
+            if len(pieces) == 1:  # awaited as it is: no gathering future in between
+                outputs = [await pieces[0].future]
+            else:
+                outputs = await asyncio.gather(*(p.future for p in pieces))
         except BaseException:
             self.requests_failed += 1
             raise

@@ -85,6 +85,12 @@ class ServiceActor:
     async def infer_many(self, requests: list[tuple[Any, dict[str, Any] | None]]) -> list[Any]:
         """Requests the gateway sent in one message, each answered on its own (batched with the
         others by the batcher): its `infer` result, or the exception it raised."""
+        if len(requests) == 1:  # a lone request: awaited as it is, no task of its own
+            rows, options = requests[0]
+            try:
+                return [await self.infer(rows, options)]
+            except Exception as exc:
+                return [exc]
         return await asyncio.gather(
             *(self.infer(rows, options) for rows, options in requests), return_exceptions=True
         )
