@@ -114,14 +114,18 @@ def read_frames(
     except FileNotFoundError:
         return
     tags = json.loads(json.dumps(tags)) if tags else None  # as a JSON line holds them
+    head, tail = len(_MESSAGE_HEAD), -len(_MESSAGE_TAIL)
     with f:
         for line in f:
             try:
-                frame = json.loads(line)
-                encoded = frame.get(MESSAGE_KEY) if len(frame) == 1 else None
-                if encoded is None:
-                    yield frame
-                    continue
+                if line.startswith(_MESSAGE_HEAD) and line.endswith(_MESSAGE_TAIL):
+                    encoded = line[head:tail]  # the line as message_line made it
+                else:
+                    frame = json.loads(line)
+                    encoded = frame.get(MESSAGE_KEY) if len(frame) == 1 else None
+                    if encoded is None:
+                        yield frame
+                        continue
                 message = pb.Frame.FromString(binascii.a2b_base64(encoded))
             # a line cut by a crash: not JSON, or base64 or a message cut short. (Exception: the
             # profiler reaches protobuf, whose DecodeError this is, only through _proto.)

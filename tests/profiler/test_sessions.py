@@ -114,12 +114,15 @@ def test_agent_messages_stored_as_they_came_read_back_as_their_json_lines_did(tm
         "gswarm.v1.Frame": base64.b64encode(message.SerializeToString()).decode()}
     got = list(store.frames(session))
     assert got == [was[0], {**keep_metrics(_frame(2, 0.5), metrics), "tags": tags}, was[1]]
+    with open(session.path, "ab") as f:  # whole, but its newline lost
+        f.write(message_line(_message(3, 0.75).SerializeToString()).rstrip(b"\n"))
+    assert list(store.frames(session)) == [*got, was[1]]
     assert got[0]["gpus"] == [{"device": "gpu0", "power_watts": 71.5,
                                "processes": [{"pid": 9, "used_memory_bytes": None}]}]
     assert list(got[0]["host"]) == ["cpu_utilization_ratio"] and got[0]["sessions"] == ["mixed"]
     assert got[0]["timestamp"] == "1970-01-01T00:16:41.000Z"
     assert store.finish("mixed", 2000.0).summary["n1"]["host"]["cpu_utilization_ratio"][
-        "count"] == 3
+        "count"] == 4
     db.close()
 
 
