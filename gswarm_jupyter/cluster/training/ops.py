@@ -5,6 +5,8 @@ Weights come from this node's copy (`{"device": ...}`) or from another node's co
 they are written into its store as a safetensors file (a Hugging Face model as a packed model
 directory, `hf_worker`), and only what was stored travels back.
 
+Loops that run torch (training, the quantised model's measurement) run on the process's one
+compute thread (`runtime.compute`), whichever executor thread took the task.
 Each completed epoch is reported on `EPOCH_TOPIC` (`{task_id, epoch, epochs, loss}`) beside the
 task's progress; a cancelled task stops before its next step and writes nothing.
 """
@@ -22,6 +24,7 @@ from distributed import get_worker
 from ...backends import checkpoints, training
 from ...backends.base import invalid_input
 from ...core.errors import InvalidInputData, InvalidRequest, NotImplementedFeature, TaskFailed
+from ..runtime import compute
 from ..runtime.signals import TaskSignal, worker_op
 from ..storage import hfdir
 from ..storage.weightfile import HF_ARCH, TORCHSCRIPT_ARCH
@@ -134,15 +137,19 @@ def train_weights(
             gradient_clip_norm=spec["gradient_clip_norm"], weight_decay=spec["weight_decay"],
             seed=spec["seed"], on_epoch=on_epoch, should_stop=lambda: signal.cancelled,
         )
-        started = time.perf_counter()
-        trained = None
-        try:
+
+        def loop() -> tuple[Any, Any, float]:
+            started = time.perf_counter()
             if arch == HF_ARCH:
                 result, trained = hf_worker.train(config, params, inputs, labels,
                                                   spec["framework"], spec["device"], **common)
             else:
-                result = training.train(spec["framework"], arch, config, params, inputs, labels,
-                                        device=spec["device"], **common)
+                result, trained = training.train(spec["framework"], arch, config, params, inputs,
+                                                 labels, device=spec["device"], **common), None
+            return result, trained, time.perf_counter() - started
+
+        try:
+            result, trained, training_time = compute.run(signal, loop)
         except ValueError as exc:
             raise _as_api_error(exc) from None
         except FloatingPointError as exc:
@@ -150,7 +157,6 @@ def train_weights(
             raise TaskFailed(f"{exc}; model {name} not updated",
                              {"epoch": int(match.group(1)) if match else None,
                               "model_id": name}) from None
-        training_time = time.perf_counter() - started
         signal.check()  # cancelled during the last steps: nothing is written
         stored = None
         if write_version is not None and trained is not None:
@@ -206,8 +212,9 @@ def quantize_weights(
         signal.check()
         data = checkpoints.checkpoint(arch, config, quantized)
         stored = WeightStore.of(worker).write(target_name, 1, "disk", data, signal)
-        reference = training.predict(arch, config, params, x)
-        served = training.predict(arch, config, training.dequantize(quantized), x)
+        reference, served = compute.run(signal, lambda: (
+            training.predict(arch, config, params, x),
+            training.predict(arch, config, training.dequantize(quantized), x)))
         return {
             "stored": {**stored, "worker": worker.address},
             "accuracy_loss": _relative_error(reference, served),
@@ -225,7 +232,8 @@ def _quantize_hf(target_name: str, config: dict[str, Any],
                  signal: TaskSignal, started: float) -> dict[str, Any]:
     """A Hugging Face model quantised, measured against the original on `calibration` (strings or
     token rows; seeded random token rows without), and stored packed as `target_name` v1."""
-    model, report = hf_worker.quantize(config, params, precision, calibration, seed)
+    model, report = compute.run(signal, hf_worker.quantize, config, params, precision,
+                                calibration, seed)
     signal.check()
     stored = hf_worker.store(model, target_name, 1, signal)
     return {
