@@ -202,22 +202,33 @@ class Batcher:
             rows = [row for piece in batch for row in piece.rows]
             self.batch_histogram[len(rows)] += 1
             self._computing += 1
-            done = loop.run_in_executor(self._pool, self._forward, rows, batch[0].options)
-            done.add_done_callback(lambda f, b=batch: self._answer(b, f))  # type: ignore[misc]
+            self._pool.submit(self._compute, loop, rows, batch)
 
-    def _answer(self, batch: list[_Piece], done: asyncio.Future[Any]) -> None:
+    def _compute(self, loop: asyncio.AbstractEventLoop, rows: list[np.ndarray],
+                 batch: list[_Piece]) -> None:
+        """On the compute thread: the forward pass, then its outcome handed to the loop in one
+        call (no executor future whose state is copied over and whose callbacks run a turn
+        later)."""
+        outputs, exc = None, None
+        try:
+            outputs = self._forward(rows, batch[0].options)
+        except BaseException as error:  # noqa: BLE001 - the batch learns why, as through a future
+            exc = error
+        try:
+            loop.call_soon_threadsafe(self._answer, batch, outputs, exc)
+        except RuntimeError:  # the loop is closed: nobody waits for these pieces any more
+            pass
+
+    def _answer(self, batch: list[_Piece], outputs: Any, exc: BaseException | None) -> None:
         """A forward pass ended: each piece gets its rows, or the whole batch learns why not."""
         self._computing -= 1
         self._wake()
-        if done.cancelled():
-            return
-        exc = done.exception()
         if exc is not None:
             for piece in batch:
                 if not piece.future.done():
                     piece.future.set_exception(exc)
             return
-        outputs, start = done.result(), 0
+        start = 0
         for piece in batch:
             if not piece.future.done():
                 piece.future.set_result(outputs[start : start + len(piece.rows)])
