@@ -45,6 +45,41 @@ COLD_ROUNDS = 5  # with 5 loaders rotated, each takes each place in the round on
 MIB = 2**20
 
 
+FIRST_TOUCH = (
+    "Where the cold time goes, measured (probes in one process, 2 cores, load 3-13): the "
+    "populate thread reads the GiB at the disk's speed (0.55-0.75 s; 1.5-1.9 GB/s, no faster "
+    "with 2 or 4 populate threads or with MADV_SEQUENTIAL/MADV_HUGEPAGE), and when the memory "
+    "is cheap the forward, trailing it, ends 80-190 ms after it. What swings the figure, for "
+    "ours and for the peers alike, is the first CPU touch of the freshly read memory: with "
+    "every page resident and mapped (0 page faults in the guest), one read sweep over the GiB "
+    "took 0.17-0.3 s in most rounds and 0.7-6.7 s in about a third, its time counted as user "
+    "time on the loading instructions (perf: the bulk of the forward's samples on sgemv's "
+    "vfmadd loads, none spinning). It is below the guest kernel: this VM's virtio_balloon has "
+    "free page reporting (order 9): memory the guest frees in 2 MiB blocks goes back to the "
+    "host and is faulted in again on its next use (a fresh GiB of anonymous memory took "
+    "0.4-12 s to touch first in 2 MiB pages, ~1.2 s in 4 KiB pages); evicting the file and "
+    "waiting 4 s before the load (its frames reported meanwhile) made every way of reading "
+    "pay it, 4-6 s per GiB. The same MAP_PRIVATE and MAP_SHARED (both slow at random after a "
+    "populate). Whichever loader draws such memory is slow in its round; the user CPU per "
+    "load above shows who did (a load that paid it: 0.5-2.8 s, against 0.1-0.4 s). Tried in "
+    "one process, interleaved, none better than the prefetch as it is (medians, MiB/s, the "
+    "current way in brackets): the populate joined before the forward 246 (1,251; the "
+    "forward then pays the first touch after the read, not during it), forward pre-hooks "
+    "waiting for the prefetch to pass each layer 388 (965), the prefetch thread reading one "
+    "byte a page right after populating it 1,111 (1,251), 451 (306), 728 (609), no prefetch "
+    "911, 505, 907. Not causes: the tensors' 864-byte offset (no difference in a warm "
+    "forward), the folio size (ours' cache 83-93% 2 MiB folios, the same as without the "
+    "prefetch, whose loads were cheap and dear alike)."
+)
+WARM_CACHE = (
+    "Before the warm rounds each file is evicted and read once, so both files' caches are "
+    "what read() makes (2 MiB folios, each mapped by one fault); before this the .safetensors "
+    "file kept the cache its last cold loader left (after safetensors' own mmap ~45% of it "
+    "in folios under 2 MiB, mapped 16 pages a fault: ours took 5,775 minor faults per load "
+    "against torch.load(mmap)'s 589 on the .pt file that torch.load had read)."
+)
+
+
 def _write_checkpoint(folder: Path) -> tuple[Path, Path]:
     """The 1 GiB mlp checkpoint as safetensors (with its architecture) and as a torch `.pt`."""
     import torch
@@ -201,6 +236,12 @@ def _cost(usages: list[Usage]) -> str:
             f"kernel{read}")
 
 
+def _user_cpu(costs: dict[str, list[Usage]]) -> str:
+    """Each loader's CPU user seconds per load, median (max), in words."""
+    return ", ".join(f"{k} {statistics.median(u.user for u in v):.2f} "
+                     f"({max(u.user for u in v):.2f})" for k, v in costs.items())
+
+
 def _williams(n: int) -> list[int]:
     """0, 1, n-1, 2, n-2, ...: the first row of a Williams Latin square of order n."""
     row, low, high = [0], 1, n - 1
@@ -264,6 +305,13 @@ def _load_benchmark() -> list[Result]:
         names = list(loaders)
         for mode, rounds in (("cold", COLD_ROUNDS), ("warm", WARM_ROUNDS)):
             phases.clear()
+            if mode == "warm":
+                # each file's cache as read() makes it (2 MiB folios, mapped 2 MiB a fault),
+                # not as the last cold loader of it left it: a cache left by a loader whose
+                # threads faulted two streams is ~half 4 KiB folios (16 pages a fault)
+                for path in {st, pt}:
+                    _evict(path)
+                    _warm(path)
             for round_ in range(rounds):
                 # a Williams square's rows (0, 1, n-1, 2, n-2, ... shifted by the round): each
                 # loader in every place, after different loaders (a probe saw whichever loader
@@ -321,7 +369,9 @@ def _load_benchmark() -> list[Result]:
             "copy) + predict; where its time goes (medians): read (map + header + prefetch "
             f"started) {read:,.1f} ms, runner built {build:,.1f} ms, first predict {forward:,.1f} ms. "
             f"Per load (medians): ours {_cost(costs[mode]['ours'])}; {best} "
-            f"{_cost(costs[mode][best])}. What the prefetch changed (A/B in fresh processes, "
+            f"{_cost(costs[mode][best])}; CPU user seconds per load, median (max): "
+            f"{_user_cpu(costs[mode])}. {FIRST_TOUCH if mode == 'cold' else WARM_CACHE} "
+            "What the prefetch changed (A/B in fresh processes, "
             "interleaved, 6 rounds, load ~18 on 2 cores, cold medians): none 120 MiB/s (the "
             "first predict faulted the mapping in one read-around window at a time: 2.6 s of "
             "CPU, mostly user (tick-sampled), likely torch's pool spinning while a thread waits "
