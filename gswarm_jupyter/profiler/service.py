@@ -57,17 +57,20 @@ class Profiler:
         self.idle_interval_ms = idle_interval_ms
         self.stale_after = max(5.0, 5 * idle_interval_ms / 1000.0)
         self._flusher: asyncio.Task[None] | None = None
+        self._stops: set[asyncio.Task[dict[str, Any]]] = set()  # stops under way
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        interrupted = self.store.recover()
+        interrupted = await self.store.recover()
         if interrupted:
             log.warning("gswarm: profiling sessions interrupted by a restart: %s", interrupted)
         self._flusher = asyncio.create_task(self._flush_loop(), name="gswarm-profiler-flush")
         await self.collector.start()
 
     async def stop(self) -> None:
+        for task in list(self._stops):  # their sessions stay running: the next start recovers
+            await cancel_and_wait(task)
         await self.collector.stop()
         await cancel_and_wait(self._flusher)
         self.hub.close()
@@ -120,25 +123,44 @@ class Profiler:
         return session.record()
 
     async def stop_session(self, name: str) -> dict[str, Any]:
-        """Stop `name`, after collecting every frame sampled for it; answers record and summary."""
-        session = self.store.running.get(name)
+        """Stop `name`, after collecting every frame sampled for it; answers record and summary.
+        A stop while another one is under way (waiting for frames or summarising) is a Conflict.
+        Once begun, a stop runs to its end even if its caller goes (a gRPC client cancelling);
+        summarising reads the session's file on a thread. If it fails, the session runs on."""
+        session = self.store.running.get(name) or self.store.closing.get(name)
         if session is None:
             self.store.get(name)  # NotFound when it never existed
             raise Conflict(f"profiling session {name!r} is not running", {"name": name})
         if session.stopping_at is not None:
             raise Conflict(f"profiling session {name!r} is stopping", {"name": name})
         session.stopping_at = time.time()
+        task = asyncio.ensure_future(self._stop(session, session.stopping_at))
+        self._stops.add(task)
+        task.add_done_callback(self._stopped)
+        return await asyncio.shield(task)
+
+    async def _stop(self, session: Session, stopping_at: float) -> dict[str, Any]:
         await self._push_plans()
         await self._agents_caught_up(session)
-        finished = self.store.finish(name, session.stopping_at)
-        return self._detail(finished)
+        try:
+            finished = await self.store.finish(session.name, stopping_at)
+        except Exception:
+            session.stopping_at = None  # recording again: the nodes sample it again
+            await self._push_plans()
+            raise
+        return await self._detail(finished)
+
+    def _stopped(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        self._stops.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller gone meanwhile does not leave it unread
 
     def sessions(self) -> list[dict[str, Any]]:
         return [s.record() for s in self.store.all()]
 
-    def session(self, name: str) -> dict[str, Any]:
-        """The record and summary of `name` (running: so far)."""
-        return self._detail(self.store.get(name))
+    async def session(self, name: str) -> dict[str, Any]:
+        """The record and summary of `name` (running: so far, its file read on a thread)."""
+        return await self._detail(self.store.get(name))
 
     def frames(self, name: str) -> Iterator[Frame]:
         session = self.store.get(name)
@@ -158,8 +180,8 @@ class Profiler:
             list(self.frames(name)), metrics=metrics, title=f"profiling session {name}"
         )
 
-    def _detail(self, session: Session) -> dict[str, Any]:
-        return {**session.record(), "summary": self.store.summary(session)}
+    async def _detail(self, session: Session) -> dict[str, Any]:
+        return {**session.record(), "summary": await self.store.summary(session)}
 
     # -- what the API shows -----------------------------------------------------------------
 

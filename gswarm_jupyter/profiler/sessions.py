@@ -3,10 +3,16 @@ session (`framefile`: each frame stored in the form it arrived in, held and writ
 fraction of a second, so a crash loses at most the last flush interval; the periodic flush runs on
 a thread, so the write and fsync never stall the event loop). A session still `running` when the
 server starts again was cut short: it becomes `interrupted`, with the frames its file holds.
+
+Whatever reads a whole frames file (a summary, the recovery's count) runs on a thread; the index
+(SQLite) and the session maps are touched on the event loop only. A session being finished is in
+`closing`, out of `running` (no frame is recorded for it meanwhile), until its summary is stored;
+if summarising fails, it goes back to `running` as it was, its frames kept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -92,17 +98,16 @@ class SessionStore:
         self.db = db
         self.root = Path(root)
         self.running: dict[str, Session] = {}
+        self.closing: dict[str, Session] = {}  # being finished: its file closed and summarised
         self._writers: dict[str, FrameWriter] = {}
 
-    def recover(self) -> list[str]:
-        """Mark sessions left running by a previous server as interrupted; answer their names."""
+    async def recover(self) -> list[str]:
+        """Mark sessions left running by a previous server as interrupted; answer their names.
+        Each file is read on a thread."""
         names = []
         for row in self.db.all("SELECT * FROM profiler_sessions WHERE status = ?", (RUNNING,)):
             session = _session(row)
-            count, last = 0, None
-            for frame in self.frames(session):
-                count += 1
-                last = frame.get("timestamp_unix_s", last)
+            count, last = await asyncio.to_thread(self._tally, session)
             self.db.execute(
                 "UPDATE profiler_sessions SET status = ?, end_time = ?, frames_collected = ? "
                 "WHERE id = ?",
@@ -110,6 +115,14 @@ class SessionStore:
             )
             names.append(session.name)
         return names
+
+    def _tally(self, session: Session) -> tuple[int, float | None]:
+        """The number of frames `session`'s file holds and the last one's time (reads it all)."""
+        count, last = 0, None
+        for frame in self.frames(session):
+            count += 1
+            last = frame.get("timestamp_unix_s", last)
+        return count, last
 
     def create(
         self,
@@ -119,7 +132,7 @@ class SessionStore:
         metrics: list[str] | None,
         tags: dict[str, Any] | None = None,
     ) -> Session:
-        if name in self.running:
+        if name in self.running or name in self.closing:
             raise Conflict(f"profiling session {name!r} is already running", {"name": name})
         start = time.time()
         with self.db.transaction() as conn:
@@ -179,18 +192,34 @@ class SessionStore:
         for writer in list(self._writers.values()):
             writer.flush()
 
-    def finish(self, name: str, end_time: float) -> Session:
-        """Close the running session `name`: its file, its end, its summary."""
+    async def finish(self, name: str, end_time: float) -> Session:
+        """Close the running session `name`: its file, its end, its summary (the file written
+        out, closed and read on a thread). On an error the session is running again, as it was."""
         session = self.running.pop(name)
-        self._writers.pop(name).close()
-        session.status, session.end_time = FINISHED, end_time
-        session.summary = summarize(self.frames(session))
+        self.closing[name] = session
+        writer = self._writers[name]
+        try:
+            summary = await asyncio.to_thread(self._close_and_summarize, session, writer)
+        except BaseException:
+            if writer.file.closed:  # the summary failed after the file was closed
+                self._writers[name] = FrameWriter(session.path)
+            self.running[name] = session
+            raise
+        finally:
+            del self.closing[name]
+        del self._writers[name]
+        session.status, session.end_time, session.summary = FINISHED, end_time, summary
         self.db.execute(
             "UPDATE profiler_sessions SET status = ?, end_time = ?, frames_collected = ?, "
             "summary = ? WHERE id = ?",
-            (FINISHED, end_time, session.frames_collected, dumps(session.summary), session.id),
+            (FINISHED, end_time, session.frames_collected, dumps(summary), session.id),
         )
         return session
+
+    def _close_and_summarize(self, session: Session, writer: FrameWriter) -> Summary:
+        """On a thread: every held frame written and synced, the file closed, then read."""
+        writer.close()
+        return summarize(self.frames(session))
 
     def close(self) -> None:
         """Server shutdown: files closed, sessions left as they are (the next start recovers)."""
@@ -200,8 +229,9 @@ class SessionStore:
 
     def get(self, name: str) -> Session:
         """The running session `name`, else the latest finished or interrupted one."""
-        if name in self.running:
-            return self.running[name]
+        live = self.running.get(name) or self.closing.get(name)
+        if live is not None:
+            return live
         row = self.db.one(
             "SELECT * FROM profiler_sessions WHERE name = ? ORDER BY id DESC LIMIT 1", (name,)
         )
@@ -211,16 +241,22 @@ class SessionStore:
 
     def all(self) -> list[Session]:
         """Every session, oldest first; running ones with their live counters."""
-        live = {s.id: s for s in self.running.values()}
+        live = {s.id: s for s in (*self.running.values(), *self.closing.values())}
         rows = self.db.all("SELECT * FROM profiler_sessions ORDER BY id")
         return [live.get(row["id"]) or _session(row) for row in rows]
 
-    def summary(self, session: Session) -> Summary:
-        """The stored summary, or one computed from the file (running or interrupted sessions)."""
+    async def summary(self, session: Session) -> Summary:
+        """The stored summary, or one computed from the file (running or interrupted sessions:
+        written out and read on a thread)."""
         if session.summary is not None:
             return session.summary
-        if session.name in self._writers:
-            self._writers[session.name].flush()
+        writer = self._writers.get(session.name)
+        return await asyncio.to_thread(self._summarize_now, session, writer)
+
+    def _summarize_now(self, session: Session, writer: FrameWriter | None) -> Summary:
+        """On a thread: what `writer` holds written, then the file read."""
+        if writer is not None:
+            writer.flush()
         return summarize(self.frames(session))
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -83,3 +85,33 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
         )
     )
     return certfile, keyfile
+
+
+class BlockingRead:
+    """A spy over `sessions.read_frames`: notes the thread of each read; a read off the event
+    loop's thread waits for `release` (one on the loop runs through: it would stop the loop)."""
+
+    def __init__(self, monkeypatch: Any, fail_once: bool = False) -> None:
+        from gswarm_jupyter.profiler import sessions
+
+        self.loop_thread = threading.get_ident()
+        self.threads: list[int] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.fail_once = fail_once
+        read = sessions.read_frames
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            self.threads.append(threading.get_ident())
+            self.entered.set()
+            if threading.get_ident() != self.loop_thread:
+                self.release.wait()
+            if self.fail_once:
+                self.fail_once = False
+                raise OSError("the disk failed")
+            return read(*args, **kwargs)
+
+        monkeypatch.setattr(sessions, "read_frames", spy)
+
+    @property
+    def off_loop(self) -> bool:
+        return bool(self.threads) and self.loop_thread not in self.threads

@@ -33,7 +33,7 @@ def _frame(seq, cpu):
     }
 
 
-def test_frames_are_on_disk_as_they_arrive_and_stop_summarises(tmp_path):
+async def test_frames_are_on_disk_as_they_arrive_and_stop_summarises(tmp_path):
     db, store = _store(tmp_path)
     session = store.create("run", 100, None, None)
     with pytest.raises(Conflict):
@@ -42,7 +42,7 @@ def test_frames_are_on_disk_as_they_arrive_and_stop_summarises(tmp_path):
         store.append(session, _frame(seq, seq / 10))
     store.flush()
     assert [f["seq"] for f in read_frames(session.path)] == [1, 2, 3, 4]
-    done = store.finish("run", 2000.0)
+    done = await store.finish("run", 2000.0)
     assert done.status == "finished" and done.frames_collected == 4
     assert done.summary["n1"]["host"]["cpu_utilization_ratio"]["max"] == pytest.approx(0.4)
     again = store.get("run")
@@ -52,7 +52,7 @@ def test_frames_are_on_disk_as_they_arrive_and_stop_summarises(tmp_path):
     db.close()
 
 
-def test_a_restart_marks_running_sessions_interrupted_and_keeps_their_frames(tmp_path):
+async def test_a_restart_marks_running_sessions_interrupted_and_keeps_their_frames(tmp_path):
     db, store = _store(tmp_path)
     session = store.create("cut", 50, ["n1"], ["cpu_utilization_ratio"])
     store.append(session, _frame(1, 0.1))
@@ -63,11 +63,11 @@ def test_a_restart_marks_running_sessions_interrupted_and_keeps_their_frames(tmp
     db.close()  # the server dies without closing the session
 
     db, store = _store(tmp_path)
-    assert store.recover() == ["cut"]
+    assert await store.recover() == ["cut"]
     cut = store.get("cut")
     assert cut.status == "interrupted" and cut.frames_collected == 2
     assert cut.end_time == 1002.0 and cut.nodes == ["n1"]
-    assert store.summary(cut)["n1"]["host"]["cpu_utilization_ratio"]["count"] == 2
+    assert (await store.summary(cut))["n1"]["host"]["cpu_utilization_ratio"]["count"] == 2
     assert [s.name for s in store.all()] == ["cut"]
     # the name is free again; the new run gets a new file
     fresh = store.create("cut", 50, None, None)
@@ -75,7 +75,7 @@ def test_a_restart_marks_running_sessions_interrupted_and_keeps_their_frames(tmp
     db.close()
 
 
-def test_a_session_file_from_before_reads_and_recovers_as_it_did(tmp_path):
+async def test_a_session_file_from_before_reads_and_recovers_as_it_did(tmp_path):
     db, store = _store(tmp_path)
     session = store.create("old", 50, None, None)
     store.close()
@@ -84,14 +84,14 @@ def test_a_session_file_from_before_reads_and_recovers_as_it_did(tmp_path):
     db.close()
 
     db, store = _store(tmp_path)
-    assert store.recover() == ["old"]
+    assert await store.recover() == ["old"]
     again = store.get("old")
     assert again.frames_collected == 2 and again.end_time == 1002.0
     assert list(store.frames(again)) == [json.loads(line) for line in lines]
     db.close()
 
 
-def test_agent_messages_stored_as_they_came_read_back_as_their_json_lines_did(tmp_path):
+async def test_agent_messages_stored_as_they_came_read_back_as_their_json_lines_did(tmp_path):
     """What reading answers for a frame stored as its message is what the JSON line of its dict
     held (the session's metrics kept, its tags added), in arrival order among dict frames."""
     db, store = _store(tmp_path)
@@ -121,7 +121,7 @@ def test_agent_messages_stored_as_they_came_read_back_as_their_json_lines_did(tm
                                "processes": [{"pid": 9, "used_memory_bytes": None}]}]
     assert list(got[0]["host"]) == ["cpu_utilization_ratio"] and got[0]["sessions"] == ["mixed"]
     assert got[0]["timestamp"] == "1970-01-01T00:16:41.000Z"
-    assert store.finish("mixed", 2000.0).summary["n1"]["host"]["cpu_utilization_ratio"][
+    assert (await store.finish("mixed", 2000.0)).summary["n1"]["host"]["cpu_utilization_ratio"][
         "count"] == 4
     db.close()
 

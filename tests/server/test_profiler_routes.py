@@ -304,3 +304,25 @@ async def test_grpc_service_with_the_jupyter_token_and_an_external_agent(
         finally:
             agent.stop()
             await running
+
+
+async def test_the_server_answers_while_a_stop_summarises_a_session(api, monkeypatch):
+    """Stopping reads the session's whole file, on a thread: other requests are answered
+    meanwhile, and a second stop is a 409 CONFLICT naming the stop under way."""
+    from ..profiler.support import BlockingRead
+
+    status, reply, _ = await api(
+        "POST", f"{P}/profiling/start", body={"name": "long", "sampling_frequency_ms": 50}
+    )
+    assert status == 201, reply
+    spy = BlockingRead(monkeypatch)
+    stop = asyncio.ensure_future(api("POST", f"{P}/profiling/stop", body={"name": "long"}))
+    await asyncio.to_thread(spy.entered.wait)  # summarising now
+    status, reply, _ = await api("GET", f"{P}/profiling/sessions")
+    assert status == 200 and [s["status"] for s in reply["data"]["sessions"]] == ["running"]
+    status, reply, _ = await api("POST", f"{P}/profiling/stop", body={"name": "long"})
+    assert status == 409 and "is stopping" in reply["error"]["message"], reply
+    spy.release.set()
+    status, reply, _ = await stop
+    assert status == 200 and SessionSummary.model_validate(reply["data"]).status == "finished"
+    assert spy.off_loop

@@ -72,7 +72,7 @@ class SessionHandler(ProfilerHandler):
     async def get(self, name: str) -> None:
         query = self.query(SessionQuery)
         profiler = self.profiler
-        detail = profiler.session(name)  # NotFound first, whatever the format
+        detail = await profiler.session(name)  # NotFound first, whatever the format
         # Reading a session's frames and drawing them take long: off the event loop.
         if query.format == "csv":
             text = await asyncio.to_thread(profiler.csv, name)
