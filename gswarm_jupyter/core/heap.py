@@ -4,10 +4,12 @@ A server or node process builds most of its objects at start-up (modules, classe
 client and worker, torch) and keeps them for its life. CPython's full collections (generation 2)
 walk every tracked object each time: in the server under a serving load one took 300-500 ms
 (measured), a pause every request in flight waits out. `settle()` collects once and freezes what
-is left (`gc.freeze`): later passes walk only what was made since.
+is left (`gc.freeze`): later passes walk only what was made since. `release()` hands the frozen
+objects back to the collector: whoever drops a large part of a settled heap (a service's model,
+the server's state at its stop) releases first, so cycles among what it dropped are collected.
 
-Invariant: garbage present at the call is collected by it; what it freezes is never collected
-again (it was live at the call; objects freed by their reference counts are still freed).
+Invariant: garbage present at `settle()` is collected by it; what it freezes is collected by no
+pass until `release()` (objects freed by their reference counts are freed as ever).
 """
 
 from __future__ import annotations
@@ -20,3 +22,8 @@ def settle() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+def release() -> None:
+    """Give every frozen object back to the collector (the oldest generation)."""
+    gc.unfreeze()

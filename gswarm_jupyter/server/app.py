@@ -34,7 +34,7 @@ from ..core.chunks import ChunkRegistry
 from ..core.compute_store import RequestMap
 from ..core.db import Database
 from ..core.fetchpolicy import FetchPolicy
-from ..core.heap import settle
+from ..core.heap import release, settle
 from ..core.key_usage import KeyUsage
 from ..core.keys import KeyStore
 from ..core.modelregistry import ModelRegistry
@@ -304,6 +304,7 @@ class GswarmApp(ExtensionApp):
         try:
             await self.context.stop()  # services, then tasks, then the cluster and its workers
         finally:
+            release()  # what start-up froze is garbage now (a test process starts servers again)
             self._remove_connection_file()
             self._state_lock.release()
         self.log.info("gswarm: extension stopped")

@@ -28,3 +28,24 @@ def test_settle_collects_garbage_then_freezes_the_live_heap() -> None:
         assert not any(o is live for o in gc.get_objects())  # out of every generation
     finally:
         gc.unfreeze()
+
+
+def test_frozen_cycles_are_collected_only_once_released() -> None:
+    from gswarm_jupyter.core.heap import release, settle
+
+    gc.unfreeze()
+    try:
+        kept = _Node()
+        kept.other = _Node()
+        kept.other.other = kept
+        alive = weakref.ref(kept)
+        settle()
+        del kept  # dropped after the freeze: a frozen cycle
+        gc.collect()
+        assert alive() is not None  # no pass frees it while frozen
+        release()
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert alive() is None
+    finally:
+        gc.unfreeze()

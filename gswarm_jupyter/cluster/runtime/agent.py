@@ -18,7 +18,7 @@ from distributed import Worker, WorkerPlugin
 
 from ...backends.devices import torch_gpus
 from ...backends.nvml import NvmlProbe
-from ...core.heap import settle
+from ...core.heap import release, settle
 from .allocator import fix_mmap_threshold
 from .dask_profiler import stop_stack_sampling
 from .devices import (
@@ -69,6 +69,7 @@ class NodeAgent(WorkerPlugin):
 
     def teardown(self, worker: Worker) -> None:
         worker.metrics.pop(METRIC, None)
+        release()  # the worker's frozen objects go with it (in-process workers: the test's)
 
     @classmethod
     def of(cls, worker: Worker) -> NodeAgent:

@@ -13,7 +13,7 @@ from ...backends.base import GenerateOptions
 from ...backends.batcher import Batcher
 from ...backends.registry import load_runner
 from ...core.errors import GswarmError, ResourceUnavailable
-from ...core.heap import settle
+from ...core.heap import release, settle
 from ..runtime.signals import WorkerOpError
 from ..storage.weights import Loader
 from ..tenancy.vgpu_worker import bound_cuda_memory, runner_device, turn_of
@@ -112,8 +112,11 @@ class ServiceActor:
         except GswarmError as exc:
             raise _crossing(exc) from None
         self.runner = self.batcher.runner
-        return {"load_time": time.perf_counter() - started,
-                "memory_usage": self.runner.memory_bytes()}
+        loaded = {"load_time": time.perf_counter() - started,
+                  "memory_usage": self.runner.memory_bytes()}
+        release()  # the old runner's objects were frozen with the heap: collectable again
+        settle()
+        return loaded
 
     async def stats(self) -> dict[str, Any]:
         """The batcher's counters, with its recent latency samples for merging."""
@@ -131,5 +134,7 @@ class ServiceActor:
         if self.batcher is not None:
             await self.batcher.drain()
             self.batcher.close()
+        release()  # the model was frozen with the heap: its cycles must be collectable again
         self.runner.close()
+        settle()
         return {"memory_freed": freed - self.runner.memory_bytes()}
