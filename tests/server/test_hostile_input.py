@@ -250,6 +250,28 @@ async def test_a_large_chunked_body_is_parsed_off_the_event_loop(jp_fetch, gswar
     assert parsed_on and threading.main_thread().name not in parsed_on
 
 
+async def test_a_file_chunk_is_read_off_the_event_loop(api, env, monkeypatch):
+    """A file:// chunk (up to `max_chunk_bytes`, a GiB by default) is read in a thread, never
+    on the loop that serves every other request."""
+    import threading
+
+    from gswarm_jupyter.cluster.storage.uploads import ChunkUploads
+
+    read_on: list[int] = []
+    read = ChunkUploads._read_file
+
+    def spy(self, url, req):
+        read_on.append(threading.get_ident())
+        return read(self, url, req)
+
+    monkeypatch.setattr(ChunkUploads, "_read_file", spy)
+    (env.root / "fits.bin").write_bytes(b"y" * 64 * KIB)
+    status, reply, _ = await api("POST", f"{API}/data",
+                                 body={"url": f"file://{env.root}/fits.bin", "device": "dram"})
+    assert status == 201 and reply["data"]["size"] == 64 * KIB, reply
+    assert read_on and threading.get_ident() not in read_on
+
+
 # -- finding 8: cross-site writes ---------------------------------------------------------
 
 
