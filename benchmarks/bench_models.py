@@ -69,7 +69,17 @@ FIRST_TOUCH = (
     "byte a page right after populating it 1,111 (1,251), 451 (306), 728 (609), no prefetch "
     "911, 505, 907. Not causes: the tensors' 864-byte offset (no difference in a warm "
     "forward), the folio size (ours' cache 83-93% 2 MiB folios, the same as without the "
-    "prefetch, whose loads were cheap and dear alike)."
+    "prefetch, whose loads were cheap and dear alike). One probe saw ours pay it in 3 loads "
+    "of 3 after a fastsafetensors load (user 1.0-2.6 s) and torch.load(mmap), interleaved, "
+    "in none; a repeat did not (ours 1,379 and 939 MiB/s after it, 0.16 and 0.29 s), and "
+    "after one in a child process both paid it (ours 1 load of 2, torch.load(mmap) 2). Within one process the same loader "
+    "tends to pay it load after load: in this benchmark's process ours did (3.0-3.2 s user "
+    "per cold load, median, 98-129 MiB/s, in two runs at load 8-12, while torch.load(mmap) "
+    "read at 917-1,004), in a probe process with ours, this benchmark's own ours loader and "
+    "torch.load(mmap) interleaved torch.load(mmap) did (3 loads of 3, 0.57-1.73 s) and "
+    "neither ours (0.17-0.35 s, 729-1,219 MiB/s). What makes it stick to one loader in one "
+    "process was not found; the bytes, the mapping (2 MiB-mapped, ~1,300 faults) and the "
+    "forward are the same either way."
 )
 WARM_CACHE = (
     "Before the warm rounds each file is evicted and read once, so both files' caches are "
