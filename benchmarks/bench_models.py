@@ -86,7 +86,10 @@ WARM_CACHE = (
     "what read() makes (2 MiB folios, each mapped by one fault); before this the .safetensors "
     "file kept the cache its last cold loader left (after safetensors' own mmap ~45% of it "
     "in folios under 2 MiB, mapped 16 pages a fault: ours took 5,775 minor faults per load "
-    "against torch.load(mmap)'s 589 on the .pt file that torch.load had read)."
+    "against torch.load(mmap)'s 589 on the .pt file that torch.load had read). A/B of this "
+    "(2 runs each side, interleaved, load 5-12): ours' warm minor faults per load 6,036 and "
+    "5,403 before, 1,445 and 1,104 after; warm ratio 0.849 and 0.821 before, 0.867 and 1.115 "
+    "after."
 )
 
 
