@@ -14,6 +14,11 @@ from gswarm_jupyter.testing import LOOPBACK_ONLY
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
+# The servers and in-process workers of this session share its large heap: freezing it at each
+# start (core.heap) would cost a full collection of it every time (tests/core/test_heap.py and
+# tests/server/test_app_heap.py turn it back on).
+os.environ["GSWARM_FREEZE_HEAP"] = "0"
+
 
 @pytest.fixture(autouse=True)
 def _scratch_in_tmp(tmp_path, monkeypatch):

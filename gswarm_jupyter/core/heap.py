@@ -8,6 +8,10 @@ is left (`gc.freeze`): later passes walk only what was made since. `release()` h
 objects back to the collector: whoever drops a large part of a settled heap (a service's model,
 the server's state at its stop) releases first, so cycles among what it dropped are collected.
 
+`GSWARM_FREEZE_HEAP=0` in the environment turns `settle()` off: a process that hosts servers one
+after another (a test session) would otherwise pay a full collection of its whole heap at each
+start, and gain nothing from freezing.
+
 Invariant: garbage present at `settle()` is collected by it; what it freezes is collected by no
 pass until `release()` (objects freed by their reference counts are freed as ever).
 """
@@ -15,10 +19,20 @@ pass until `release()` (objects freed by their reference counts are freed as eve
 from __future__ import annotations
 
 import gc
+import os
+
+ENV = "GSWARM_FREEZE_HEAP"
+
+
+def enabled() -> bool:
+    """Whether `settle()` freezes (unless `GSWARM_FREEZE_HEAP` is 0)."""
+    return os.environ.get(ENV, "1").strip() != "0"
 
 
 def settle() -> int:
     """Collect, then freeze what survives; answers how many objects are frozen now."""
+    if not enabled():
+        return gc.get_freeze_count()
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()

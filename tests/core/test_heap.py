@@ -5,6 +5,14 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _freezing(monkeypatch):
+    """The suite turns freezing off (tests/conftest.py); these tests are about it."""
+    monkeypatch.setenv("GSWARM_FREEZE_HEAP", "1")
+
 
 class _Node:
     def __init__(self) -> None:
@@ -47,5 +55,17 @@ def test_frozen_cycles_are_collected_only_once_released() -> None:
         assert gc.get_freeze_count() == 0
         gc.collect()
         assert alive() is None
+    finally:
+        gc.unfreeze()
+
+
+def test_settle_freezes_nothing_when_turned_off(monkeypatch) -> None:
+    from gswarm_jupyter.core.heap import settle
+
+    monkeypatch.setenv("GSWARM_FREEZE_HEAP", "0")
+    gc.unfreeze()
+    try:
+        assert settle() == 0
+        assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()

@@ -9,7 +9,8 @@ import pytest
 
 
 @pytest.fixture
-def unfrozen():
+def unfrozen(monkeypatch):
+    monkeypatch.setenv("GSWARM_FREEZE_HEAP", "1")  # the suite turns it off (tests/conftest.py)
     gc.unfreeze()
     yield
     gc.unfreeze()
