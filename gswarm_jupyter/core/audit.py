@@ -4,10 +4,18 @@ Invariant: append-only. Events are inserted and read, never changed: the table's
 any UPDATE or DELETE, so the log survives as written (and survives restarts, being SQLite).
 Which calls are logged is the caller's choice (`should_log`): every write, every denial, and reads
 only when asked.
+
+`append` only notes the event (its time taken then) and returns: it never touches SQLite on the
+caller's thread (the event loop, for a request). A `GroupWriter` inserts the noted rows in append
+order, in one transaction per few milliseconds, on its own thread and connection. `query` flushes
+first, so it sees every event appended before it. What a crash loses is at most the last interval
+of audit rows, never a task or a key (those are committed where they are made). `close` writes
+what is noted; an event appended after it is logged as a warning and dropped, never raised.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +23,10 @@ from typing import Any
 
 from .clock import iso
 from .db import Database, migration
+from .groupwriter import Closed, GroupWriter
 from .taskstore import parse_since
+
+log = logging.getLogger(__name__)
 
 DENIED_STATUSES = frozenset({401, 403, 429})
 
@@ -67,18 +78,35 @@ def should_log(action: str, status: int, reads: bool = False) -> bool:
     return action != "read" or status in DENIED_STATUSES or reads
 
 
+_Row = tuple[float, str, str | None, str, str, str, str, str, int]
+
+
 class AuditLog:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.clock = clock
+        self.writer: GroupWriter[list[_Row], _Row] = GroupWriter(
+            db.path, batch=list, add=list.append, write=_insert, name="gswarm-audit-writer",
+            what="audit events",
+        )
 
     def append(self, event: AuditEvent) -> None:
-        self.db.execute(
-            "INSERT INTO audit_events (time, identity, key_id, method, route, resource, action, "
-            "decision, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (self.clock(), event.identity, event.key_id, event.method, event.route,
-             ",".join(event.resources), event.action, event.decision, event.status),
-        )
+        """Note `event`, timed now, for the writer thread (returns at once)."""
+        row = (self.clock(), event.identity, event.key_id, event.method, event.route,
+               ",".join(event.resources), event.action, event.decision, event.status)
+        try:
+            self.writer.note(row)
+        except Closed:
+            log.warning("%s %s: not written to the audit log: it is closed", event.method,
+                        event.route)
+
+    def flush(self) -> None:
+        """Answer once every event appended so far is committed."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Write what is appended and stop the writer's thread (before the database closes)."""
+        self.writer.close()
 
     def query(
         self,
@@ -91,7 +119,9 @@ class AuditLog:
         page: int = 1,
         per_page: int = 20,
     ) -> tuple[list[dict[str, Any]], int]:
-        """One page of events (oldest first) matching every filter given, and how many match."""
+        """One page of events (oldest first) matching every filter given, and how many match
+        (every event appended before the call included: it waits for the writer's group)."""
+        self.flush()
         where, params = [], []
         if key_id is not None:
             where.append("key_id = ?")
@@ -116,6 +146,15 @@ class AuditLog:
             (*params, per_page, (page - 1) * per_page),
         )
         return [_event(r) for r in rows], int(total)
+
+
+def _insert(db: Database, rows: list[_Row]) -> None:
+    with db.transaction():
+        db.conn.executemany(
+            "INSERT INTO audit_events (time, identity, key_id, method, route, resource, action, "
+            "decision, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
 
 def _event(row: Any) -> dict[str, Any]:

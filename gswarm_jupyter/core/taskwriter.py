@@ -6,104 +6,53 @@ not written yet); the writer thread commits every noted change in one transactio
 noted, and a change noted before `flush()` is committed when `flush()` answers. A new task's row is
 never written here: the store inserts it, committed, before anyone is told the task exists; this
 writer only updates rows (a row already pruned is simply not updated). What a crash loses is at
-most the last `interval` of status and progress changes, never a task.
+most the last `interval` of status and progress changes, never a task. The thread, its interval,
+`flush` and `close` are `core.groupwriter`'s, shared with the audit log.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from .db import Database, dumps
+from .groupwriter import INTERVAL, GroupWriter
 from .tasks import Task
 
-INTERVAL = 0.005  # seconds between two group commits while changes keep coming
+__all__ = ["INTERVAL", "TaskWriter"]
 
 _State = tuple[str, float | None, float | None, int, Any, Any, bool]
 
 
 class TaskWriter:
-    """Groups task updates into one transaction per `interval`, written on a daemon thread."""
+    """Groups task updates into one transaction per `interval`, written on a daemon thread
+    (a `GroupWriter` keeping each task's latest state)."""
 
     def __init__(self, path: Path | str, interval: float = INTERVAL) -> None:
-        self.path = Path(path)
+        self._writer: GroupWriter[dict[str, _State], tuple[str, _State]] = GroupWriter(
+            path, batch=dict, add=_keep_latest, write=_write, name="gswarm-task-writer",
+            what="task changes", interval=interval,
+        )
+        self.path = self._writer.path
         self.interval = interval
-        self._noted: dict[str, _State] = {}  # task id -> its latest state not written yet
-        self._lock = threading.Condition()
-        self._noted_count = 0  # changes noted so far
-        self._written_count = 0  # changes committed so far (by `put` order)
-        self._closed = False
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
 
     def put(self, task: Task) -> None:
         """Note `task`'s state (status, times, progress, result, error) to be written soon."""
-        state: _State = (task.status, task.started_at, task.completed_at, task.progress,
-                         task.result, task.error, task.finished)
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the task writer is closed")
-            idle = not self._noted  # only an idle writer waits to be woken
-            self._noted[task.task_id] = state
-            self._noted_count += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="gswarm-task-writer",
-                                                daemon=True)
-                self._thread.start()
-            elif idle:
-                self._lock.notify_all()
+        self._writer.note((task.task_id, (task.status, task.started_at, task.completed_at,
+                                          task.progress, task.result, task.error, task.finished)))
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Answer once every change noted so far is committed (re-raises a write's failure)."""
-        with self._lock:
-            target = self._noted_count
-            self._lock.notify_all()
-            done = self._lock.wait_for(
-                lambda: self._written_count >= target or self._error is not None
-                or self._thread is None, timeout)
-            if self._error is not None:
-                raise RuntimeError("writing task changes failed") from self._error
-            if not done:
-                raise TimeoutError("task changes were not written in time")
+        self._writer.flush(timeout)
 
     def close(self) -> None:
         """Write what is noted, then stop the thread (a closed writer takes no more changes)."""
-        with self._lock:
-            self._closed = True
-            self._lock.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+        self._writer.close()
 
-    def _run(self) -> None:
-        db = Database(self.path)
-        try:
-            while True:
-                with self._lock:
-                    self._lock.wait_for(lambda: self._noted or self._closed)
-                    if not self._noted:  # closed, and everything is written
-                        return
-                    batch, self._noted = self._noted, {}
-                    counted = self._noted_count
-                try:
-                    _write(db, batch)
-                except Exception as exc:  # noqa: BLE001 (kept for `flush`, which raises it)
-                    with self._lock:
-                        self._error = exc
-                    return
-                with self._lock:
-                    self._written_count = counted
-                    self._lock.notify_all()
-                    closed = self._closed
-                if not closed:
-                    time.sleep(self.interval)  # let the next group gather
-        finally:
-            db.close()
-            with self._lock:
-                self._thread = None
-                self._lock.notify_all()
+
+def _keep_latest(noted: dict[str, _State], item: tuple[str, _State]) -> None:
+    """A later change of a task replaces the one not written yet."""
+    noted[item[0]] = item[1]
 
 
 def _write(db: Database, batch: dict[str, _State]) -> None:

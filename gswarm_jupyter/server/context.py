@@ -4,6 +4,7 @@ every feature's component, counters and config. Every component is built by the 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -77,4 +78,6 @@ class GswarmContext:
         await self.tasks.stop()
         await self.allocations.stop()
         await self.runtime.stop()
+        # The audit's noted rows written and its thread stopped before the database closes.
+        await asyncio.to_thread(self.access.audit.close)
         self.db.close()
