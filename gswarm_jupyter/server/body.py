@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from ..core.errors import GswarmError, PayloadTooLarge
 from ..core.validation import parse_json_object, validate
+from . import fastjson
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -88,7 +89,7 @@ class RequestBody:
             self._error = exc
 
     def _json(self) -> dict[str, Any]:
-        return parse_json_object(self._buffer or b"{}", "body")
+        return parse_json_object(self._buffer or b"{}", "body", fastjson.loads)
 
     def _too_large(self, size: int) -> PayloadTooLarge:
         return PayloadTooLarge(

@@ -1,0 +1,35 @@
+"""Request bodies read as `json.loads` reads them, several times faster.
+
+Invariant: `loads(raw)` answers exactly what `json.loads(raw)` answers, or raises what it raises.
+`orjson` reads the common body; any text it refuses (NaN, Infinity, a lone surrogate, nesting
+past its limit, malformed text) and any text holding a run of 19 digits outside a fraction (an
+integer beyond 64 bits, which orjson would read as a float) goes to `json.loads`, whose answer
+or error stands.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+# Digits to 0, the decimal point kept, anything else a space: a long integer is then a space
+# followed by 19 zeros (a fraction's digits follow a point). One translate and a substring
+# search: a tenth of a regular expression's time over an inference body.
+_SHAPES = bytes(
+    ord("0") if ord("0") <= c <= ord("9") else c if c == ord(".") else ord(" ") for c in range(256)
+)
+_LONG_INTEGER = b"0" * 19
+
+
+def loads(raw: bytes | bytearray | str) -> Any:
+    """`json.loads(raw)`, by orjson where it reads the text alike."""
+    text = raw if isinstance(raw, bytes | bytearray) else raw.encode("utf-8", "surrogatepass")
+    shapes = text.translate(_SHAPES)
+    if b" " + _LONG_INTEGER not in shapes and not shapes.startswith(_LONG_INTEGER):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # json.loads' verdict, and its message, stand
+    return json.loads(raw)
