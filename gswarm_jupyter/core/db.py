@@ -1,5 +1,6 @@
-"""The server's one SQLite database: WAL, one connection (the server's event-loop thread is the
-only writer), numbered migrations applied once each, in order.
+"""The server's one SQLite database: WAL, one connection for the server's event-loop thread (the
+group writers of task changes and audit rows, `core.groupwriter`, open their own), numbered
+migrations applied once each, in order.
 
 Each feature owns a block of migration numbers: 1-19 tasks and the data pool, 20-39 the model
 registry, 40-59 the profiler, 60-79 the compute plane, 80-99 API keys and the audit log.
