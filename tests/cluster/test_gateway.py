@@ -23,6 +23,7 @@ from gswarm_kernels import init_params, parse_builtin_url
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from gswarm_jupyter.cluster.serving.actor import ServiceActor
 from gswarm_jupyter.cluster.serving.channel import ReplicaChannel
+from gswarm_jupyter.cluster.serving.lane import LaneClient, host_id
 from gswarm_jupyter.cluster.serving.gateway import Gateway
 from gswarm_jupyter.cluster.serving.replicas import Replica, Service, call, channel_of, watched
 from gswarm_jupyter.cluster.storage.weights import ModelSpec
@@ -59,6 +60,9 @@ async def two_replicas(tmp_path) -> AsyncIterator[tuple[ClusterRuntime, Gateway,
         gateway = Gateway(runtime.nodes, {service.service_id: service}, announced.append)
         gateway.balance("mlp", "round_robin")
         yield runtime, gateway, service
+        for replica in replicas:
+            if replica.channel is not None:
+                replica.channel.close()
     finally:
         await runtime.stop()
 
@@ -70,7 +74,7 @@ async def start_actor(runtime: ClusterRuntime, replica: Replica) -> None:
         key=f"test-gateway-{replica.replica_id}-{time.time_ns()}",
     )
     replica.actor = await watched(runtime.nodes, replica, replica.future, 60)
-    await call(runtime.nodes, replica, "start", timeout=60)
+    replica.lane = (await call(runtime.nodes, replica, "start", timeout=60))["lane"]
     replica.status = "running"
 
 
@@ -163,6 +167,33 @@ async def test_a_worker_not_reached_directly_is_called_through_the_scheduler(tmp
             result = await channel.infer(ROWS, {})
             assert len(result["output_data"]) == 2
             assert (await channel.call("stats"))["requests_served"] == 1
+
+
+async def test_a_replica_on_this_host_answers_over_its_lane_and_an_unreachable_lane_is_given_up(
+        tmp_path):
+    async with two_replicas(tmp_path) as (runtime, gateway, service):
+        first = service.replicas[0]
+        assert first.lane is not None and first.lane["host"] == host_id()
+        channel = channel_of(first)
+        sent_on_lane: list[str] = []
+        lane_call = channel._lane.call
+
+        def spy(method, *args):
+            sent_on_lane.append(method)
+            return lane_call(method, *args)
+
+        channel._lane.call = spy
+        result, replica = await gateway.infer("mlp", ROWS, {}, prefer=first)
+        assert replica is first and len(result["output_data"]) == 2
+        assert sent_on_lane == ["infer_many"]
+
+        client = runtime.require_client()
+        nowhere = LaneClient("\0gswarm-lane-nobody-listens")
+        fallback = ReplicaChannel(client.rpc(first.address), first.actor.key, first.address,
+                                  lane=nowhere)
+        result = await fallback.infer(ROWS, {})
+        assert len(result["output_data"]) == 2  # answered over the Dask comm
+        assert fallback._lane is None  # and the lane given up
 
 
 async def test_a_lost_replicas_request_is_answered_by_a_live_one(tmp_path):

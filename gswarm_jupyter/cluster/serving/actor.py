@@ -1,13 +1,17 @@
 """The worker side of one service replica, as a Dask actor: the runner holding the model on its
 device and the batcher feeding it. Its async methods run on the worker's event loop; the forward
-passes run on the batcher's own thread. Errors of `core` cross back as `WorkerOpError`."""
+passes run on the batcher's own thread. Errors of `core` cross back as `WorkerOpError`. On
+Linux it also answers `infer_many` over a same-host lane (`lane.py`) while its worker serves it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import time
+from collections.abc import Callable
 from typing import Any
+
+from distributed import get_worker
 
 from ...backends.base import GenerateOptions
 from ...backends.batcher import Batcher
@@ -17,6 +21,10 @@ from ...core.heap import release, settle
 from ..runtime.signals import WorkerOpError
 from ..storage.weights import Loader
 from ..tenancy.vgpu_worker import bound_cuda_memory, runner_device, turn_of
+from . import lane
+
+
+_GONE = {"closing", "closed", "failed"}  # a worker in these states serves no actor
 
 
 def _crossing(exc: GswarmError) -> WorkerOpError:
@@ -52,19 +60,36 @@ class ServiceActor:
         self.batch_timeout_ms = batch_timeout_ms
         self.share = share
         self.batcher: Batcher | None = None
+        self._lane: lane.LaneServer | None = None
+        self._lane_info: dict[str, str] | None = None
 
     async def start(self) -> dict[str, Any]:
-        """Start the batching loop (on the worker's event loop); answer what loading measured."""
+        """Start the batching loop (on the worker's event loop) and the same-host lane; answer
+        what loading measured and how to reach the lane (`lane`, None where there is none)."""
         if self.batcher is None:
             self.batcher = Batcher(self.runner, self.max_batch_size, self.batch_timeout_ms,
                                    turn=turn_of(self.share))
+            if lane.supported():
+                self._lane = lane.LaneServer({"infer_many": self.infer_many}, self._served())
+                self._lane_info = await self._lane.open()
             settle()  # see core.heap: the model's objects and the modules it imported
         return {
             "load_time": self.load_time,
             "memory_usage": self.runner.memory_bytes(),
             "device": self.runner.device,
             "arch": self.runner.arch,
+            "lane": self._lane_info,
         }
+
+    def _served(self) -> Callable[[], bool]:
+        """Whether this actor's worker still serves it: running, and holding it as an actor."""
+        worker = get_worker()
+        key = next(k for k, a in worker.state.actors.items() if a is self)
+
+        def served() -> bool:
+            return worker.status.name not in _GONE and worker.state.actors.get(key) is self
+
+        return served
 
     async def infer(self, rows: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
         if self.batcher is None:
@@ -132,7 +157,11 @@ class ServiceActor:
         """Drain in-flight requests, then free the device memory; answer the bytes freed."""
         freed = self.runner.memory_bytes()
         if self.batcher is not None:
-            await self.batcher.drain()
+            await self.batcher.drain()  # the lane's calls in flight are answered first
+        if self._lane is not None:
+            await self._lane.finish()
+            self._lane = None
+        if self.batcher is not None:
             self.batcher.close()
         release()  # the model was frozen with the heap: its cycles must be collectable again
         self.runner.close()

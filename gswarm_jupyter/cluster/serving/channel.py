@@ -3,7 +3,10 @@
 A call goes straight to the replica's worker over a Dask comm pooled in this process
 (`Client.rpc`: opened once, then kept), where a Dask actor's call from a client goes through the
 scheduler. A channel that has never reached its worker directly and cannot (a worker that only
-its scheduler reaches) goes through the scheduler from then on, as the actor's own calls do. Inference requests reach the replica batched where they arrive: a request queues on
+its scheduler reaches) goes through the scheduler from then on, as the actor's own calls do. A
+replica on the gateway's own host is sent its inference messages over its lane (`lane.py`: a
+Unix socket, no TLS or Dask framing) while the lane opens; a lane that cannot be opened is given
+up for the Dask comm. Inference requests reach the replica batched where they arrive: a request queues on
 its replica's channel; a message (`ServiceActor.infer_many`) leaves with every request queued as
 soon as the event loop has taken in what arrived, while fewer than `IN_FLIGHT` messages are on
 their way; otherwise the requests wait for the next message. A lone request waits for nothing.
@@ -27,6 +30,9 @@ from distributed import get_client
 from distributed.actor import ProxyRPC
 from distributed.protocol.serialize import ToPickle
 
+from .lane import LaneClient, LaneUnreachable, host_id
+
+LANE_METHODS = frozenset({"infer_many"})  # what `ServiceActor` serves on its lane
 IN_FLIGHT = 2  # messages on their way at once: the next batch is there when a forward ends
 MAX_REQUESTS = 256  # requests in one message
 
@@ -35,8 +41,9 @@ class ReplicaChannel:
     """Calls to the actor `key` on the worker at `address`, through `rpc` (a pooled call)."""
 
     def __init__(self, rpc: Any, key: str, address: str, relayed: Any = None,
-                 batch_rows: int | None = None) -> None:
+                 batch_rows: int | None = None, lane: LaneClient | None = None) -> None:
         self._rpc = rpc
+        self._lane = lane  # the same host's lane, for the methods it serves
         self._relayed = relayed  # the same calls relayed by the scheduler
         self._reached = False  # a direct call was answered once
         self.key = key
@@ -49,6 +56,11 @@ class ReplicaChannel:
 
     async def call(self, method: str, *args: Any) -> Any:
         """`method(*args)` of the actor, on its worker; its exception raised here."""
+        if self._lane is not None and method in LANE_METHODS:
+            try:
+                return await self._lane.call(method, *args)
+            except LaneUnreachable:
+                self._lane = None  # nothing was sent: the Dask comm from now on
         # Pickled inline in the message's frame: a third of the time Dask's `to_serialize`
         # framing takes for one request's rows each way (measured), the same objects arrive.
         message = {"function": method, "actor": self.key,
@@ -78,6 +90,11 @@ class ReplicaChannel:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    def close(self) -> None:
+        """Hang up the lane, if one is open (calls still on it fail as on a closed lane)."""
+        if self._lane is not None:
+            self._lane.close()
 
     def _flush(self) -> None:
         self._flush_due = False
@@ -131,9 +148,13 @@ def _rows(rows: Any) -> int:
     return len(rows) if isinstance(rows, list | tuple) else 1
 
 
-def channel_to(actor: Any, address: str, batch_rows: int | None = None) -> ReplicaChannel:
+def channel_to(actor: Any, address: str, batch_rows: int | None = None,
+               lane: dict[str, str] | None = None) -> ReplicaChannel:
     """A channel to `actor` (a Dask `Actor` handle) on its worker at `address`, over the pooled
-    comms of the client that holds the actor; its messages hold at most `batch_rows` rows."""
+    comms of the client that holds the actor, and over `lane` (what the actor's `start`
+    answered) when it is on this host; its messages hold at most `batch_rows` rows."""
     client = getattr(actor, "_client", None) or get_client()
+    near = lane is not None and lane.get("host") == host_id()
     return ReplicaChannel(client.rpc(address), actor.key, address,
-                          relayed=ProxyRPC(client.scheduler, address), batch_rows=batch_rows)
+                          relayed=ProxyRPC(client.scheduler, address), batch_rows=batch_rows,
+                          lane=LaneClient(lane["name"]) if near else None)

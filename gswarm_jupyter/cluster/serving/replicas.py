@@ -54,6 +54,7 @@ class Replica:
     future: Future | None = None
     actor: Any = None
     channel: ReplicaChannel | None = None  # the gateway's direct line to the actor
+    lane: dict[str, str] | None = None  # how to reach the actor's same-host lane (its `start`)
     inflight: int = 0
     memory_usage: int | None = None
     load_time: float | None = None
@@ -249,7 +250,10 @@ def channel_of(replica: Replica, batch_rows: int | None = None) -> ReplicaChanne
     messages hold at most `batch_rows` rows (the service's batch limit)."""
     channel = replica.channel
     if channel is None or channel.key != replica.actor.key or channel.address != replica.address:
-        channel = replica.channel = channel_to(replica.actor, replica.address, batch_rows)
+        if channel is not None:
+            channel.close()
+        channel = replica.channel = channel_to(replica.actor, replica.address, batch_rows,
+                                               replica.lane)
     return channel
 
 
@@ -288,4 +292,6 @@ def release(replica: Replica) -> None:
     if replica.future is not None:
         with contextlib.suppress(Exception):
             replica.future.release()
-    replica.future = replica.actor = replica.channel = None
+    if replica.channel is not None:
+        replica.channel.close()
+    replica.future = replica.actor = replica.channel = replica.lane = None

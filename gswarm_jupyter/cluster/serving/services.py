@@ -154,6 +154,7 @@ class ServiceManager:
             raise
         replica.memory_usage = int(info["memory_usage"])
         replica.load_time = float(info["load_time"])
+        replica.lane = info.get("lane")
         replica.status = "running"
 
     def _vgpu_share(self, node: str, device: str) -> dict[str, Any] | None:
