@@ -23,8 +23,8 @@ from gswarm_kernels import init_params, parse_builtin_url
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from gswarm_jupyter.cluster.serving.actor import ServiceActor
 from gswarm_jupyter.cluster.serving.channel import ReplicaChannel
-from gswarm_jupyter.cluster.serving.lane import LaneClient, host_id
 from gswarm_jupyter.cluster.serving.gateway import Gateway
+from gswarm_jupyter.cluster.serving.lane import LaneClient, host_id
 from gswarm_jupyter.cluster.serving.replicas import Replica, Service, call, channel_of, watched
 from gswarm_jupyter.cluster.storage.weights import ModelSpec
 from gswarm_jupyter.core.errors import InvalidInputData, ResourceUnavailable

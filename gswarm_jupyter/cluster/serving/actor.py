@@ -23,7 +23,6 @@ from ..storage.weights import Loader
 from ..tenancy.vgpu_worker import bound_cuda_memory, runner_device, turn_of
 from . import lane
 
-
 _GONE = {"closing", "closed", "failed"}  # a worker in these states serves no actor
 
 

@@ -148,7 +148,7 @@ class LaneServer:
             if served is None:
                 raise AttributeError(f"the lane serves no method {method!r}")
             reply = (call_id, True, await served(*args))
-        except Exception as exc:  # the method's error is its caller's outcome
+        except Exception as exc:  # noqa: BLE001 (the method's error is its caller's outcome)
             reply = (call_id, False, exc)
         try:
             frame = _frame(reply)
