@@ -8,7 +8,8 @@ dependency fails its dependants, transitively, with `DEPENDENCY_FAILED`.
 
 Every change is announced to `listeners` (the durable store, the executor, WebSocket streams).
 A task's `payload` (big inputs only its runner reads) is let go when the task finishes; `prune`
-forgets finished tasks, never pending or running ones.
+forgets finished tasks, never pending or running ones. A submitter may hand the payload's JSON
+in too (`encoded_payload`, made off the event loop): the store writes that text as it is.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Task:
     error: dict[str, Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)  # what the runner needs; not in the record
     payload: dict[str, Any] = field(default_factory=dict)  # big runner inputs; gone once finished
+    encoded_payload: str | None = field(default=None, repr=False)  # its JSON, when handed in
     locks: list[str] = field(default_factory=list)  # keys no two running tasks may share
 
     @property
@@ -124,6 +126,7 @@ class TaskOptions(TypedDict, total=False):
     resources: dict[str, list[str]] | None
     params: dict[str, Any] | None
     payload: dict[str, Any] | None
+    encoded_payload: str | None
     locks: Iterable[str]
 
 
@@ -222,6 +225,7 @@ class TaskQueue:
         resources: dict[str, list[str]] | None = None,
         params: dict[str, Any] | None = None,
         payload: dict[str, Any] | None = None,
+        encoded_payload: str | None = None,
         locks: Iterable[str] = (),
     ) -> Task:
         """Add a pending task. Unknown priority or dependency ids are `InvalidRequest`.
@@ -247,6 +251,7 @@ class TaskQueue:
             created_at=self.clock(),
             params=dict(params or {}),
             payload=dict(payload or {}),
+            encoded_payload=encoded_payload if payload else None,
             locks=list(locks),
         )
         if self._journal is not None:
@@ -399,6 +404,7 @@ class TaskQueue:
         task.status = status
         task.completed_at = self.clock()
         task.payload = {}  # a new dict: a runner still holding the old one keeps it
+        task.encoded_payload = None
         self._index(task)
         self._emit(task)
         if status != "completed":

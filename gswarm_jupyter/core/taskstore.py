@@ -102,7 +102,8 @@ class TaskStore:
             if task.payload and not task.finished:
                 self.db.execute(
                     "INSERT INTO task_payloads (task_id, body) VALUES (?, ?)",
-                    (task.task_id, dumps(task.payload)),
+                    (task.task_id, task.encoded_payload if task.encoded_payload is not None
+                     else dumps(task.payload)),
                 )
 
     def _save_progress(self, task: Task) -> bool:

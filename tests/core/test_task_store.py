@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 
 import pytest
 
@@ -112,6 +113,22 @@ def test_a_pending_task_gets_its_payload_back_after_a_restart(tmp_path):
     assert again.payload == {"request": {"input_data": [[3.0]]}}
     assert [r["task_id"] for r in db2.all("SELECT task_id FROM task_payloads")] == [
         waiting.task_id]
+    db2.close()
+
+
+def test_a_payload_handed_in_encoded_is_written_as_given_and_read_back_after_a_restart(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    db, _, q = open_queue(path)
+    payload = {"training_data": [[0.5, -1.25]], "labels": [1]}
+    encoded = json.dumps(payload, indent=1)  # not what dumps would make: seen as handed in
+    task = q.submit("train", "m", payload=payload, encoded_payload=encoded)
+    assert db.one("SELECT body FROM task_payloads")["body"] == encoded
+    db.close()
+
+    db2, store2, q2 = open_queue(path, start=1000)
+    q2.restore(store2.load())
+    again = q2.get(task.task_id)
+    assert again.status == "pending" and again.payload == payload
     db2.close()
 
 

@@ -28,7 +28,7 @@ from distributed import Client
 from ...backends import training
 from ...backends.base import invalid_input
 from ...core.compute_store import RequestMap
-from ...core.db import loads
+from ...core.db import dumps, loads
 from ...core.errors import (
     Conflict,
     GswarmError,
@@ -87,8 +87,18 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------------
 
-    def submit(self, req: TrainingRequest) -> tuple[str, Task]:
-        """Check the request and queue it; answers (request_id, task)."""
+    async def submit(self, req: TrainingRequest) -> tuple[str, Task]:
+        """Check the request and queue it; answers (request_id, task). Inline rows are encoded
+        for the task's durable record on a thread first (4,096 x 32 rows: ~110 ms of JSON)."""
+        data_ids, label_ids = chunk_ids(req.training_data), chunk_ids(req.labels)
+        inline = {"training_data": None if data_ids else req.training_data,
+                  "labels": None if label_ids else req.labels}
+        payload = {k: v for k, v in inline.items() if v is not None}
+        encoded = await asyncio.to_thread(dumps, payload) if payload else None
+        return self._queue(req, payload, encoded)
+
+    def _queue(self, req: TrainingRequest, payload: dict[str, Any],
+               encoded: str | None) -> tuple[str, Task]:
         LOSSES, OPTIMIZERS = training.losses_and_optimizers()
         name = req.model_id
         row = self.models.registry.row(name)  # MODEL_NOT_FOUND
@@ -127,8 +137,6 @@ class Trainer:
         layouts = {"data": self._layouts(data_ids), "labels": self._layouts(label_ids)}
         target = self._placement(name, req.device)
         self._subscribe()
-        inline = {"training_data": None if data_ids else req.training_data,
-                  "labels": None if label_ids else req.labels}
         spec = {
             "data_layouts": layouts["data"],
             "label_layouts": layouts["labels"],
@@ -151,7 +159,8 @@ class Trainer:
             params={"model_id": name, "node": target.node, "spec": spec,
                     "update_model": req.update_model,
                     "data_chunks": data_ids, "label_chunks": label_ids},
-            payload={k: v for k, v in inline.items() if v is not None},
+            payload=payload,
+            encoded_payload=encoded,
             locks=[f"model:{name}"],
         )
         request_id = RequestMap.new_id()
@@ -160,7 +169,7 @@ class Trainer:
 
     async def train(self, req: TrainingRequest) -> dict[str, Any]:
         """`POST /training`: queue, wait (at most `timeout` s, then cancel: 504), answer."""
-        request_id, task = self.submit(req)
+        request_id, task = await self.submit(req)
         try:
             task = await self.executor.wait(task.task_id, req.timeout)
         except TimeoutError:

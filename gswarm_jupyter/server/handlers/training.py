@@ -33,8 +33,8 @@ class TrainingHandler(_Training):
 
 
 class AsyncTrainingHandler(_Training):
-    def post(self) -> None:
-        request_id, task = self.trainer.submit(self.body(TrainingRequest))
+    async def post(self) -> None:
+        request_id, task = await self.trainer.submit(self.body(TrainingRequest))
         self.reply(self.trainer.accepted(request_id, task), 202)
 
 
