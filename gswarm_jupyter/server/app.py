@@ -45,6 +45,7 @@ from ..core.taskstore import TaskStore
 from ..profiler.grpc_server import GrpcServer
 from ..profiler.service import Profiler
 from ..profiler.transport import GrpcTls
+from . import fastjson
 from .connection import write_connection_file
 from .context import GswarmContext
 from .dispatch import tornado_rules
@@ -238,6 +239,7 @@ class GswarmApp(ExtensionApp):
         model_sources = ModelSources(models, model_roots, fetch_policy=fetch_policy)
         training = Trainer(
             models, ModelVersions(models, users), tasks, runtime, RequestMap(db), data,
+            encode=fastjson.dumps,
         )
         services = Serving(
             runtime,

@@ -1,6 +1,7 @@
-"""Request bodies read as `json.loads` reads them, several times faster.
+"""JSON read and written as the standard library does it, several times faster.
 
-Invariant: `loads(raw)` answers exactly what `json.loads(raw)` answers, or raises what it raises.
+Invariant: `loads(raw)` answers exactly what `json.loads(raw)` answers, or raises what it raises;
+`json.loads(dumps(value))` is what `json.loads(core.db.dumps(value))` is.
 `orjson` reads the common body; any text it refuses (NaN, Infinity, a lone surrogate, nesting
 past its limit, malformed text) and any text holding a run of 19 digits outside a fraction (an
 integer beyond 64 bits, which orjson would read as a float) goes to `json.loads`, whose answer
@@ -13,6 +14,8 @@ import json
 from typing import Any
 
 import orjson
+
+from ..core.db import dumps as _db_dumps
 
 # Digits to 0, the decimal point kept, anything else a space: a long integer is then a space
 # followed by 19 zeros (a fraction's digits follow a point). One translate and a substring
@@ -33,3 +36,16 @@ def loads(raw: bytes | bytearray | str) -> Any:
         except orjson.JSONDecodeError:
             pass  # json.loads' verdict, and its message, stand
     return json.loads(raw)
+
+
+def dumps(value: Any) -> str:
+    """`core.db.dumps(value)`'s meaning, by orjson where it writes the value alike: not where
+    the text holds a null (orjson writes NaN and infinities as null), nor where orjson refuses
+    the value (an integer beyond 64 bits, a key that is no string, a lone surrogate)."""
+    try:
+        text = orjson.dumps(value, default=str)
+    except TypeError:  # orjson.JSONEncodeError
+        return _db_dumps(value)
+    if b"null" in text:
+        return _db_dumps(value)
+    return text.decode()

@@ -62,3 +62,23 @@ def test_what_json_refuses_is_an_invalid_request_naming_the_field(text):
     with pytest.raises(InvalidRequest) as caught:
         parse_json(text, "input", loads)
     assert caught.value.details == {"field": "input"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_any_value_written_reads_back_as_the_standard_librarys_text_does(value):
+    from gswarm_jupyter.core.db import dumps as db_dumps
+    from gswarm_jupyter.server.fastjson import dumps
+
+    assert _same(json.loads(dumps(value)), json.loads(db_dumps(value)))
+
+
+@pytest.mark.parametrize("value", [
+    {"rows": [[float("nan"), 1.0]]}, [float("inf")], {"big": 10**30}, {1: "int key"},
+    {"s": "\ud800"}, {"when": __import__("datetime").date(2026, 11, 30)},
+])
+def test_values_orjson_writes_otherwise_are_written_as_the_standard_library_writes_them(value):
+    from gswarm_jupyter.core.db import dumps as db_dumps
+    from gswarm_jupyter.server.fastjson import dumps
+
+    assert _same(json.loads(dumps(value)), json.loads(db_dumps(value)))
