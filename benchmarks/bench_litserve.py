@@ -74,17 +74,36 @@ def _measure(url: str, body: Path, rows: int, token: str = "") -> Run:
     return wrk(url, body, rows, CONNECTIONS, SECONDS, token)
 
 
-def _alternating(ours: tuple[str, str], theirs: str, body: Path, rows: int
+def _alternating(ours: tuple[str, str, int], theirs: tuple[str, int], body: Path, rows: int
                  ) -> tuple[list[Run], list[Run]]:
     """`ROUNDS` loads of each system, gswarm then LitServe, after one warm-up of each.
-    `ours` is gswarm's URL and token."""
+    `ours` is gswarm's URL, token and server pid, `theirs` LitServe's URL and pid: each run
+    counts the CPU its system's processes used."""
     wrk(ours[0], body, rows, CONNECTIONS, WARM_SECONDS, ours[1])
-    wrk(theirs, body, rows, CONNECTIONS, WARM_SECONDS)
+    wrk(theirs[0], body, rows, CONNECTIONS, WARM_SECONDS)
     a, b = [], []
     for _ in range(ROUNDS):
-        a.append(wrk(ours[0], body, rows, CONNECTIONS, SECONDS, ours[1]))
-        b.append(wrk(theirs, body, rows, CONNECTIONS, SECONDS))
+        a.append(wrk(ours[0], body, rows, CONNECTIONS, SECONDS, ours[1], watch=ours[2]))
+        b.append(wrk(theirs[0], body, rows, CONNECTIONS, SECONDS, watch=theirs[1]))
     return a, b
+
+
+def _cpu_per_krows(runs: list[Run]) -> dict[str, float]:
+    """CPU seconds per 1,000 rows served, by process kind, medians of the runs."""
+    kinds = sorted({k for r in runs for k in (r.served_cpu or {})})
+    return {k: statistics.median((r.served_cpu or {}).get(k, 0.0) * 1000
+                                 / (r.requests * r.rows_per_request) for r in runs)
+            for k in kinds}
+
+
+def _cpu_text(runs: list[Run]) -> str:
+    parts = _cpu_per_krows(runs)
+    total = statistics.median(sum((r.served_cpu or {}).values()) * 1000
+                              / (r.requests * r.rows_per_request) for r in runs)
+    busy = statistics.median(sum((r.served_cpu or {}).values()) / r.seconds for r in runs)
+    return (f"{total:.2f} CPU s per 1,000 rows ("
+            + ", ".join(f"{k} processes {v:.2f}" for k, v in parts.items())
+            + f"), {busy:.2f} cores busy")
 
 
 def _median(runs: list[Run]) -> Run:
@@ -102,8 +121,10 @@ def _each(runs: list[Run]) -> str:
 
 
 @contextlib.contextmanager
-def litserve_server(module_path: Path, max_batch_size: int, log: Path) -> Iterator[str]:
-    """A LitServe server of the saved module in processes of its own; yields its predict URL."""
+def litserve_server(module_path: Path, max_batch_size: int, log: Path
+                    ) -> Iterator[tuple[str, int]]:
+    """A LitServe server of the saved module in processes of its own; yields its predict URL
+    and the pid its processes descend from."""
     port = free_port()
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -122,7 +143,7 @@ def litserve_server(module_path: Path, max_batch_size: int, log: Path) -> Iterat
             if time.monotonic() > deadline:
                 raise RuntimeError(f"LitServe did not become healthy; see {log}")
             time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/predict"
+        yield f"http://127.0.0.1:{port}/predict", proc.pid
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its workers
@@ -209,17 +230,18 @@ def run() -> list[Result]:
             ours_lone = lone_request(server, lone_body, lone_service, module, inputs[1][0],
                                      THREADS)  # before any LitServe process exists
             client.close()
-            gswarm = (url, server.token)
+            assert server.proc is not None
+            gswarm = (url, server.token, server.proc.pid)
             # LitServe's max_batch_size 32 serves both 1 row at the limit of 32 rows and 8 rows
             # at 256: one LitServe server for both. Rounds alternate system by system.
-            with litserve_server(module_path, MAX_ROWS, log) as peer:
-                rounds[1] = _alternating(gswarm, peer, bodies[1, MAX_ROWS], 1)
+            with litserve_server(module_path, MAX_ROWS, log) as (peer, peer_pid):
+                rounds[1] = _alternating(gswarm, (peer, peer_pid), bodies[1, MAX_ROWS], 1)
                 theirs_lone = wrk(peer, bodies[1, MAX_ROWS], 1, 1, LONE_SECONDS)
                 theirs_direct = direct_forward()  # right after its lone run
                 ours[8, 256] = _measure(url, bodies[8, 256], 8, server.token)
                 theirs[8, 256] = _measure(peer, bodies[8, 256], 8)
-            with litserve_server(module_path, MAX_ROWS // 8, log) as peer:
-                rounds[8] = _alternating(gswarm, peer, bodies[8, MAX_ROWS], 8)
+            with litserve_server(module_path, MAX_ROWS // 8, log) as (peer, peer_pid):
+                rounds[8] = _alternating(gswarm, (peer, peer_pid), bodies[8, MAX_ROWS], 8)
             for rows, (a, b) in rounds.items():
                 ours[rows, MAX_ROWS], theirs[rows, MAX_ROWS] = _median(a), _median(b)
 
@@ -238,7 +260,10 @@ def run() -> list[Result]:
         a, b = ours[rows, MAX_ROWS], theirs[rows, MAX_ROWS]
         note = (f"{setup}. {rows} row(s) per request: gswarm {a.text()} (rounds, rows/s / p50 "
                 f"/ p99 ms: {_each(rounds[rows][0])}); LitServe {b.text()} ({_each(rounds[rows][1])})"
-                f". wrk used {wrk_cpu:.1f} s of CPU over {wrk_seconds:.0f} s of loads. {TAIL}")
+                f". CPU the systems used under this load (their process trees, /proc, medians of "
+                f"the rounds): gswarm {_cpu_text(rounds[rows][0])}; LitServe "
+                f"{_cpu_text(rounds[rows][1])}. wrk used {wrk_cpu:.1f} s of CPU over "
+                f"{wrk_seconds:.0f} s of loads. {TAIL}")
         tag = f"serving_vs_litserve_{rows}row{'s' if rows > 1 else ''}"
         results += [
             _ratio(f"{tag}_rows_per_second", a.rows_per_second, b.rows_per_second, "rows/s",
