@@ -86,7 +86,8 @@ class AuditLog:
         self.db = db
         self.clock = clock
         self.writer: GroupWriter[list[_Row], _Row] = GroupWriter(
-            db.path, batch=list, add=list.append, write=_insert, name="gswarm-audit-writer",
+            db.path, batch=list, add=list.append, merge=lambda old, new: old + new, write=_insert,
+            name="gswarm-audit-writer",
             what="audit events",
         )
 
@@ -118,10 +119,13 @@ class AuditLog:
         until: str | None = None,
         page: int = 1,
         per_page: int = 20,
+        flush: bool = True,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of events (oldest first) matching every filter given, and how many match
-        (every event appended before the call included: it waits for the writer's group)."""
-        self.flush()
+        (every event appended before the call included: it waits for the writer's group,
+        unless the caller flushed just before, off the event loop)."""
+        if flush:
+            self.flush()
         where, params = [], []
         if key_id is not None:
             where.append("key_id = ?")

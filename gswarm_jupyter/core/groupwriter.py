@@ -5,14 +5,16 @@ key, or append in order) and wakes an idle writer; it never touches SQLite. The 
 started at the first note, commits the whole pending batch in one transaction over its own
 connection (`write`), then lets the next batch gather for `interval` seconds while items keep
 coming. Batches are written in the order they were noted, and everything noted before `flush()` is
-committed when `flush()` answers. A write's failure is kept and raised by every later `flush`; the
-failed batch is lost and the next note starts a fresh thread. `close()` writes what is noted, then
-stops the thread; a closed writer refuses notes (`Closed`). What a crash loses is at most the
-last `interval` of notes.
+committed when `flush()` answers. A write that fails is logged and tried again after `RETRY`
+seconds, its batch merged before what was noted since (`merge`); `flush` waits for it, and
+raises the failure if its time runs out first. `close()` writes what is noted, then stops the thread (a batch that
+still cannot be written then is logged as lost); a closed writer refuses notes (`Closed`). What
+a crash loses is at most the last `interval` of notes, or what waited on a failing database.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +24,9 @@ from typing import Generic, TypeVar
 from .db import Database
 
 INTERVAL = 0.005  # seconds between two group commits while notes keep coming
+RETRY = 0.5  # seconds before a failed write is tried again
+
+log = logging.getLogger(__name__)
 
 B = TypeVar("B")  # the pending batch (a dict, a list)
 I = TypeVar("I")  # one noted item
@@ -40,6 +45,7 @@ class GroupWriter(Generic[B, I]):
         *,
         batch: Callable[[], B],
         add: Callable[[B, I], object],
+        merge: Callable[[B, B], B],
         write: Callable[[Database, B], None],
         name: str,
         what: str,
@@ -49,7 +55,7 @@ class GroupWriter(Generic[B, I]):
         self.interval = interval
         self.name = name  # the thread's name
         self.what = what  # what is written, for errors ("task changes")
-        self._batch, self._add, self._write = batch, add, write
+        self._batch, self._add, self._merge, self._write = batch, add, merge, write
         self._pending: B = batch()
         self._lock = threading.Condition()
         self._noted_count = 0  # notes so far
@@ -73,17 +79,18 @@ class GroupWriter(Generic[B, I]):
                 self._lock.notify_all()
 
     def flush(self, timeout: float | None = 30.0) -> None:
-        """Answer once every note so far is committed (re-raises a write's failure)."""
+        """Answer once every note so far is committed; after `timeout` s, raise the last
+        write's failure (writes are being tried again) or `TimeoutError`."""
         with self._lock:
             target = self._noted_count
             self._lock.notify_all()
             done = self._lock.wait_for(
-                lambda: self._written_count >= target or self._error is not None
-                or self._thread is None, timeout)
+                lambda: self._written_count >= target or self._thread is None, timeout)
+            if done and self._written_count >= target:
+                return
             if self._error is not None:
                 raise RuntimeError(f"writing {self.what} failed") from self._error
-            if not done:
-                raise TimeoutError(f"{self.what} were not written in time")
+            raise TimeoutError(f"{self.what} were not written in time")
 
     def close(self) -> None:
         """Write what is noted, then stop the thread (a closed writer takes no more notes)."""
@@ -95,7 +102,7 @@ class GroupWriter(Generic[B, I]):
             thread.join()
 
     def _run(self) -> None:
-        db = Database(self.path)
+        db: Database | None = None
         try:
             while True:
                 with self._lock:
@@ -105,19 +112,31 @@ class GroupWriter(Generic[B, I]):
                     batch, self._pending = self._pending, self._batch()
                     counted = self._noted_count
                 try:
+                    db = db or Database(self.path)
                     self._write(db, batch)
-                except Exception as exc:  # noqa: BLE001 (kept for `flush`, which raises it)
+                except Exception as exc:  # noqa: BLE001 (logged, kept for `flush`, tried again)
                     with self._lock:
                         self._error = exc
-                    return
+                        self._pending = self._merge(batch, self._pending)
+                        self._lock.notify_all()
+                        closed = self._closed
+                    if closed:
+                        log.error("gswarm: %s not written at close: %s", self.what, exc)
+                        return
+                    log.warning("gswarm: writing %s failed (tried again in %g s): %s",
+                                self.what, RETRY, exc)
+                    time.sleep(RETRY)
+                    continue
                 with self._lock:
                     self._written_count = counted
+                    self._error = None
                     self._lock.notify_all()
                     closed = self._closed
                 if not closed:
                     time.sleep(self.interval)  # let the next group gather
         finally:
-            db.close()
+            if db is not None:
+                db.close()
             with self._lock:
                 self._thread = None
                 self._lock.notify_all()

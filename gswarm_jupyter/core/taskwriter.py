@@ -30,7 +30,8 @@ class TaskWriter:
 
     def __init__(self, path: Path | str, interval: float = INTERVAL) -> None:
         self._writer: GroupWriter[dict[str, _State], tuple[str, _State]] = GroupWriter(
-            path, batch=dict, add=_keep_latest, write=_write, name="gswarm-task-writer",
+            path, batch=dict, add=_keep_latest, merge=lambda old, new: {**old, **new},
+            write=_write, name="gswarm-task-writer",
             what="task changes", interval=interval,
         )
         self.path = self._writer.path

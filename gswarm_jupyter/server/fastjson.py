@@ -1,7 +1,7 @@
 """JSON read and written as the standard library does it, several times faster.
 
 Invariant: `loads(raw)` answers exactly what `json.loads(raw)` answers, or raises what it raises;
-`json.loads(dumps(value))` is what `json.loads(core.db.dumps(value))` is.
+`json.loads(dumps(value))` is what `json.loads(core.db.dumps(value))` is (enums aside: `dumps`).
 `orjson` reads the common body; any text it refuses (NaN, Infinity, a lone surrogate, nesting
 past its limit, malformed text) and any text holding a run of 19 digits outside a fraction (an
 integer beyond 64 bits, which orjson would read as a float) goes to `json.loads`, whose answer
@@ -38,12 +38,25 @@ def loads(raw: bytes | bytearray | str) -> Any:
     return json.loads(raw)
 
 
+# orjson writes only the JSON types itself (str, int, float, bool, None, dict, list, tuple):
+# subclasses, dates, dataclasses and the rest go to `_refuse`, and so to core.db.dumps.
+_PLAIN_ONLY = (orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
+               | orjson.OPT_PASSTHROUGH_DATACLASS)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"not written by orjson: {type(value).__name__}")
+
+
 def dumps(value: Any) -> str:
-    """`core.db.dumps(value)`'s meaning, by orjson where it writes the value alike: not where
-    the text holds a null (orjson writes NaN and infinities as null), nor where orjson refuses
-    the value (an integer beyond 64 bits, a key that is no string, a lone surrogate)."""
+    """`core.db.dumps(value)`'s meaning, by orjson where it writes the value alike: plain JSON
+    types only (numpy scalars, dates and other objects go to core.db.dumps), and not where the
+    text holds a null (orjson writes NaN and infinities as null), nor where orjson refuses the
+    value (an integer beyond 64 bits, a key that is no string, a lone surrogate). One known
+    difference: orjson writes an `Enum` member as its value where core.db.dumps writes
+    `str(member)`; what the server hands in (bodies parsed from JSON) holds none."""
     try:
-        text = orjson.dumps(value, default=str)
+        text = orjson.dumps(value, default=_refuse, option=_PLAIN_ONLY)
     except TypeError:  # orjson.JSONEncodeError
         return _db_dumps(value)
     if b"null" in text:

@@ -120,3 +120,18 @@ async def test_a_finishing_lane_sends_the_answers_of_its_calls_in_flight_then_cl
     assert await asyncio.wait_for(pending, 10) == "kept"
     with pytest.raises(OSError):  # closed under it, or found closed before sending
         await client.call("slow", "x", 0)
+
+
+async def test_a_finishing_lane_answers_calls_that_arrive_on_its_open_connections():
+    server = LaneServer({"slow": _slow}, lambda: True)
+    client = LaneClient((await server.open())["name"])
+    first = asyncio.ensure_future(client.call("slow", "first", 0.2))
+    await asyncio.sleep(0.05)
+
+    finishing = asyncio.ensure_future(server.finish())
+    await asyncio.sleep(0)
+    late = asyncio.ensure_future(client.call("slow", "late", 0.1))  # after finish began
+    await finishing
+
+    assert await asyncio.wait_for(first, 10) == "first"
+    assert await asyncio.wait_for(late, 10) == "late"

@@ -76,6 +76,7 @@ def test_any_value_written_reads_back_as_the_standard_librarys_text_does(value):
 @pytest.mark.parametrize("value", [
     {"rows": [[float("nan"), 1.0]]}, [float("inf")], {"big": 10**30}, {1: "int key"},
     {"s": "\ud800"}, {"when": __import__("datetime").date(2026, 11, 30)},
+    {"float64": __import__("numpy").float64(1.5)}, (1, (2.5, "x")),
 ])
 def test_values_orjson_writes_otherwise_are_written_as_the_standard_library_writes_them(value):
     from gswarm_jupyter.core.db import dumps as db_dumps

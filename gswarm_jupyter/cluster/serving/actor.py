@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from ..storage.weights import Loader
 from ..tenancy.vgpu_worker import bound_cuda_memory, runner_device, turn_of
 from . import lane
 
+log = logging.getLogger(__name__)
 _GONE = {"closing", "closed", "failed"}  # a worker in these states serves no actor
 
 
@@ -69,8 +71,13 @@ class ServiceActor:
             self.batcher = Batcher(self.runner, self.max_batch_size, self.batch_timeout_ms,
                                    turn=turn_of(self.share))
             if lane.supported():
-                self._lane = lane.LaneServer({"infer_many": self.infer_many}, self._served())
-                self._lane_info = await self._lane.open()
+                server = lane.LaneServer({"infer_many": self.infer_many}, self._served())
+                try:
+                    self._lane_info = await server.open()
+                    self._lane = server
+                except OSError as exc:  # (a sandbox refusing Unix sockets): the Dask comm serves
+                    log.warning("gswarm: replica %s has no same-host lane: %s", self.replica_id,
+                                exc)
             settle()  # see core.heap: the model's objects and the modules it imported
         return {
             "load_time": self.load_time,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import pickle
 import socket
@@ -30,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 _LENGTH = struct.Struct("<Q")
-_PEERCRED = struct.Struct("3i")  # pid, uid, gid
+_PEERCRED = struct.Struct("iII")  # pid, uid, gid
 WATCH_INTERVAL = 1.0  # how often an open lane checks that its actor is still served
+
+log = logging.getLogger(__name__)
 
 
 def host_id() -> str:
@@ -53,7 +56,7 @@ def _peer_is_us(sock: Any) -> bool:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
     except (OSError, AttributeError):
         return False
-    return _PEERCRED.unpack(raw)[1] == os.getuid()
+    return _PEERCRED.unpack(raw)[1] == os.geteuid()
 
 
 def _hang_up(writer: asyncio.StreamWriter) -> None:
@@ -106,11 +109,16 @@ class LaneServer:
             task.cancel()
 
     async def finish(self, timeout: float = 30.0) -> None:
-        """Stop listening, let the calls being answered send their answers, then `close`."""
+        """Stop listening, let the calls being answered (and any still arriving on open
+        connections) send their answers, then `close`."""
         if self._server is not None:
             self._server.close()
-        if self._answering:
-            await asyncio.wait(set(self._answering), timeout=timeout)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._answering:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await asyncio.wait(set(self._answering), timeout=left)
         self.close()
 
     def _check(self) -> None:
@@ -165,22 +173,65 @@ class LaneUnreachable(OSError):
 
 
 class LaneClient:
-    """The gateway's end of one replica's lane, connected on first use."""
+    """The gateway's end of one replica's lane, connected on first use (and again after a
+    connection closed)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._writer: asyncio.StreamWriter | None = None
-        self._connecting: asyncio.Future[None] | None = None
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._ids = itertools.count()
-        self._reading: asyncio.Task[None] | None = None
+        self._connection: _Connection | None = None
+        self._connecting: asyncio.Future[_Connection] | None = None
 
     async def call(self, method: str, *args: Any) -> Any:
         """`method(*args)` on the actor; its exception raised here; `LaneUnreachable` if the
         lane cannot be opened, `ConnectionResetError` if it closes before answering."""
-        if self._writer is None or self._writer.is_closing():
-            await self._connect()
-        assert self._writer is not None
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = await self._connect()
+        return await connection.call(method, args)
+
+    async def _connect(self) -> _Connection:
+        if self._connecting is None:  # one opening, shared by every caller waiting for it
+            self._connecting = asyncio.ensure_future(self._open())
+            self._connecting.add_done_callback(self._opened)
+        return await asyncio.shield(self._connecting)
+
+    def _opened(self, opening: asyncio.Future[_Connection]) -> None:
+        if self._connecting is opening:
+            self._connecting = None
+        if not opening.cancelled() and opening.exception() is None:
+            self._connection = opening.result()
+
+    async def _open(self) -> _Connection:
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.name)
+        except OSError as exc:
+            raise LaneUnreachable(f"the lane {self.name[1:]!r} cannot be opened: {exc}") from None
+        if not _peer_is_us(writer.get_extra_info("socket")):
+            _hang_up(writer)
+            raise LaneUnreachable(f"the lane {self.name[1:]!r} is held by another user")
+        return _Connection(self.name, reader, writer)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class _Connection:
+    """One open connection of a lane and the calls waiting on it (only its own fail with it)."""
+
+    def __init__(self, name: str, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.name = name
+        self._writer = writer
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count()
+        self.closed = False
+        self._reading = asyncio.ensure_future(self._replies(reader))
+
+    async def call(self, method: str, args: tuple[Any, ...]) -> Any:
+        if self.closed or self._writer.is_closing():
+            raise ConnectionResetError(f"the lane {self.name[1:]!r} closed")
         call_id = next(self._ids)
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = answer
@@ -195,28 +246,7 @@ class LaneClient:
             elif not answer.cancelled():
                 answer.exception()  # seen: the caller has this outcome, or the send's own error
 
-    async def _connect(self) -> None:
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._open())
-        connecting = self._connecting
-        try:
-            await asyncio.shield(connecting)
-        finally:
-            if connecting.done():
-                self._connecting = None
-
-    async def _open(self) -> None:
-        try:
-            reader, writer = await asyncio.open_unix_connection(self.name)
-        except OSError as exc:
-            raise LaneUnreachable(f"the lane {self.name[1:]!r} cannot be opened: {exc}") from None
-        if not _peer_is_us(writer.get_extra_info("socket")):
-            writer.close()
-            raise LaneUnreachable(f"the lane {self.name[1:]!r} is held by another user")
-        self._writer = writer
-        self._reading = asyncio.ensure_future(self._replies(reader, writer))
-
-    async def _replies(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _replies(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
                 call_id, ok, value = await _read(reader)
@@ -227,18 +257,18 @@ class LaneClient:
                     answer.set_result(value)
                 else:
                     answer.set_exception(value)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
+        except (asyncio.IncompleteReadError, OSError):
+            pass  # the lane closed
+        except Exception as exc:  # noqa: BLE001 (an answer that cannot be read ends the connection)
+            log.warning("gswarm: the lane %r sent an answer that cannot be read: %s",
+                        self.name[1:], exc)
         finally:
-            _hang_up(writer)
-            if self._writer is writer:
-                self._writer = None
-            for answer in self._pending.values():
-                if not answer.done():
-                    answer.set_exception(ConnectionResetError(f"the lane {self.name[1:]!r} closed"))
-            self._pending.clear()
+            self.close()
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self.closed = True
+        _hang_up(self._writer)
+        pending, self._pending = self._pending, {}
+        for answer in pending.values():
+            if not answer.done():
+                answer.set_exception(ConnectionResetError(f"the lane {self.name[1:]!r} closed"))

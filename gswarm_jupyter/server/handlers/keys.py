@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ...core.keys_api import (
     AuditList,
     AuditQuery,
@@ -54,11 +56,13 @@ class KeyUsageHandler(GswarmHandler):
 class AuditHandler(GswarmHandler):
     auth_resource = "gswarm:admin"
 
-    def get(self) -> None:
+    async def get(self) -> None:
         q = self.query(AuditQuery)
+        # Every event appended before this request is committed first, waiting on a thread.
+        await asyncio.to_thread(self.gswarm.access.audit.flush)
         events, total = self.gswarm.access.audit.query(
             key_id=q.key_id, resource=q.resource, decision=q.decision, since=q.since,
-            until=q.until, page=q.page, per_page=q.per_page,
+            until=q.until, page=q.page, per_page=q.per_page, flush=False,
         )
         self.reply({"events": events, "total": total, "page": q.page, "per_page": q.per_page})
 
