@@ -222,7 +222,7 @@ class Lone:
             f"{(self.run.p50 - self.inside) * ms:.2f} ms (wrk's p50 minus the server's "
             f"inference_time; of which JSON decode and encode {p['json']:.2f} ms and body "
             f"validation {p['validate']:.2f} ms, measured in this process); gateway to the "
-            f"replica's worker and back over its Dask comm "
+            f"replica's worker and back over its same-host lane "
             f"{(self.inside - self.in_service) * ms:.2f} ms (inference_time minus the service's "
             f"own latency); in the service {self.in_service * ms:.2f} ms: the batcher's queue "
             f"and hand-over to its compute thread and back {p['batcher_own']:.2f} ms (measured "
