@@ -43,6 +43,7 @@ import numpy as np
 from gswarm_jupyter.testing import LiveServer
 
 from .harness import Result, alternate
+from .wrkload import worker_pids
 
 MODEL = "builtin://mlp?in=32&hidden=1024,1024&out=10&seed=0"
 ROWS = 4096
@@ -111,20 +112,6 @@ def _switches(pid: int) -> int:
     return total
 
 
-def _worker_pids(server_pid: int) -> list[int]:
-    """The server's Dask worker processes (spawned by its nanny)."""
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-            and _is_worker_of(p, server_pid)]
-
-
-def _is_worker_of(proc: Path, server_pid: int) -> bool:
-    try:
-        ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        return ppid == server_pid and b"spawn_main" in (proc / "cmdline").read_bytes()
-    except (OSError, ValueError):
-        return False
-
-
 def _data() -> tuple[np.ndarray, np.ndarray]:
     x = np.random.default_rng(0).standard_normal((ROWS, 32)).astype(np.float32)
     return x, x[:, :10].argmax(axis=1)
@@ -175,7 +162,7 @@ def run() -> list[Result]:
         def train(self, framework: str, update: bool = False) -> tuple[float, dict, dict]:
             """(wall s, result, timeline): the timeline splits the wall time using the task's
             own timestamps (same machine clock)."""
-            workers = _worker_pids(self.server.proc.pid) if self.server.proc else []
+            workers = worker_pids(self.server.proc.pid) if self.server.proc else []
             before = sum(_minor_faults(pid) for pid in workers)
             switched = sum(_switches(pid) for pid in workers)
             began = time.time()

@@ -63,6 +63,11 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def worker_pids(server_pid: int) -> list[int]:
+    """The Dask worker processes under the server `server_pid` (spawned by its nannies)."""
+    return [pid for pid in process_tree(server_pid) if _name(pid) == "worker"]
+
+
 def _cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -77,7 +82,7 @@ def _name(pid: int) -> str:
     except OSError:
         return str(pid)
     text = b" ".join(args).decode(errors="replace")
-    return "worker" if "multiprocessing" in text or "spawn_main" in text else "server"
+    return "worker" if "spawn_main" in text else "server"
 
 
 def wrk(url: str, body: Path, rows: int, connections: int, seconds: float,

@@ -25,10 +25,14 @@ async def _fail(message: str) -> None:
     raise ValueError(message)
 
 
+async def open_lane(alive=lambda: True, **methods):
+    """A lane serving `methods` (`slow` by default) and a client connected to it."""
+    server = LaneServer(methods or {"slow": _slow}, alive)
+    return server, LaneClient((await server.open())["name"])
+
+
 async def test_calls_in_flight_are_answered_as_they_finish_each_with_its_own_outcome():
-    server = LaneServer({"slow": _slow, "fail": _fail}, lambda: True)
-    info = await server.open()
-    client = LaneClient(info["name"])
+    server, client = await open_lane(slow=_slow, fail=_fail)
     try:
         finished: list[str] = []
 
@@ -51,8 +55,7 @@ async def test_calls_in_flight_are_answered_as_they_finish_each_with_its_own_out
 
 
 async def test_a_lane_closed_with_calls_in_flight_fails_them_and_an_unreachable_one_sends_nothing():
-    server = LaneServer({"slow": _slow}, lambda: True)
-    client = LaneClient((await server.open())["name"])
+    server, client = await open_lane()
     pending = asyncio.ensure_future(client.call("slow", "never", 30))
     await asyncio.sleep(0.1)
     server.close()
@@ -65,8 +68,7 @@ async def test_a_lane_closed_with_calls_in_flight_fails_them_and_an_unreachable_
 
 async def test_a_lane_whose_actor_is_no_longer_served_closes():
     served = True
-    server = LaneServer({"slow": _slow}, lambda: served)
-    client = LaneClient((await server.open())["name"])
+    _server, client = await open_lane(lambda: served)
     assert await client.call("slow", "yes", 0) == "yes"
 
     served = False  # the worker closed, or forgot the actor
@@ -110,8 +112,7 @@ async def test_a_peer_of_another_user_is_turned_away():
 
 
 async def test_a_finishing_lane_sends_the_answers_of_its_calls_in_flight_then_closes():
-    server = LaneServer({"slow": _slow}, lambda: True)
-    client = LaneClient((await server.open())["name"])
+    server, client = await open_lane()
     pending = asyncio.ensure_future(client.call("slow", "kept", 0.2))
     await asyncio.sleep(0.05)
 
@@ -123,8 +124,7 @@ async def test_a_finishing_lane_sends_the_answers_of_its_calls_in_flight_then_cl
 
 
 async def test_a_finishing_lane_answers_calls_that_arrive_on_its_open_connections():
-    server = LaneServer({"slow": _slow}, lambda: True)
-    client = LaneClient((await server.open())["name"])
+    server, client = await open_lane()
     first = asyncio.ensure_future(client.call("slow", "first", 0.2))
     await asyncio.sleep(0.05)
 

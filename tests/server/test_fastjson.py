@@ -3,16 +3,19 @@ fast path), and refuses what it refuses with `INVALID_REQUEST`."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gswarm_jupyter.core.db import dumps as db_dumps
 from gswarm_jupyter.core.errors import InvalidRequest
 from gswarm_jupyter.core.validation import parse_json
-from gswarm_jupyter.server.fastjson import loads
+from gswarm_jupyter.server.fastjson import dumps, loads
 
 
 def _same(a: object, b: object) -> bool:
@@ -67,19 +70,13 @@ def test_what_json_refuses_is_an_invalid_request_naming_the_field(text):
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_any_value_written_reads_back_as_the_standard_librarys_text_does(value):
-    from gswarm_jupyter.core.db import dumps as db_dumps
-    from gswarm_jupyter.server.fastjson import dumps
-
     assert _same(json.loads(dumps(value)), json.loads(db_dumps(value)))
 
 
 @pytest.mark.parametrize("value", [
     {"rows": [[float("nan"), 1.0]]}, [float("inf")], {"big": 10**30}, {1: "int key"},
-    {"s": "\ud800"}, {"when": __import__("datetime").date(2026, 11, 30)},
-    {"float64": __import__("numpy").float64(1.5)}, (1, (2.5, "x")),
+    {"s": "\ud800"}, {"when": datetime.date(2026, 11, 30)},
+    {"float64": np.float64(1.5)}, (1, (2.5, "x")),
 ])
 def test_values_orjson_writes_otherwise_are_written_as_the_standard_library_writes_them(value):
-    from gswarm_jupyter.core.db import dumps as db_dumps
-    from gswarm_jupyter.server.fastjson import dumps
-
     assert _same(json.loads(dumps(value)), json.loads(db_dumps(value)))

@@ -70,14 +70,7 @@ class ServiceActor:
         if self.batcher is None:
             self.batcher = Batcher(self.runner, self.max_batch_size, self.batch_timeout_ms,
                                    turn=turn_of(self.share))
-            if lane.supported():
-                server = lane.LaneServer({"infer_many": self.infer_many}, self._served())
-                try:
-                    self._lane_info = await server.open()
-                    self._lane = server
-                except OSError as exc:  # (a sandbox refusing Unix sockets): the Dask comm serves
-                    log.warning("gswarm: replica %s has no same-host lane: %s", self.replica_id,
-                                exc)
+            await self._open_lane()
             settle()  # see core.heap: the model's objects and the modules it imported
         return {
             "load_time": self.load_time,
@@ -87,10 +80,30 @@ class ServiceActor:
             "lane": self._lane_info,
         }
 
-    def _served(self) -> Callable[[], bool]:
-        """Whether this actor's worker still serves it: running, and holding it as an actor."""
-        worker = get_worker()
-        key = next(k for k, a in worker.state.actors.items() if a is self)
+    async def _open_lane(self) -> None:
+        """Open the same-host lane where there can be one: on Linux, for an actor its worker
+        holds (a sandbox refusing Unix sockets leaves the Dask comm to serve alone)."""
+        served = self._served()
+        if served is None or not lane.supported():
+            return
+        server = lane.LaneServer({m: getattr(self, m) for m in lane.SERVED}, served)
+        try:
+            self._lane_info = await server.open()
+        except OSError as exc:
+            log.warning("gswarm: replica %s has no same-host lane: %s", self.replica_id, exc)
+            return
+        self._lane = server
+
+    def _served(self) -> Callable[[], bool] | None:
+        """Whether this actor's worker still serves it (running, holding it as an actor); None
+        for an actor no worker holds."""
+        try:
+            worker = get_worker()
+        except ValueError:
+            return None
+        key = next((k for k, a in worker.state.actors.items() if a is self), None)
+        if key is None:
+            return None
 
         def served() -> bool:
             return worker.status.name not in _GONE and worker.state.actors.get(key) is self

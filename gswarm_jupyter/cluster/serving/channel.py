@@ -30,9 +30,8 @@ from distributed import get_client
 from distributed.actor import ProxyRPC
 from distributed.protocol.serialize import ToPickle
 
-from .lane import LaneClient, LaneUnreachable, host_id
+from .lane import SERVED, LaneClient, LaneUnreachable, host_id
 
-LANE_METHODS = frozenset({"infer_many"})  # what `ServiceActor` serves on its lane
 IN_FLIGHT = 2  # messages on their way at once: the next batch is there when a forward ends
 MAX_REQUESTS = 256  # requests in one message
 
@@ -56,7 +55,7 @@ class ReplicaChannel:
 
     async def call(self, method: str, *args: Any) -> Any:
         """`method(*args)` of the actor, on its worker; its exception raised here."""
-        if self._lane is not None and method in LANE_METHODS:
+        if self._lane is not None and method in SERVED:
             try:
                 return await self._lane.call(method, *args)
             except LaneUnreachable:

@@ -32,6 +32,7 @@ from typing import Any
 
 _LENGTH = struct.Struct("<Q")
 _PEERCRED = struct.Struct("iII")  # pid, uid, gid
+SERVED = frozenset({"infer_many"})  # the actor methods a lane carries
 WATCH_INTERVAL = 1.0  # how often an open lane checks that its actor is still served
 
 log = logging.getLogger(__name__)
