@@ -9,12 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from .chunks import MAX_DIMS, ChunkFormat, ChunkType
 from .pagination import PageQuery
 from .queue_api import TaskStarting
+from .validation import INT64_MAX
 
 
 class ChunkMetadataIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    shape: list[Annotated[int, Field(ge=0)]] | None = Field(None, max_length=MAX_DIMS)
+    shape: list[Annotated[int, Field(ge=0, le=INT64_MAX)]] | None = Field(None, max_length=MAX_DIMS)
     dtype: str | None = None
 
 
@@ -42,7 +43,7 @@ class ChunkMove(TaskStarting):
     model_config = ConfigDict(extra="forbid")
 
     target_device: str
-    bandwidth_limit: int | None = Field(None, gt=0, description="bytes per second")
+    bandwidth_limit: int | None = Field(None, gt=0, le=INT64_MAX, description="bytes per second")
 
 
 class ChunkTransfer(TaskStarting):
@@ -51,7 +52,7 @@ class ChunkTransfer(TaskStarting):
     target_node: str
     target_device: str
     delete_source: bool = False
-    bandwidth_limit: int | None = Field(None, gt=0, description="bytes per second")
+    bandwidth_limit: int | None = Field(None, gt=0, le=INT64_MAX, description="bytes per second")
 
 
 class ChunkQuery(PageQuery):

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .pagination import PageQuery
+from .validation import INT64_MAX
 
 Role = Literal["viewer", "user", "admin"]
 
@@ -17,13 +18,13 @@ class Quotas(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     requests_per_minute: int | None = Field(
-        None, ge=1, description="replaces the server's per-identity rate for this key"
+        None, ge=1, le=INT64_MAX, description="replaces the server's per-identity rate for this key"
     )
     max_concurrent_tasks: int | None = Field(
-        None, ge=1, description="queued tasks (pending or running) the key may have at once"
+        None, ge=1, le=INT64_MAX, description="queued tasks (pending or running) the key may have at once"
     )
     max_bytes: int | None = Field(
-        None, ge=0,
+        None, ge=0, le=INT64_MAX,
         description="bytes of models, chunks and allocations the key may have placed"
     )
 

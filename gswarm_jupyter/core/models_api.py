@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from .pagination import PageQuery
 from .queue_api import TaskRecord, TaskStarting
+from .validation import INT64_MAX
 
 
 class ModelCreate(TaskStarting):
@@ -18,7 +19,7 @@ class ModelCreate(TaskStarting):
     model_name: str
     source_url: str
     model_type: str | None = None
-    model_size: int | None = Field(None, ge=0, description="ignored: the size is measured")
+    model_size: int | None = Field(None, ge=0, le=INT64_MAX, description="ignored: the size is measured")
     metadata: dict[str, Any] = Field(default_factory=dict)
     download_to: str | None = Field(None, description="[node:]device; default the first online "
                                     "node's disk")
@@ -76,7 +77,7 @@ class MoveRequest(TaskStarting):
     target_device: str
     keep_source: bool = False
     verify_checksum: bool = False
-    bandwidth_limit: int | None = Field(None, gt=0, description="bytes per second")
+    bandwidth_limit: int | None = Field(None, gt=0, le=INT64_MAX, description="bytes per second")
     evict: bool = False
 
 
@@ -85,7 +86,7 @@ class CopyRequest(TaskStarting):
 
     source_device: str
     target_device: str
-    bandwidth_limit: int | None = Field(None, gt=0, description="bytes per second")
+    bandwidth_limit: int | None = Field(None, gt=0, le=INT64_MAX, description="bytes per second")
     verify_checksum: bool = False
     evict: bool = False
 

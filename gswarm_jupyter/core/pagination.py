@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .validation import INT64_MAX
+
 T = TypeVar("T")
 
 MAX_PER_PAGE = 500
@@ -15,7 +17,7 @@ MAX_PER_PAGE = 500
 class PageQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    page: int = Field(1, ge=1)
+    page: int = Field(1, ge=1, le=INT64_MAX // MAX_PER_PAGE)
     per_page: int = Field(20, ge=1, le=MAX_PER_PAGE)
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .validation import INT64_MAX
+
 SessionStatus = Literal["running", "finished", "interrupted"]
+
+MIN_FREQUENCY_MS = 10
+MAX_FREQUENCY_MS = 3_600_000  # one sample an hour
 
 
 class StartProfiling(BaseModel):
@@ -14,11 +19,12 @@ class StartProfiling(BaseModel):
 
     name: str = Field(description="letters, digits, '.', '_' or '-'; unique among running sessions")
     sampling_frequency_ms: int | None = Field(
-        None, ge=10, description="sampling period in ms (default 1000, at least 10)"
+        None, ge=MIN_FREQUENCY_MS, le=MAX_FREQUENCY_MS,
+        description="sampling period in ms (default 1000, at least 10, at most 3,600,000)",
     )
     nodes: list[str] | None = Field(None, description="nodes to sample; every node when absent")
     metrics: list[str] | None = Field(None, description="metrics to keep; every metric when absent")
-    tags: dict[str, str | int | float | bool] | None = Field(
+    tags: dict[str, str | Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)] | float | bool] | None = Field(
         None,
         description="kept with the session and on each of its frames (e.g. a cell's execution count)",
     )

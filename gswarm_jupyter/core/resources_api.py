@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from .pagination import PageQuery
+from .validation import INT64_MAX
 
 MAX_DURATION_S = 30 * 24 * 3600  # an allocation lasts at most 30 days
 
@@ -14,7 +15,7 @@ class ResourceCreate(BaseModel):
 
     user_id: str = Field(min_length=1, max_length=128,
                          description="who it is for; a key's own identity is recorded for keys")
-    memory_size: int = Field(gt=0, description="bytes reserved on the device")
+    memory_size: int = Field(gt=0, le=INT64_MAX, description="bytes reserved on the device")
     compute_units: float = Field(ge=0, description="compute units reserved: at most what the device offers (a vGPU its own units, a physical device 100) less other allocations' units")
     duration: float = Field(gt=0, le=MAX_DURATION_S, description="seconds until it ends")
     device: str | None = Field(

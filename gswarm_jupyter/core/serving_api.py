@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .balancing import Policy
 from .pagination import PageQuery
 from .tasks import Priority
+from .validation import INT64_MAX
 
 Framework = Literal["torch", "jax"]
 
@@ -103,7 +104,7 @@ class ModelLoad(BaseModel):
     model_type: str | None = None
     model_path: str | None = Field(None, description="builtin://..., file://..., or a path")
     max_batch_size: int = Field(32, ge=1, le=4096)
-    max_sequence_length: int | None = Field(None, ge=1)
+    max_sequence_length: int | None = Field(None, ge=1, le=INT64_MAX)
     enable_quantization: bool = False
     enable_mixed_precision: bool = False
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -162,7 +163,7 @@ class InferenceOptions(BaseModel):
     )
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=0, le=4096)
-    seed: int | None = Field(None, ge=0)
+    seed: int | None = Field(None, ge=0, le=INT64_MAX)
 
 
 class InferenceRequest(BaseModel):
@@ -173,8 +174,8 @@ class InferenceRequest(BaseModel):
         description="float rows (vectors), token-id rows (language models), or strings (models "
         "with a tokenizer: embedding, causal_lm, classifier)"
     )
-    batch_size: int | None = Field(None, ge=1)
-    sequence_length: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1, le=INT64_MAX)
+    sequence_length: int | None = Field(None, ge=1, le=INT64_MAX)
     data_type: str | None = None
     session_id: str | None = None
     options: InferenceOptions = Field(default_factory=InferenceOptions)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .tasks import Priority
+from .validation import INT64_MAX
 
 Framework = Literal["torch", "jax"]
 CHUNK_ID = re.compile(r"chunk-[0-9a-f]{12}")  # matched whole (fullmatch)
@@ -53,7 +54,7 @@ class TrainingRequest(BaseModel):
     device: str | None = Field(None, description="node:dram|gpuN|vgpuN; default: where the model is")
     update_model: bool = Field(
         True, description="write the trained weights as the model's next version")
-    seed: int = Field(0, ge=0, description="batch order")
+    seed: int = Field(0, ge=0, le=INT64_MAX, description="batch order")
     timeout: float | None = Field(None, gt=0, description="seconds the synchronous call waits")
     priority: Priority = "normal"
     dependencies: list[str] = Field(default_factory=list)

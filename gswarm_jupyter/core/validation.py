@@ -16,6 +16,10 @@ from .errors import InvalidRequest
 
 M = TypeVar("M", bound=BaseModel)
 
+# The largest integer a request field may hold where nothing smaller is natural: what SQLite's
+# INTEGER, numpy's int64 and protobuf's int64 all keep (a larger one failed at the store as a 500).
+INT64_MAX = 2**63 - 1
+
 
 def validate(model: type[M], data: Any, where: str = "body") -> M:
     """`model` from `data`, or `InvalidRequest` whose details name the first offending field.

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .pagination import PageQuery
+from .validation import INT64_MAX
 
 SchedulingPolicy = Literal["round_robin", "weighted"]
 
@@ -17,7 +18,7 @@ class VgpuCreate(BaseModel):
     virtual_gpu_id: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
         description="the caller's name for it (unique); its device on the node is vgpuN")
-    memory_size: int = Field(gt=0, description="bytes of hard memory quota, carved from the "
+    memory_size: int = Field(gt=0, le=INT64_MAX, description="bytes of hard memory quota, carved from the "
                              "physical GPU or (backing cpu) from the node's free dram")
     compute_units: int = Field(ge=1, le=1000, description="its weight in the fair queueing "
                                "of batches on its physical device")

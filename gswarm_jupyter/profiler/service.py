@@ -20,6 +20,7 @@ from ..core.aio import cancel_and_wait
 from ..core.db import Database
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from ..core.names import is_model_name
+from ..core.profiler_api import MAX_FREQUENCY_MS, MIN_FREQUENCY_MS
 from ._proto import profiler_pb2 as pb
 from .collector import DaskCollector
 from .frames import ALL_METRICS, Frame, csv_rows, keep_metrics
@@ -31,7 +32,6 @@ from .sessions import RUNNING, Session, SessionStore
 log = logging.getLogger(__name__)
 
 DEFAULT_FREQUENCY_MS = 1000
-MIN_FREQUENCY_MS = 10
 FLUSH_EVERY_S = 0.2
 AGENT_CATCH_UP_S = 3.0
 
@@ -96,10 +96,12 @@ class Profiler:
                 {"field": "name"},
             )
         frequency = DEFAULT_FREQUENCY_MS if sampling_frequency_ms is None else sampling_frequency_ms
-        if frequency < MIN_FREQUENCY_MS:
+        if not MIN_FREQUENCY_MS <= frequency <= MAX_FREQUENCY_MS:
             raise InvalidRequest(
-                f"sampling_frequency_ms must be at least {MIN_FREQUENCY_MS}, got {frequency}",
-                {"field": "sampling_frequency_ms", "minimum": MIN_FREQUENCY_MS},
+                f"sampling_frequency_ms must be from {MIN_FREQUENCY_MS} to {MAX_FREQUENCY_MS}, "
+                f"got {frequency}",
+                {"field": "sampling_frequency_ms", "minimum": MIN_FREQUENCY_MS,
+                 "maximum": MAX_FREQUENCY_MS},
             )
         if metrics:
             unknown = sorted(set(metrics) - set(ALL_METRICS))
@@ -362,4 +364,4 @@ def _key(c: ClientState) -> tuple[str, str]:
     return (c.kind, c.client_id)
 
 
-__all__ = ["Profiler", "RUNNING", "DEFAULT_FREQUENCY_MS", "MIN_FREQUENCY_MS"]
+__all__ = ["DEFAULT_FREQUENCY_MS", "MAX_FREQUENCY_MS", "MIN_FREQUENCY_MS", "RUNNING", "Profiler"]

@@ -78,6 +78,7 @@ async def test_frames_go_only_to_the_sessions_that_cover_their_node(tmp_path):
         assert set(n2["summary"]) == {"n2"}
         for bad in (
             {"name": "x", "sampling_frequency_ms": 9},
+            {"name": "x", "sampling_frequency_ms": 3_600_001},  # the gRPC route's uint32 allows it
             {"name": "", "sampling_frequency_ms": 10},
             {"name": "x", "metrics": ["nope"]},
         ):

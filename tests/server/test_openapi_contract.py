@@ -5,6 +5,7 @@ envelope."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -89,6 +90,43 @@ def test_query_parameters_never_say_null() -> None:
             if param["in"] == "query":
                 assert '"null"' not in str(param["schema"]).replace("'", '"'), (path, param)
                 assert param["schema"].get("default", ...) is not None, (path, param)
+
+
+def _unbounded_integers(schema: Any, where: str, seen: set[str]) -> Iterator[str]:
+    """Where `schema` lets an integer through with no maximum, following references once."""
+    if isinstance(schema, list):
+        for i, item in enumerate(schema):
+            yield from _unbounded_integers(item, f"{where}[{i}]", seen)
+        return
+    if not isinstance(schema, dict):
+        return
+    ref = schema.get("$ref")
+    if ref:
+        name = ref.rsplit("/", 1)[-1]
+        if name not in seen:
+            seen.add(name)
+            yield from _unbounded_integers(DOC["components"]["schemas"][name], name, seen)
+        return
+    if schema.get("type") == "integer" and not {"maximum", "exclusiveMaximum"} & set(schema):
+        yield where
+    for key, value in schema.items():
+        yield from _unbounded_integers(value, f"{where}.{key}", seen)
+
+
+def test_every_integer_a_request_may_carry_has_a_maximum() -> None:
+    """No integer reaches a store unbounded: a fuzzed sampling period past 2**63 once overflowed
+    SQLite's INTEGER into a 500. Where nothing smaller is natural the ceiling is INT64_MAX."""
+    unbounded = [
+        found
+        for path, method, op in OPERATIONS
+        for where, schema in [
+            *((f"query {p['name']}", p.get("schema", {})) for p in op.get("parameters", [])),
+            *(("body", c.get("schema", {}))
+              for c in op.get("requestBody", {}).get("content", {}).values()),
+        ]
+        for found in _unbounded_integers(schema, f"{method.upper()} {path} {where}", set())
+    ]
+    assert unbounded == []
 
 
 def test_async_answers_link_to_their_status_and_task() -> None:

@@ -101,6 +101,13 @@ async def test_profiler_routes_refuse_bad_input(api):
             "sampling_frequency_ms",
         ),
         (
+            # past an hour; this one overflowed SQLite's INTEGER and answered 500 (a fuzz find)
+            {"name": "x", "sampling_frequency_ms": 5177741074082648199004160},
+            400,
+            "INVALID_REQUEST",
+            "sampling_frequency_ms",
+        ),
+        (
             {"name": "x", "sampling_frequency_ms": "often"},
             400,
             "INVALID_REQUEST",
