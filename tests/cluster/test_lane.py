@@ -10,14 +10,20 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
+from gswarm_jupyter.cluster.serving import lane
 from gswarm_jupyter.cluster.serving.lane import LaneClient, LaneServer, LaneUnreachable
 
 
 async def _slow(value: str, seconds: float) -> str:
     await asyncio.sleep(seconds)
+    return value
+
+
+async def _echo(value):
     return value
 
 
@@ -49,6 +55,28 @@ async def test_calls_in_flight_are_answered_as_they_finish_each_with_its_own_out
         assert isinstance(answers[2], ValueError) and str(answers[2]) == "bad rows"
         assert isinstance(answers[3], AttributeError)  # the lane serves only what it opened with
         assert await client.call("slow", "again", 0) == "again"  # the connection stays usable
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_a_long_frame_is_unpickled_off_the_event_loop_at_both_ends(monkeypatch):
+    threads: list[str] = []
+    real_loads = lane.pickle.loads
+
+    def loads(body: bytes):
+        threads.append(threading.current_thread().name)
+        return real_loads(body)
+
+    monkeypatch.setattr(lane.pickle, "loads", loads)
+    server, client = await open_lane(echo=_echo)
+    try:
+        assert await client.call("echo", "short") == "short"
+        assert threads == [threading.main_thread().name] * 2  # call and answer, on the loop
+        threads.clear()
+        rows = [[float(i)] * 64 for i in range(lane.OFFLOAD_BYTES // 64 // 9 + 1)]
+        assert await client.call("echo", rows) == rows
+        assert len(threads) == 2 and threading.main_thread().name not in threads
     finally:
         client.close()
         server.close()
