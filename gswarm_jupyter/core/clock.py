@@ -6,6 +6,8 @@ import math
 import time
 from datetime import datetime, timezone
 
+LATEST_EPOCH_S = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last second an ISO time names
+
 
 def iso(epoch: float | None = None) -> str:
     """Epoch seconds (now by default) as `2026-01-01T00:00:00.123Z`."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .clock import iso, iso_or_none
+from .clock import LATEST_EPOCH_S, iso, iso_or_none
 from .db import Database, dumps, loads, migration
 from .errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from .scopes import check_roles, granted, normalize
@@ -228,6 +228,9 @@ def _expiry(expires_at: str | float | None, now: float) -> float | None:
     value = float(expires_at) if isinstance(expires_at, (int, float)) else parse_since(
         expires_at, "expires_at"
     )
+    if not value <= LATEST_EPOCH_S:  # NaN too: it compares false
+        raise InvalidRequest(f"expires_at is past {iso(LATEST_EPOCH_S)}, the last time this API "
+                             "names", {"field": "expires_at", "maximum": LATEST_EPOCH_S})
     if value <= now:
         raise InvalidRequest("expires_at is not in the future",
                              {"field": "expires_at", "value": expires_at})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .clock import LATEST_EPOCH_S
 from .pagination import PageQuery
 from .validation import INT64_MAX
 
@@ -37,7 +38,8 @@ class KeyCreate(BaseModel):
         default_factory=list, description="gswarm:<resource>:<read|write> (or :* for both)"
     )
     roles: list[Role] = Field(default_factory=list)
-    expires_at: str | float | None = Field(None, description="ISO 8601 time or epoch seconds")
+    expires_at: str | Annotated[float, Field(le=LATEST_EPOCH_S, allow_inf_nan=False)] | None = Field(
+        None, description="ISO 8601 time or epoch seconds (at most 9999-12-31T23:59:59Z)")
     quotas: Quotas = Field(default_factory=Quotas)
 
 

@@ -24,7 +24,7 @@ class StartProfiling(BaseModel):
     )
     nodes: list[str] | None = Field(None, description="nodes to sample; every node when absent")
     metrics: list[str] | None = Field(None, description="metrics to keep; every metric when absent")
-    tags: dict[str, str | Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)] | float | bool] | None = Field(
+    tags: dict[str, str | Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)] | Annotated[float, Field(allow_inf_nan=False)] | bool] | None = Field(
         None,
         description="kept with the session and on each of its frames (e.g. a cell's execution count)",
     )

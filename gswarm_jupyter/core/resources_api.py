@@ -16,7 +16,7 @@ class ResourceCreate(BaseModel):
     user_id: str = Field(min_length=1, max_length=128,
                          description="who it is for; a key's own identity is recorded for keys")
     memory_size: int = Field(gt=0, le=INT64_MAX, description="bytes reserved on the device")
-    compute_units: float = Field(ge=0, description="compute units reserved: at most what the device offers (a vGPU its own units, a physical device 100) less other allocations' units")
+    compute_units: float = Field(ge=0, allow_inf_nan=False, description="compute units reserved: at most what the device offers (a vGPU its own units, a physical device 100) less other allocations' units")
     duration: float = Field(gt=0, le=MAX_DURATION_S, description="seconds until it ends")
     device: str | None = Field(
         None, description="node1:gpu0, node1:vgpu0, node1:dram (bare on a one-node cluster); "

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .balancing import Policy
 from .pagination import PageQuery
 from .tasks import Priority
-from .validation import INT64_MAX
+from .validation import FLOAT32_MAX, INT64_MAX
 
 Framework = Literal["torch", "jax"]
 
@@ -159,7 +159,8 @@ class InferenceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     temperature: float | None = Field(
-        None, ge=0, description="0: greedy; absent: 1.0 (sampled, reproducible with seed)"
+        None, ge=0, le=FLOAT32_MAX,
+        description="0: greedy; absent: 1.0 (sampled, reproducible with seed)"
     )
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=0, le=4096)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .tasks import Priority
-from .validation import INT64_MAX
+from .validation import FLOAT32_MAX, INT64_MAX
 
 Framework = Literal["torch", "jax"]
 CHUNK_ID = re.compile(r"chunk-[0-9a-f]{12}")  # matched whole (fullmatch)
@@ -33,8 +33,8 @@ class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(32, ge=1, le=1_000_000)
-    gradient_clip_norm: float | None = Field(None, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    gradient_clip_norm: float | None = Field(None, gt=0, le=FLOAT32_MAX)
+    weight_decay: float = Field(0.0, ge=0, le=FLOAT32_MAX)
 
 
 class TrainingRequest(BaseModel):
@@ -46,7 +46,7 @@ class TrainingRequest(BaseModel):
         None, description="one per row (class index, probability row or target row), or chunk "
         "id(s); may be omitted for gpt (next-token targets)")
     epochs: int = Field(1, ge=1, le=100_000)
-    learning_rate: float = Field(1e-3, gt=0)
+    learning_rate: float = Field(1e-3, gt=0, le=FLOAT32_MAX)
     optimizer: str = "adam"
     loss_function: str = "cross_entropy"
     framework: Framework = "torch"

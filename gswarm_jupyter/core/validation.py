@@ -19,6 +19,9 @@ M = TypeVar("M", bound=BaseModel)
 # The largest integer a request field may hold where nothing smaller is natural: what SQLite's
 # INTEGER, numpy's int64 and protobuf's int64 all keep (a larger one failed at the store as a 500).
 INT64_MAX = 2**63 - 1
+# The largest float a field the device computes with may hold: a float32 scalar (a weight decay
+# of 1e308 failed the optimiser's step: "cannot be converted to type float without overflow").
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def validate(model: type[M], data: Any, where: str = "body") -> M:
@@ -63,13 +66,27 @@ def too_deep(field: str) -> InvalidRequest:
 
 
 def invalid_request(exc: ValidationError, where: str = "body") -> InvalidRequest:
+    """The field and message a caller can act on: of a union's branches, the one whose kind the
+    value had but whose limit it broke (`expires_at` over its maximum, not "should be a
+    string"), named by the field alone, not by the branch."""
     errors = [
-        {"field": ".".join(str(p) for p in e["loc"]) or where, "message": e["msg"], "type": e["type"]}
+        {"field": ".".join(str(p) for p in e["loc"] if not _branch(p)) or where,
+         "message": e["msg"], "type": e["type"]}
         for e in exc.errors(include_url=False, include_input=False)
     ]
-    first = errors[0]
+    first = next((e for e in errors if e["field"] == errors[0]["field"]
+                  and not e["type"].endswith("_type")), errors[0])
     kind = "query parameter" if where == "query" else "field"
     return InvalidRequest(
         f"invalid {kind} {first['field']!r}: {first['message']}",
         {"field": first["field"], "location": where, "errors": errors},
     )
+
+
+_BRANCHES = frozenset({"str", "int", "float", "bool", "none", "list", "dict"})
+
+
+def _branch(part: object) -> bool:
+    """Whether a location part names a union's branch (`str`, `constrained-float`), not a field."""
+    return isinstance(part, str) and (
+        part in _BRANCHES or part.startswith(("constrained-", "function-")) or "[" in part)
