@@ -71,8 +71,9 @@ def gswarm_no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
 
 
 # DELETE /keys/{key_id} revokes: the record stays readable (`revoked: true`, `revoked_at`) as the
-# audit trail API.md section 7 promises, so "a deleted resource is still there" is no bug there.
-KEPT_AFTER_DELETE = ("/keys/{key_id}",)  # path templates, however the document roots them
+# audit trail API.md section 7 promises, and so does its usage (the allocations it still holds),
+# so "a deleted resource is still there" is no bug there.
+KEPT_AFTER_DELETE = ("/keys/{key_id}", "/keys/{key_id}/usage")  # path templates, however rooted
 
 
 @schemathesis.check

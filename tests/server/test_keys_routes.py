@@ -123,6 +123,10 @@ class TestRevokedAndExpired:
         assert (await api("GET", "gswarm/api/v1/health", headers=bearer(expiring)))[0] == 200
         status, body, _ = await api("DELETE", f"{KEYS}/{record['key_id']}")
         assert status == 200 and body["data"]["revoked"] is True
+        # revoked, not gone: its record and its usage stay readable to an admin (the audit trail)
+        status, body, _ = await api("GET", f"{KEYS}/{record['key_id']}")
+        assert status == 200 and body["data"]["revoked"] is True
+        assert (await api("GET", f"{KEYS}/{record['key_id']}/usage"))[0] == 200
         await asyncio.sleep(1.6)
         for secret, reason in ((revoked, "revoked"), (expiring, "expired")):
             for method, path, _ in operations():
