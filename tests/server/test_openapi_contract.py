@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
@@ -14,12 +15,13 @@ import pytest
 from gswarm_jupyter.server.handlers import all_routes
 from gswarm_jupyter.server.openapi import build
 from gswarm_jupyter.server.routes import Link, Op, Route
-from tests.fuzz.hooks import TABLE, error_envelope_problems
+from tests.fuzz.hooks import TABLE, after_a_partial_delete, error_envelope_problems
 
 from .data_helpers import finished
 from .model_helpers import API, register
 
 DOC = build(all_routes())
+API_ROOT = "/gswarm/api/v1"
 OPERATIONS = [
     (path, method, op) for path, item in DOC["paths"].items() for method, op in item.items()
 ]
@@ -156,6 +158,26 @@ def test_a_route_answering_only_501_documents_no_success() -> None:
     op = build([unserved])["paths"]["/gswarm/compute/v1/someday"]["post"]
     assert not [s for s in op["responses"] if s.startswith("2")]
     assert "501" in op["responses"]
+
+
+def test_the_fuzz_use_after_free_check_spares_a_delete_that_dropped_one_copy() -> None:
+    """`DELETE /models/{name}?device=` drops a copy, the model stays: no use-after-free; a
+    `DELETE /models/{name}` without it removed the model, and reading it is checked."""
+
+    def step(method: str, path: str, query: dict | None = None) -> SimpleNamespace:
+        return SimpleNamespace(operation=SimpleNamespace(method=method, path=API_ROOT + path),
+                               query=query, id=f"{method} {path}")
+
+    def after(deleted: SimpleNamespace) -> SimpleNamespace:
+        return SimpleNamespace(internals=SimpleNamespace(find_related=lambda case_id: [deleted]))
+
+    read = step("GET", "/models/{name}")
+    assert after_a_partial_delete(after(step("DELETE", "/models/{name}", {"device": "n:dram"})),
+                                   read)
+    assert not after_a_partial_delete(after(step("DELETE", "/models/{name}")), read)
+    assert not after_a_partial_delete(after(step("DELETE", "/data/{chunk_id}", {"device": "x"})),
+                                       read)
+    assert not after_a_partial_delete(SimpleNamespace(internals=None), read)
 
 
 def test_the_fuzz_check_refuses_errors_outside_the_table() -> None:
