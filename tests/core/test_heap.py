@@ -32,7 +32,9 @@ def test_settle_collects_garbage_then_freezes_the_live_heap() -> None:
         live = [_Node()]
         frozen = settle()
         assert dead() is None
-        assert frozen == gc.get_freeze_count() > 0
+        # what settle froze, less what died since (a thread left by an earlier test may free
+        # frozen objects meanwhile: a CI run saw 864,906 frozen, 864,709 a moment later)
+        assert 0 < gc.get_freeze_count() <= frozen
         assert not any(o is live for o in gc.get_objects())  # out of every generation
     finally:
         gc.unfreeze()
