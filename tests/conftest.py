@@ -105,10 +105,21 @@ def api(gswarm_app, jp_fetch) -> Fetch:
             response = exc.response  # type: ignore[assignment]
             assert response is not None, exc
         text = response.body.decode() if response.body else ""
-        parsed = json.loads(text) if text and "json" in response.headers.get("Content-Type", "") else {"text": text}
+        json_typed = text and "json" in response.headers.get("Content-Type", "")
+        parsed = strict_json(text) if json_typed else {"text": text}
         return response.code, parsed, dict(response.headers)
 
     return call
+
+
+def strict_json(text: str) -> Any:
+    """`text` parsed as strict JSON (RFC 8259): the NaN and Infinity tokens Python's json reads and
+    the browser's JSON.parse refuses fail the test."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"an answer holds {token}, which is not JSON: {text[:300]}")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def pytest_collection_modifyitems(config, items):

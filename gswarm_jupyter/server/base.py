@@ -23,7 +23,6 @@ unexpected error (a bug: `INTERNAL_ERROR`) logs its traceback.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Awaitable
 from http.client import responses
@@ -51,6 +50,7 @@ from ..core.ratelimit import Decision
 from ..core.validation import validate
 from .body import BODY_METHODS, RequestBody, after_body, declared_length
 from .context import GswarmContext
+from . import wire
 from .routes import CONTROL, Route
 
 log = logging.getLogger("gswarm_jupyter.server")
@@ -247,7 +247,7 @@ class GswarmHandler(APIHandler):
         self.set_status(status)
         for name, value in (headers or {}).items():
             self.set_header(name, value)
-        self.finish(json.dumps(envelope(data), default=str))
+        self.finish(wire.dumps(envelope(data)))
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
@@ -287,7 +287,7 @@ class GswarmHandler(APIHandler):
         if status_code == 405 and self.route is not None:
             self.set_header("Allow", ", ".join(m.upper() for m in self.route.ops))
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(envelope(error=error), default=str))
+        self.finish(wire.dumps(envelope(error=error)))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """One line for an answer the API expects to give; a traceback only for a bug."""

@@ -21,6 +21,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from ..core.clock import iso
 from ..core.access import Caller
 from ..core.errors import CODE_BY_STATUS, Forbidden, Unauthorized
+from . import wire
 from .base import envelope, key_secret
 from .context import GswarmContext
 from .routes import Op, Route
@@ -153,13 +154,13 @@ class GswarmSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         if status_code == 405 and self.route is not None:
             self.set_header("Allow", ", ".join(m.upper() for m in self.route.ops))
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(envelope(error=error)))
+        self.finish(wire.dumps(envelope(error=error)))
 
     def send_event(self, event: str, data: Any) -> bool:
         """Send one event; False once the socket is closed."""
         try:
             self.write_message(
-                json.dumps({"event": event, "data": data, "timestamp": iso()}, default=str)
+                wire.dumps({"event": event, "data": data, "timestamp": iso()})
             )
         except WebSocketClosedError:
             return False
