@@ -298,6 +298,34 @@ async def test_cancelled_copy_leaves_no_location_and_no_file(api, gswarm_app):
     assert not list((store_of(gswarm_app, "node2")).rglob("slow/*"))
 
 
+async def test_a_load_waiting_on_a_copy_that_does_not_complete_makes_its_own(api, gswarm_app):
+    """A compute-plane load on node2:dram finds a copy there under way (100 bytes a second) and
+    waits for it; the copy is cancelled: the load copies the model itself and answers 201."""
+    await register(api, "w", MLP.format(seed=0))
+    status, env, _ = await api("POST", f"{API}/models/w/copy", body={
+        "source_device": "node1:disk", "target_device": "node2:dram", "bandwidth_limit": 100})
+    assert status == 202, env
+    slow = env["data"]["task_id"]
+
+    async def running():
+        status, env, _ = await api("GET", f"{API}/queue/tasks/{slow}")
+        return env["data"]["status"] == "running"
+
+    await wait_for(running, "the slow copy to run")
+    load = asyncio.ensure_future(api("POST", "gswarm/compute/v1/models",
+                                     body={"model_id": "w", "device": "node2:dram"}))
+    await asyncio.sleep(1.0)
+    assert not load.done(), "the load should be waiting for the copy under way"
+    status, env, _ = await api("POST", f"{API}/queue/tasks/{slow}/cancel")
+    assert status == 200 and env["data"]["status"] == "cancelled"
+    status, env, _ = await load
+    assert status == 201, env
+    assert [(r["node"], r["device"]) for r in env["data"]["replicas"]] == [("node2", "dram")]
+    assert locations(await model(api, "w")) == {"node1:disk": "ready", "node2:dram": "ready"}
+    assert await checksum_on(gswarm_app, "w", "node2:dram") == await checksum_on(
+        gswarm_app, "w", "node1:disk")
+
+
 async def test_delete_with_services_needs_force_and_stops_them(api, gswarm_app):
     await register(api, "served", MLP.format(seed=0))
     status, env, _ = await api("POST", f"{API}/services", body={"model_name": "served"})

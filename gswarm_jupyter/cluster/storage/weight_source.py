@@ -51,26 +51,31 @@ class StoreWeights:
 
     async def ensure_copy(self, model: ModelSpec | str, node: str, device: str,
                           *, priority: str = "high", evict: bool = True) -> None:
-        """A ready copy of the model on `node:device`: at once if there is one, else after a copy
-        task from the best copy (its failure raised here)."""
+        """A ready copy of the model on `node:device`: at once if there is one, after the copy
+        task already making it if that one completes, else after a copy task of its own from the
+        best copy (whose failure is raised here)."""
         name = model if isinstance(model, str) else model.name
         store = self.store
-        store.reconcile()
         copies = store.registry.copies
-        loc = copies.get(name, node, device)
-        if loc is not None and loc["status"] == "ready":
-            copies.touch(name, node, device)
-            return
-        if loc is not None and loc["status"] == "copying":
-            task = await store.executor.wait(loc["task_id"])
-        else:
-            if loc is not None:  # lost: forget it, then copy again
-                copies.remove(name, node, device)
-            task = await store.add_location(
-                name, LocationCreate(device=f"{node}:{device}", priority=priority, evict=evict)
-            )
-            task = await store.executor.wait(task.task_id)
-        raise_unless_completed(task)
+        waited: set[str] = set()
+        while True:
+            store.reconcile()
+            loc = copies.get(name, node, device)
+            if loc is not None and loc["status"] == "ready":
+                copies.touch(name, node, device)
+                return
+            if loc is None or loc["status"] != "copying" or loc["task_id"] in waited:
+                break
+            # Another request's copy: awaited once. If it does not complete (cancelled, or a
+            # download whose bytes are not the model's), this request makes its own.
+            waited.add(loc["task_id"])
+            await store.executor.wait(loc["task_id"])
+        if loc is not None:  # lost, or left by a copy that did not complete: forget it
+            copies.remove(name, node, device)
+        task = await store.add_location(
+            name, LocationCreate(device=f"{node}:{device}", priority=priority, evict=evict)
+        )
+        raise_unless_completed(await store.executor.wait(task.task_id))
 
     def loader(self, model: ModelSpec, node: str, device: str) -> Loader:
         """The worker-side function that answers (arch, config, params) on `node`."""
