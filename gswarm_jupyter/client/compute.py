@@ -67,7 +67,8 @@ class ComputeApi(_Part):
     def infer(self, model_id: str, input_data: Any, **options: Any) -> Any:
         """Rows in, rows out: float rows, token-id rows, or strings for models with a tokenizer
         (an embedding answers a vector per string; a causal_lm the generated ids in
-        `output_data` and their text in `output_text`)."""
+        `output_data` and their text in `output_text`). An output JSON cannot name (NaN, an
+        infinity) comes back as None: `numpy.array(rows, dtype=float)` makes it NaN again."""
         return self._call("POST", COMPUTE + "inference",
                           json=_inference_body(model_id, input_data, options))
 
