@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig
 from gswarm_jupyter.testing import LiveServer, free_port
@@ -145,6 +146,9 @@ def litserve_server(module_path: Path, max_batch_size: int, log: Path
             time.sleep(0.5)
         yield f"http://127.0.0.1:{port}/predict", proc.pid
     finally:
+        descendants: list[psutil.Process] = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            descendants = psutil.Process(proc.pid).children(recursive=True)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its workers
         try:
@@ -153,6 +157,15 @@ def litserve_server(module_path: Path, max_batch_size: int, log: Path
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
+        # Its inference worker outlived the server by ~30 s, spinning a core (top, 1 s samples:
+        # 85-97% of a core after the server exited): that was the first 8-row round of both
+        # systems, 1,008 and 403 rows/s against 1,555-1,805 in the next rounds. Every process
+        # of the server is gone before anything else is measured.
+        _, alive = psutil.wait_procs(descendants, timeout=5)
+        for leftover in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.kill()
+        psutil.wait_procs(alive, timeout=5)
 
 
 def _ratio(name: str, ours: float, theirs: float, unit: str, goal: str, note: str) -> Result:
