@@ -63,6 +63,15 @@ async def finished(api, task_id: str) -> dict[str, Any]:
     return await wait_for(check, f"task {task_id} to finish")
 
 
+async def running(api, task_id: str) -> dict[str, Any]:
+    """The task's record once it runs (a slow copy or transfer caught mid-way)."""
+    async def check():
+        t = await task(api, task_id)
+        return t if t["status"] == "running" else None
+
+    return await wait_for(check, f"task {task_id} to run")
+
+
 async def raw_content(jp_fetch, chunk_id: str) -> tuple[int, bytes, dict[str, str]]:
     from tornado.httpclient import HTTPClientError
 

@@ -9,7 +9,7 @@ import contextlib
 
 import pytest
 
-from .data_helpers import finished, put_bytes, task, wait_for
+from .data_helpers import finished, put_bytes, running
 from .model_helpers import API, MLP, checksum_on, locations, model, register, store_of
 
 SMALL = 1296  # bytes of a tiny mlp file (MLP)
@@ -39,11 +39,7 @@ async def test_concurrent_drops_of_the_last_two_copies_keep_one(api, gswarm_app)
     assert status == 202, env
     slow = env["data"]["task_id"]
 
-    async def running():
-        status, env, _ = await api("GET", f"{API}/queue/tasks/{slow}")
-        return env["data"]["status"] == "running"
-
-    await wait_for(running, "the slow copy to run")
+    await running(api, slow)
     # node1:disk is read by the running copy (force cancels it); node2:disk is free to drop.
     (s1, e1, _), (s2, e2, _) = await asyncio.gather(
         api("DELETE", f"{API}/models/m/locations/node1:disk", params={"force": "true"}),
@@ -107,10 +103,7 @@ async def test_concurrent_forced_deletes_of_a_chunk_delete_it_once(api, gswarm_a
     assert status == 202, env
     slow = env["data"]["task_id"]
 
-    async def running():
-        return (await task(api, slow))["status"] == "running"
-
-    await wait_for(running, "the slow transfer to run")
+    await running(api, slow)
     (s1, e1, _), (s2, e2, _) = await asyncio.gather(
         api("DELETE", f"{API}/data/{chunk}", params={"force": "true"}),
         api("DELETE", f"{API}/data/{chunk}", params={"force": "true"}),

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from .data_helpers import finished, wait_for
+from .data_helpers import finished, running, wait_for
 from .model_helpers import API, MLP, checksum_on, locations, model, register
 
 
@@ -30,11 +30,7 @@ async def test_killed_worker_fails_the_move_and_loses_only_memory_copies(api, gs
     assert status == 202, env
     task_id = env["data"]["task_id"]
 
-    async def running():
-        _, env, _ = await api("GET", f"{API}/queue/tasks/{task_id}")
-        return env["data"]["status"] == "running"
-
-    await wait_for(running, "the move to run")
+    await running(api, task_id)
     old_address, pid = nodes.get("node2").address, nodes.get("node2").report["pid"]
     os.kill(pid, signal.SIGKILL)
 

@@ -13,7 +13,7 @@ from tornado.httpclient import HTTPClientError
 from gswarm_kernels import init_params, save_checkpoint
 
 from ..http_source import Source
-from .data_helpers import finished, wait_for
+from .data_helpers import finished, running
 from .model_helpers import (
     API,
     GPT,
@@ -287,11 +287,7 @@ async def test_cancelled_copy_leaves_no_location_and_no_file(api, gswarm_app):
     assert status == 202 and env["data"]["estimated_time"] == pytest.approx(12.96)
     task_id = env["data"]["task_id"]
 
-    async def running():
-        status, env, _ = await api("GET", f"{API}/queue/tasks/{task_id}")
-        return env["data"]["status"] == "running"
-
-    await wait_for(running, "the copy to run")
+    await running(api, task_id)
     status, env, _ = await api("POST", f"{API}/queue/tasks/{task_id}/cancel")
     assert status == 200 and env["data"]["status"] == "cancelled"
     assert locations(await model(api, "slow")) == {"node1:disk": "ready"}
@@ -307,11 +303,7 @@ async def test_a_load_waiting_on_a_copy_that_does_not_complete_makes_its_own(api
     assert status == 202, env
     slow = env["data"]["task_id"]
 
-    async def running():
-        status, env, _ = await api("GET", f"{API}/queue/tasks/{slow}")
-        return env["data"]["status"] == "running"
-
-    await wait_for(running, "the slow copy to run")
+    await running(api, slow)
     load = asyncio.ensure_future(api("POST", "gswarm/compute/v1/models",
                                      body={"model_id": "w", "device": "node2:dram"}))
     await asyncio.sleep(1.0)
