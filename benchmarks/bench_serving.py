@@ -12,7 +12,12 @@ client threads in this process, which would take the cores the server and worker
   connection's one-row requests minus the p50 of the direct one-row forward measured right after
   it (`lone_parts`, which also measures the pieces the served figure is split into), in ms;
   against the default service (max_batch_size 32; a lone row leaves at once, company is gathered
-  only while a batch computes) and against a `max_batch_size=1` one."""
+  only while a batch computes) and against a `max_batch_size=1` one.
+- The floor under all three (`bare_serving.py`, in the same server): a bare Jupyter route that
+  runs the same forward on a compute thread of the server's own process, batched the same way,
+  with nothing of gswarm on the way, measured after gswarm's figures (its first forward brings
+  torch into the server's process). What it does under the same loads is what this machine
+  allows a route of a Jupyter server that keeps the forward off its event loop."""
 
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ import numpy as np
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig
 from gswarm_jupyter.testing import LiveServer
 
-from .harness import Result
+from .harness import ROOT, Result
 from .wrkload import Run, available, wrk
 
 # Big enough that the forward pass, not the HTTP stack, is what batching saves (1 row: ~10 ms
@@ -163,7 +168,7 @@ def lone_parts(module: Any, url: str, row: list[float], threads: int) -> dict[st
 
         # The forwards first, on this thread: the batcher's compute thread below builds an
         # OpenMP team of its own, which would then share the cores with this thread's.
-        parts["forward_hot"] = 1000 * statistics.median(_timed(lambda: predict(module, x1), 200))
+        parts["forward_hot"] = 1000 * _forward_hot(module, row, threads)
         parts["forward_cold"] = 1000 * statistics.median(cold() for _ in range(30))
         parts["forward_spaced"] = 1000 * statistics.median(spaced() for _ in range(100))
         inside: list[float] = []
@@ -188,6 +193,20 @@ def lone_parts(module: Any, url: str, row: list[float], threads: int) -> dict[st
     finally:
         torch.set_num_threads(default)
     return parts
+
+
+def _forward_hot(module: Any, row: list[float], threads: int) -> float:
+    """The direct one-row forward, back to back, on `threads` torch threads (s, p50)."""
+    import torch
+    from gswarm_kernels.torch_infer import predict
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x1 = np.asarray([row], dtype=np.float32)
+        return statistics.median(_timed(lambda: predict(module, x1), 200))
+    finally:
+        torch.set_num_threads(default)
 
 
 @dataclass
@@ -258,6 +277,60 @@ def lone_request(server: LiveServer, body: Path, service_id: str, module: Any, r
     return Lone(run, statistics.median(inside), status["data"]["latency_p50"], parts, threads)
 
 
+@dataclass
+class Floor:
+    """The bare route's figures (bare_serving.py): one-row rows/s under the served load batched
+    and one request a forward, and one connection's p50 with the direct forward right after."""
+
+    batched: float
+    unbatched: float
+    lone_p50: float  # s
+    lone_direct: float  # s
+
+    @property
+    def lone_overhead_ms(self) -> float:
+        return (self.lone_p50 - self.lone_direct) * 1000
+
+    def lone_note(self, overhead_ms: float) -> str:
+        added = f"gswarm's path adds {overhead_ms - self.lone_overhead_ms:.2f} ms to it"
+        verdict = (f"the floor itself is over the goal: no route of this server built so (the "
+                   f"token check, JSON, one hop to a compute thread: the forward never on the "
+                   f"event loop) meets it on this machine; {added}"
+                   if self.lone_overhead_ms > 1 else
+                   f"the goal is within reach of this machine only on a path that short; {added}")
+        return (f"The floor, measured the same way on a bare Jupyter route in the same server "
+                f"(benchmarks/bare_serving.py: Jupyter's token check, JSON, the same forward on "
+                f"a compute thread of the server's own process, no lane, no session, audit or "
+                f"metrics): p50 {self.lone_p50 * 1000:.2f} ms minus the direct forward "
+                f"{self.lone_direct * 1000:.2f} ms right after it = "
+                f"{self.lone_overhead_ms:.2f} ms of overhead, against gswarm's "
+                f"{overhead_ms:.2f} ms: {verdict} (the lane to the worker process and the "
+                f"service around the batcher). On a GPU node the forward's CPU start "
+                f"(threads waking, caches) leaves the CPU and the floor keeps Jupyter's HTTP and "
+                f"one thread hop; what meets the goal there is that short path: the replica in "
+                f"the gateway's process on a one-node deployment (not built)")
+
+    def gain_note(self, unbatched: float) -> str:
+        needed = 4 * unbatched
+        verdict = ("the goal cannot be met here: a route with nothing but Jupyter's HTTP and "
+                   "the forward on the way, batched as gswarm batches, serves fewer one-row "
+                   "requests of this model" if self.batched < needed else
+                   "the floor leaves the goal within reach")
+        return (f"The floor under the same load (benchmarks/bare_serving.py, a bare Jupyter "
+                f"route running the same forward on a compute thread of the server's own "
+                f"process, batched the same way, no lane, session, audit or metrics): "
+                f"{self.batched:,.0f} rows/s batched, {self.unbatched:,.0f} one request a "
+                f"forward (its own gain {self.batched / self.unbatched:.2f}). The goal needs "
+                f"{needed:,.0f} rows/s batched (4 x gswarm's unbatched {unbatched:,.0f}) and the "
+                f"floor serves {self.batched:,.0f}: {verdict}; both services pay every one-row "
+                f"request's HTTP cost on the same 2 cores as the forward. On a GPU node a "
+                f"forward of 1 row and of 32 cost about the same, so the unbatched service "
+                f"is bound by one forward's latency per request and the batched one by the "
+                f"requests the server answers a second: the gain reaches 4 where a forward "
+                f"costs more than ~4 requests' HTTP work (a transformer, a large MLP) or "
+                f"requests carry more rows")
+
+
 def one_row_ceiling(direct: float, tiny_served: float) -> str:
     """Whether the served/direct goal is within reach of one-row requests on this machine: half
     the direct rows/s against what the server answers for a model that costs microseconds."""
@@ -301,7 +374,10 @@ def run() -> list[Result]:
         server = LiveServer(
             folder / "gswarm", nodes=1,
             extra_args=["--GswarmApp.rate_limit_per_minute=1000000000",
-                        "--GswarmApp.rate_limit_burst=1000000000"],
+                        "--GswarmApp.rate_limit_burst=1000000000",
+                        "--ServerApp.jpserver_extensions={'benchmarks.bare_serving': True}"],
+            extra_env={"PYTHONPATH": str(ROOT.parent), "GSWARM_BENCH_MODEL": MODEL,
+                       "GSWARM_BENCH_THREADS": str(WORKER_THREADS)},
         )
         with server:
             http_client = httpx.Client(base_url=server.url.rstrip("/") + COMPUTE,
@@ -315,10 +391,15 @@ def run() -> list[Result]:
             http_client.close()
             url = server.url.rstrip("/") + COMPUTE + "inference"
 
-            def served(model_id: str, seconds: float = SECONDS) -> float:
-                loads.append(wrk(url, bodies[model_id], 1, CLIENTS, seconds, server.token))
+            bare = server.url.rstrip("/") + "/bench/serve/"  # + the batch limit in rows
+
+            def served(model_id: str, seconds: float = SECONDS, at: str = url) -> float:
+                loads.append(wrk(at, bodies[model_id], 1, CLIENTS, seconds, server.token))
                 assert loads[-1].errors == 0, loads[-1].text()
                 return loads[-1].rows_per_second
+
+            def floor(limit: int, seconds: float = SECONDS) -> float:
+                return served("bench-b32", seconds, f"{bare}{limit}")
 
             def direct_rate(n: int) -> float:
                 default = torch.get_num_threads()
@@ -349,6 +430,18 @@ def run() -> list[Result]:
                                 WORKER_THREADS)
             lone_b1 = lone_request(server, bodies["bench-lone-b1"], service["bench-lone-b1"],
                                    module, row, WORKER_THREADS)
+            # The floor last: its first forward brings torch into the server's process.
+            answer = httpx.post(f"{bare}32", json={"input_data": x32[:3].tolist()},
+                                headers=server.headers, timeout=300)
+            assert answer.status_code == 200, answer.text
+            assert np.allclose(answer.json()["output_data"], predict(module, x32[:3]),
+                               rtol=1e-4, atol=1e-5), "the bare route answers other rows"
+            floor(32, WARM_SECONDS), floor(1, WARM_SECONDS)
+            floor_rounds = [(floor(32), floor(1)) for _ in range(ROUNDS)]
+            floor_b32, floor_b1 = (statistics.median(r[i] for r in floor_rounds) for i in range(2))
+            floor_lone = wrk(f"{bare}32", bodies["bench-lone"], 1, 1, LONE_SECONDS, server.token)
+            floor_direct = _forward_hot(module, row, WORKER_THREADS)
+            bare_floor = Floor(floor_b32, floor_b1, floor_lone.p50, floor_direct)
 
     torch.set_num_threads(1)  # a row's cost inside and outside a batch, on one core
     try:
@@ -384,7 +477,10 @@ def run() -> list[Result]:
                   f"server's event loop and the worker share the machine's {os.cpu_count()} "
                   f"cores; each request pays the HTTP and gateway-to-worker cost of "
                   f"serving_latency_overhead_ms while batches are mean {mean_batch:.1f} rows, "
-                  f"not 32. " + one_row_ceiling(direct, tiny_served)),
+                  f"not 32. " + one_row_ceiling(direct, tiny_served) + f". The bare route "
+                  f"(benchmarks/bare_serving.py, no gswarm code on the way, the forward in the "
+                  f"server's own process) serves {bare_floor.batched:,.0f} rows/s under the same "
+                  f"load, {bare_floor.batched / direct:.3f} of direct"),
         ),
         Result(
             name="serving_batching_gain",
@@ -395,7 +491,8 @@ def run() -> list[Result]:
                   f"is inside a batch: direct on 1 thread one row costs "
                   f"{direct_one_1t * 1000:.2f} ms, 32 rows {32 / direct_1t * 1000:.2f} ms "
                   f"(x{direct_one_1t * direct_1t:.1f} per row), and each unbatched request also "
-                  f"pays the per-request gateway-to-worker cost alone"),
+                  f"pays the per-request gateway-to-worker cost alone. "
+                  + bare_floor.gain_note(unbatched)),
         ),
         Result(
             name="serving_latency_overhead_ms",
@@ -407,6 +504,7 @@ def run() -> list[Result]:
                   f"at once: the batcher gathers company only while a batch computes): "
                   f"{lone.note()}. Against a max_batch_size=1 service, measured the same way: "
                   f"{lone_b1.note()}. The same measurement (bench_serving.lone_request) gives "
-                  f"serving_vs_litserve_lone_overhead_ms. {HOP_FACTS}"),
+                  f"serving_vs_litserve_lone_overhead_ms. "
+                  f"{bare_floor.lone_note(lone.overhead_ms)}. {HOP_FACTS}"),
         ),
     ]
