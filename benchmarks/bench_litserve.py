@@ -314,6 +314,8 @@ def run() -> list[Result]:
               f"{LONE_SECONDS} s, p50 {theirs_lone.p50 * 1000:.2f} ms, direct forward right after "
               f"it {theirs_direct * 1000:.2f} ms; LitServe waits up to {WAIT_MS:g} ms for a batch "
               f"to fill; gswarm's batcher hands a lone row to its compute thread at once (it "
-              f"gathers company only while a batch computes)"),
+              f"gathers company only while a batch computes). The floor of this figure on "
+              f"this machine (a bare Jupyter route, measured in the same run) and what would "
+              f"meet the goal on a GPU node: serving_latency_overhead_ms"),
     ))
     return results
