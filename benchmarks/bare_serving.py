@@ -41,13 +41,11 @@ class _Model:
         """Import torch and build the module, at the first forward: a server that never serves
         the bare route keeps its heap, and its collections, as gswarm's figures find them."""
         import torch
-        from gswarm_kernels import init_params, parse_builtin_url
-        from gswarm_kernels.torch_models import build_module
+
+        from .bench_serving import _direct  # the direct baseline's module: the same weights
 
         torch.set_num_threads(self.threads)
-        spec = parse_builtin_url(self.url)
-        self.module = build_module(spec.arch, spec.config,
-                                   init_params(spec.arch, spec.config, spec.seed))
+        self.module, _ = _direct(self.url)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         from gswarm_kernels.torch_infer import predict
@@ -63,39 +61,34 @@ class _Batches:
     def __init__(self, model: _Model, limit: int) -> None:
         self.model, self.limit = model, limit
         self.waiting: deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = deque()
-        self.running = False
-        self.task: asyncio.Future[None] | None = None  # the drain under way (kept referenced)
+        self.drain: asyncio.Future[None] | None = None  # the one under way (kept referenced)
 
     async def submit(self, rows: np.ndarray) -> np.ndarray:
         future = asyncio.get_running_loop().create_future()
         self.waiting.append((rows, future))
-        if not self.running:
-            self.running = True
-            self.task = asyncio.ensure_future(self._drain())
+        if self.drain is None or self.drain.done():
+            self.drain = asyncio.ensure_future(self._drain())
         return await future
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            while self.waiting:
-                taken = [self.waiting.popleft()]
-                count = len(taken[0][0])
-                while self.waiting and count + len(self.waiting[0][0]) <= self.limit:
-                    taken.append(self.waiting.popleft())
-                    count += len(taken[-1][0])
-                try:
-                    out = await loop.run_in_executor(
-                        _POOL, self.model.forward, np.concatenate([rows for rows, _ in taken]))
-                except Exception as exc:  # noqa: BLE001 (every waiting request gets it)
-                    for _, future in taken:
-                        future.set_exception(exc)
-                    continue
-                start = 0
-                for rows, future in taken:
-                    future.set_result(out[start:start + len(rows)])
-                    start += len(rows)
-        finally:
-            self.running = False
+        while self.waiting:  # done once it is empty: no await between that test and the end
+            taken = [self.waiting.popleft()]
+            count = len(taken[0][0])
+            while self.waiting and count + len(self.waiting[0][0]) <= self.limit:
+                taken.append(self.waiting.popleft())
+                count += len(taken[-1][0])
+            try:
+                out = await loop.run_in_executor(
+                    _POOL, self.model.forward, np.concatenate([rows for rows, _ in taken]))
+            except Exception as exc:  # noqa: BLE001 (every waiting request gets it)
+                for _, future in taken:
+                    future.set_exception(exc)
+                continue
+            start = 0
+            for rows, future in taken:
+                future.set_result(out[start:start + len(rows)])
+                start += len(rows)
 
 
 class ServeHandler(APIHandler):
