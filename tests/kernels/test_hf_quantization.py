@@ -22,9 +22,8 @@ TEXTS = [
 ]
 # Lowest cosine similarity of a quantised MiniLM's embeddings to the original's.
 CLOSE = {"int8": 0.98, "fp16": 0.99999, "bf16": 0.9999}
-# Largest twin difference: an activation that the two frameworks' float rounding puts on either
-# side of an int8 step moves by one step, so int8 twins agree less closely than float ones.
-TWINS_AGREE = {"int8": 2e-3, "fp16": 1e-4, "bf16": 1e-4}
+# Largest twin difference of float models (int8: see the test).
+TWINS_AGREE = {"fp16": 1e-4, "bf16": 1e-4}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,41 @@ def test_quantised_minilm_stays_close_and_the_twins_agree(minilm, batch, precisi
     a = TorchModel(minilm.spec, q).forward(*batch)
     b = JaxModel(minilm.spec, q).forward(*batch)
     assert CLOSE[precision] < cosine(a, reference).min() < 1.0 - 1e-9  # close, and not a no-op
-    assert np.abs(a - b).max() < TWINS_AGREE[precision]
+    if precision != "int8":
+        assert np.abs(a - b).max() < TWINS_AGREE[precision]
+        return
+    # An activation that the frameworks' float rounding (~1e-7 apart) puts on either side of an
+    # int8 step moves by a whole step, and the layers after it carry that on: how many do is the
+    # luck of the CPU's kernels (one row 4e-3 apart on an AVX-512 EPYC, none over 2e-3 elsewhere).
+    # The layers themselves agree exactly (test_int8_linear_twins_agree); the whole models agree
+    # well within what the quantisation itself moves them.
+    assert np.abs(a - b).max() < 0.5 * np.abs(a - reference).max()
+
+
+def test_int8_linear_twins_agree():
+    import jax.numpy as jnp
+    import torch
+    from gswarm_kernels.hf import jax_forward, torch_forward
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 64), dtype=np.float32)
+    x[2] = 0.0  # a zero row keeps scale 1
+    params = {
+        "l.weight": rng.integers(-127, 128, (32, 64), dtype=np.int8),
+        f"l.weight{SCALE_SUFFIX}": rng.random(32, dtype=np.float32) / 100,
+        "l.bias": rng.standard_normal(32, dtype=np.float32),
+    }
+    a = torch_forward.linear({k: torch.from_numpy(v) for k, v in params.items()}, "l",
+                             torch.from_numpy(x)).numpy()
+    b = np.asarray(jax_forward.linear({k: jnp.asarray(v) for k, v in params.items()}, "l",
+                                      jnp.asarray(x)))
+    scale = np.abs(x).max(-1, keepdims=True) / 127
+    expected = (np.clip(np.round(x / np.where(scale > 0, scale, 1)), -127, 127)
+                @ params["l.weight"].T.astype(np.float32)) * np.where(scale > 0, scale, 1) \
+        * params[f"l.weight{SCALE_SUFFIX}"] + params["l.bias"]
+    np.testing.assert_allclose(a, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
 def test_int8_quantises_activations_at_run_time(minilm, batch):
