@@ -17,6 +17,25 @@ from .params import GPT_MLP_RATIO, LAYER_NORM_EPS, Params, check_params
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
+class _NoInitOnMeta:
+    """Skips a layer's random init on the meta device: a module is built there only to take a
+    checkpoint's tensors, and the init would dispatch its kernels over no values."""
+
+    weight: torch.Tensor
+
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()  # type: ignore[misc]
+
+
+class Linear(_NoInitOnMeta, nn.Linear):
+    pass
+
+
+class Embedding(_NoInitOnMeta, nn.Embedding):
+    pass
+
+
 class BuiltinModule(nn.Module):
     """A built-in architecture, knowing its name and (normalised) config."""
 
@@ -33,7 +52,7 @@ class MLP(BuiltinModule):
         super().__init__("mlp", config)
         widths = [config["in"], *config["hidden"], config["out"]]
         pairs = zip(widths[:-1], widths[1:], strict=True)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+        self.layers = nn.ModuleList(Linear(a, b) for a, b in pairs)
         self.act = _ACTIVATIONS[config["activation"]]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,8 +65,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, d_model: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.proj = nn.Linear(d_model, d_model)
+        self.qkv = Linear(d_model, 3 * d_model)
+        self.proj = Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, time, d = x.shape
@@ -62,8 +81,8 @@ class CausalSelfAttention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, d_model: int) -> None:
         super().__init__()
-        self.fc = nn.Linear(d_model, GPT_MLP_RATIO * d_model)
-        self.proj = nn.Linear(GPT_MLP_RATIO * d_model, d_model)
+        self.fc = Linear(d_model, GPT_MLP_RATIO * d_model)
+        self.proj = Linear(GPT_MLP_RATIO * d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(F.gelu(self.fc(x)))
@@ -91,11 +110,11 @@ class GPT(BuiltinModule):
         super().__init__("gpt", config)
         d = config["d_model"]
         self.context = config["context"]
-        self.tok_emb = nn.Embedding(config["vocab"], d)
-        self.pos_emb = nn.Embedding(config["context"], d)
+        self.tok_emb = Embedding(config["vocab"], d)
+        self.pos_emb = Embedding(config["context"], d)
         self.blocks = nn.ModuleList(Block(d, config["heads"]) for _ in range(config["layers"]))
         self.ln_f = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
-        self.head = nn.Linear(d, config["vocab"], bias=False)
+        self.head = Linear(d, config["vocab"], bias=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         time = tokens.shape[1]
@@ -116,28 +135,37 @@ def build_module(
     # With params given, build on the meta device: no throwaway random init.
     with torch.device("meta") if params is not None else nullcontext():
         module: BuiltinModule = MLP(config) if arch == "mlp" else GPT(config)
-    if params is not None:
-        if torch.device(device).type != "cpu" or not _all_adoptable(params):
-            module = module.to_empty(device=device)  # else the params become its storage
-        load_params(module, params)
-    else:
-        module = module.to(device)
-    return module.eval()
+    if params is None:
+        return module.to(device).eval()
+    adopt = torch.device(device).type == "cpu" and _all_adoptable(params)
+    if not adopt:
+        module = module.to_empty(device=device)
+    _put_params(module, params, adopt)  # adopted, the params become its storage; a fresh module
+    return module.eval()  # half-filled by a wrong name or shape is dropped with the error
 
 
 def load_params(module: BuiltinModule, params: Params) -> None:
     """Copy numpy parameters into `module` (on whatever device it sits). A CPU module adopts
     instead the float32 arrays `read_checkpoint` mapped copy-on-write (no copy: the model's
     storage is the file's mapping, each page read when first used, private once written)."""
-    check_params(module.arch, module.config, params)
+    check_params(module.arch, module.config, params)  # before any is put: the module stays whole
+    adopt = _all_adoptable(params) and all(
+        t.device.type in ("cpu", "meta") for t in module.state_dict().values()
+    )
+    _put_params(module, params, adopt)
+
+
+def _put_params(module: BuiltinModule, params: Params, adopt: bool) -> None:
+    """`params` into `module`; a wrong name or shape is a ValueError saying which."""
     state = {
         name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
         for name, value in params.items()
     }
-    adopt = _all_adoptable(params) and all(
-        t.device.type in ("cpu", "meta") for t in module.state_dict().values()
-    )
-    module.load_state_dict(state, strict=True, assign=adopt)
+    try:
+        module.load_state_dict(state, strict=True, assign=adopt)
+    except RuntimeError:  # load_state_dict checked names and shapes: say it as the API does
+        check_params(module.arch, module.config, params)
+        raise
 
 
 def _all_adoptable(params: Params) -> bool:

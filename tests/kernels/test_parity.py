@@ -100,3 +100,29 @@ def test_params_of_the_wrong_shape_are_refused():
     del params["layers.1.weight"]
     with pytest.raises(ValueError, match="missing 'layers.1.weight'"):
         check_params("mlp", MLP, params)
+    with pytest.raises(ValueError, match="missing 'layers.1.weight'"):
+        torch_models.build_module("mlp", MLP, params)
+
+
+def test_load_params_refuses_before_changing_the_module():
+    module = torch_models.build_module("mlp", MLP, init_params("mlp", MLP, seed=0))
+    before = torch_models.module_params(module)
+    wrong = init_params("mlp", MLP, seed=1)
+    del wrong["layers.1.bias"]
+    with pytest.raises(ValueError, match="missing 'layers.1.bias'"):
+        torch_models.load_params(module, wrong)
+    after = torch_models.module_params(module)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_layers_skip_their_random_init_only_on_the_meta_device(monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch.nn.init, "kaiming_uniform_", lambda t, **kw: calls.append(t) or t)
+    with torch.device("meta"):
+        torch_models.Linear(4, 3), torch_models.Embedding(5, 2)
+    assert calls == []
+    torch_models.Linear(4, 3)
+    assert len(calls) == 1
+    assert torch_models.Embedding(50, 8).weight.std() > 0.5  # normal(0, 1) as nn.Embedding
