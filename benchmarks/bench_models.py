@@ -40,8 +40,8 @@ TMP = ROOT.parent / ".tmp" / "bench-models"
 WIDTH = 8192
 CONFIG = {"in": WIDTH, "hidden": [WIDTH, WIDTH, WIDTH], "out": WIDTH}  # 4 x 256 MiB + biases
 ROUNDS = 3
-WARM_ROUNDS = 10  # loads are short and this machine is shared: two turns of the square
-COLD_ROUNDS = 5  # with 5 loaders rotated, each takes each place in the round once
+WARM_ROUNDS = 20  # loads are short and this machine is shared: four turns of the square
+COLD_ROUNDS = 10  # with 5 loaders rotated, each takes each place in the round twice
 MIB = 2**20
 
 
