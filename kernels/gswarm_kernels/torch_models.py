@@ -137,11 +137,13 @@ def build_module(
         module: BuiltinModule = MLP(config) if arch == "mlp" else GPT(config)
     if params is None:
         return module.to(device).eval()
+    # Adopted, the params become the module's storage. No check before: a fresh module that a
+    # wrong name or shape left half-filled is dropped with the error.
     adopt = torch.device(device).type == "cpu" and _all_adoptable(params)
     if not adopt:
         module = module.to_empty(device=device)
-    _put_params(module, params, adopt)  # adopted, the params become its storage; a fresh module
-    return module.eval()  # half-filled by a wrong name or shape is dropped with the error
+    _put_params(module, params, adopt)
+    return module.eval()
 
 
 def load_params(module: BuiltinModule, params: Params) -> None:

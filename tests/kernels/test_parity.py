@@ -119,10 +119,11 @@ def test_layers_skip_their_random_init_only_on_the_meta_device(monkeypatch):
     import torch
 
     calls = []
-    monkeypatch.setattr(torch.nn.init, "kaiming_uniform_", lambda t, **kw: calls.append(t) or t)
+    for init in ("kaiming_uniform_", "normal_"):  # Linear's and Embedding's random init
+        monkeypatch.setattr(torch.nn.init, init,
+                            lambda t, *a, init=init, **kw: calls.append(init) or t)
     with torch.device("meta"):
         torch_models.Linear(4, 3), torch_models.Embedding(5, 2)
     assert calls == []
-    torch_models.Linear(4, 3)
-    assert len(calls) == 1
-    assert torch_models.Embedding(50, 8).weight.std() > 0.5  # normal(0, 1) as nn.Embedding
+    torch_models.Linear(4, 3), torch_models.Embedding(5, 2)
+    assert calls == ["kaiming_uniform_", "normal_"]
