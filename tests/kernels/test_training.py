@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from gswarm_kernels import train_jax, train_torch
+from gswarm_kernels.builtin import normalize_config
 from gswarm_kernels.params import init_params
 
 from .conftest import GPT
@@ -231,3 +234,20 @@ def test_bad_training_requests_are_refused(toy, arch, inputs, labels, kwargs, me
                 labels,
                 **({"epochs": 1, "learning_rate": 0.01} | kwargs),
             )
+
+
+def test_jax_steps_write_into_their_own_state_never_the_callers(toy):
+    """The jitted step donates the parameters and moments it is given (XLA reuses their buffers
+    for the new ones), and the trainer gives it copies of its own."""
+    x, y = toy
+    params = init_params("mlp", SMALL, 0)
+    config = json.dumps(normalize_config("mlp", SMALL), sort_keys=True)
+    tx, step = train_jax._compiled("mlp", config, "index", "adam", 0.01, 0.0, None)
+    state = train_jax.own_copy(params)
+    opt_state = tx.init(state)
+    new_state, _, _ = step(state, opt_state, x[:16], y[:16].astype(np.int32), None)
+    assert all(array.is_deleted() for array in state.values())
+    assert not any(array.is_deleted() for array in new_state.values())
+    np.testing.assert_array_equal(
+        params["layers.0.weight"], init_params("mlp", SMALL, 0)["layers.0.weight"]
+    )

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 
 from ..quantization import dequantize
-from ..train_jax import batch_loss_of, make_transform
+from ..train_jax import batch_loss_of, make_transform, own_copy
 from ..training import (
     EpochCallback,
     StopCheck,
@@ -63,9 +63,7 @@ def train(
     tx, step = _compiled(
         spec, data.kind, optimizer, learning_rate, weight_decay, gradient_clip_norm
     )
-    state = {
-        name: jnp.asarray(value, dtype=jnp.float32) for name, value in dequantize(params).items()
-    }
+    state = own_copy(dequantize(params))
     opt_state = tx.init(state)
     x = data.inputs.astype(np.int32)
     y = data.targets.astype(np.int32) if data.targets.dtype.kind == "i" else data.targets
@@ -99,7 +97,7 @@ def _compiled(
     def loss_fn(params, x, mask, y):  # type: ignore[no-untyped-def]
         return batch_loss_of(kind, jax_forward.forward(spec, params, x, mask), y, mask)
 
-    @jax.jit
+    @functools.partial(jax.jit, donate_argnums=(0, 1))  # see train_jax: buffers reused
     def step(params, opt_state, x, mask, y):  # type: ignore[no-untyped-def]
         loss, grads = jax.value_and_grad(loss_fn)(params, x, mask, y)
         updates, opt_state = tx.update(grads, opt_state, params)
