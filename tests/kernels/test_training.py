@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from gswarm_kernels import train_jax, train_torch
 from gswarm_kernels.builtin import normalize_config
+from gswarm_kernels.jax_models import forward
 from gswarm_kernels.params import init_params
 
 from .conftest import GPT
@@ -237,17 +239,25 @@ def test_bad_training_requests_are_refused(toy, arch, inputs, labels, kwargs, me
 
 
 def test_jax_steps_write_into_their_own_state_never_the_callers(toy):
-    """The jitted step donates the parameters and moments it is given (XLA reuses their buffers
-    for the new ones), and the trainer gives it copies of its own."""
+    """The jitted step donates the parameters, moments and loss total it is given (XLA reuses
+    their buffers for the new ones), gathers its batch's rows on the device, and the trainer
+    gives it copies of its own."""
     x, y = toy
     params = init_params("mlp", SMALL, 0)
     config = json.dumps(normalize_config("mlp", SMALL), sort_keys=True)
     tx, step = train_jax._compiled("mlp", config, "index", "adam", 0.01, 0.0, None)
     state = train_jax.own_copy(params)
     opt_state = tx.init(state)
-    new_state, _, _ = step(state, opt_state, x[:16], y[:16].astype(np.int32), None)
-    assert all(array.is_deleted() for array in state.values())
+    total = jnp.zeros(())
+    rows = np.arange(16, dtype=np.int32)
+    new_state, _, new_total = step(state, opt_state, total, train_jax.device_rows(x),
+                                   train_jax.device_rows(y), None, rows)
+    assert all(array.is_deleted() for array in state.values()) and total.is_deleted()
     assert not any(array.is_deleted() for array in new_state.values())
+    before = train_jax.own_copy(params)  # the loss the step saw: its 16 rows at the old weights
+    out = forward("mlp", normalize_config("mlp", SMALL), before, jnp.asarray(x[:16]))
+    expected = 16 * float(train_jax.batch_loss_of("index", out, jnp.asarray(y[:16]), None))
+    assert float(new_total) == pytest.approx(expected, rel=1e-5)
     np.testing.assert_array_equal(
         params["layers.0.weight"], init_params("mlp", SMALL, 0)["layers.0.weight"]
     )
