@@ -59,10 +59,11 @@ SETTINGS = {"epochs": EPOCHS, "learning_rate": LR, "optimizer": "adam", "loss": 
 
 def _direct_init(threads: int) -> None:
     """The direct loop's process: the worker's threads budget, set before torch or JAX load, and
-    the worker's allocator settings (glibc's mmap threshold, as the node agent fixes it)."""
-    from gswarm_jupyter.cluster.runtime.allocator import fix_mmap_threshold
+    the worker's allocator settings (glibc's mmap threshold and top pad, as the node agent sets
+    them)."""
+    from gswarm_jupyter.cluster.runtime.allocator import tune_heap
 
-    fix_mmap_threshold()
+    tune_heap()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     import torch

@@ -49,9 +49,8 @@ async def test_a_killed_worker_goes_offline_and_its_restart_comes_back(tmp_path)
         assert pid != os.getpid()  # a real worker process
         exec_env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert f"OMP_NUM_THREADS={runtime.config.threads_per_node}".encode() in exec_env
-        if "MALLOC_ARENA_MAX" not in os.environ:  # one malloc arena, from glibc's start
-            assert b"MALLOC_ARENA_MAX=1" in exec_env
-            assert "MALLOC_ARENA_MAX" not in os.environ  # the server's own left as it was
+        if "MALLOC_ARENA_MAX" not in os.environ:  # glibc's arena per thread (see allocator)
+            assert not any(var.startswith(b"MALLOC_ARENA_MAX=") for var in exec_env)
         # Dask's stack sampling is off in node workers (it took the GIL from training 100/s)
         sampling = await runtime.client.run(
             lambda dask_worker: "profile" in dask_worker.periodic_callbacks)

@@ -19,7 +19,7 @@ from distributed import Worker, WorkerPlugin
 from ...backends.devices import torch_gpus
 from ...backends.nvml import NvmlProbe
 from ...core.heap import release, settle
-from .allocator import fix_mmap_threshold
+from .allocator import tune_heap
 from .dask_profiler import stop_stack_sampling
 from .devices import (
     disk_usage,
@@ -53,7 +53,7 @@ class NodeAgent(WorkerPlugin):
 
     def setup(self, worker: Worker) -> None:
         self.worker = worker
-        fix_mmap_threshold()  # see allocator: Dask's trim setting froze it at 128 KiB
+        tune_heap()  # see allocator: Dask's trim setting froze the mmap threshold at 128 KiB
         stop_stack_sampling(worker)  # see dask_profiler: it took the GIL 100 times a second
         self.store = default_store(worker, self.store_root)
         self.store.mkdir(parents=True, exist_ok=True)

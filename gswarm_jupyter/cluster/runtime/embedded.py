@@ -123,20 +123,13 @@ class NodeNanny(Nanny):
     worker and never restores them, so every kernel or subprocess the server started afterwards
     ran its BLAS and torch on one thread.
 
-    The worker also starts with one malloc arena (`MALLOC_ARENA_MAX=1`, read by glibc at process
-    start, unless the server's environment sets it): with an arena per thread, the blocks a
-    training or inference task freed on one pool thread were faulted in afresh by the next task
-    on the other (a torch training loop of the benchmark, 6 rounds on two pool threads: 4,000-
-    57,000 minor faults a round with the default arenas, 0-1,200 after the first with one). JAX's
-    threads share that arena's lock; its training step donates its buffers (gswarm_kernels.
-    train_jax), which took its loop's faults under one arena from 18,000-52,000 a round to ~0."""
+    The worker keeps glibc's malloc arena per thread; how its heaps are kept from being mapped
+    and unmapped at every step is the node agent's (cluster/runtime/allocator.py)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name in set(self.pre_spawn_env) & set(self.env):
             self.pre_spawn_env[name] = self.env[name]
-        if "MALLOC_ARENA_MAX" not in os.environ:
-            self.pre_spawn_env.setdefault("MALLOC_ARENA_MAX", "1")
 
     async def instantiate(self) -> Any:
         _SPAWN_ENV.enter(set(self.pre_spawn_env))
