@@ -6,7 +6,7 @@ epoch's running total, so a step is one dispatch with no host-side copies. The s
 parameters, optimizer state and total it is given (`donate_argnums`): XLA writes the new ones
 into the buffers of the last, instead of allocating a fresh set (a 1024-wide MLP: ~17 MB a
 step) while the last waits to be freed. Measured on the benchmark's MLP in one process with one
-malloc arena (as in a node's worker): 1.10 s a loop and 110,000-160,000 minor faults with
+malloc arena (as node workers then had): 1.10 s a loop and 110,000-160,000 minor faults with
 neither, 0.90 s and ~0 with donation; gathering on the device and the total in the step took a
 further 6-7% off (0.842 -> 0.789 s with glibc's default arenas), the same loss to the last digit.
 Invariant: the state a step is given is the trainer's own copy, never the caller's arrays.
