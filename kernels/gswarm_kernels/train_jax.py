@@ -30,6 +30,7 @@ from .params import Params, check_params
 from .training import (
     EpochCallback,
     StopCheck,
+    TrainingData,
     TrainResult,
     check_finite,
     check_hyperparameters,
@@ -82,10 +83,28 @@ def train(
         gradient_clip_norm,
     )
     check_params(arch, config, params)
-    state = own_copy(params)
+    return fit(tx, step, own_copy(params), data, epochs=epochs, batch_size=batch_size, seed=seed,
+               on_epoch=on_epoch, should_stop=should_stop)
+
+
+def fit(
+    tx: optax.GradientTransformation,
+    step: Callable[..., Any],
+    state: dict[str, jax.Array],
+    data: TrainingData,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    on_epoch: EpochCallback | None,
+    should_stop: StopCheck | None,
+) -> TrainResult:
+    """The epoch loop of both JAX trainers: `step` (made by `jitted_step`) from `state` (the
+    trainer's own, see `own_copy`) over `data`, put on the device once; `should_stop` is asked
+    before each batch."""
     opt_state = tx.init(state)
-    x, y, mask = device_rows(data.inputs), device_rows(data.targets), data.mask
-    mask = None if mask is None else jnp.asarray(mask)
+    x, y = device_rows(data.inputs), device_rows(data.targets)
+    mask = None if data.mask is None else jnp.asarray(data.mask)
     rng = np.random.default_rng(seed)
     history: list[float] = []
     steps = 0
@@ -138,14 +157,25 @@ def _compiled(
     def loss_fn(params, x, y, mask):  # type: ignore[no-untyped-def]
         return batch_loss_of(kind, forward(arch, config, params, x), y, mask)
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))  # see the module's docstring
+    return tx, jitted_step(tx, loss_fn)
+
+
+def jitted_step(
+    tx: optax.GradientTransformation, loss_fn: Callable[..., jax.Array]
+) -> Callable[..., Any]:
+    """The training step of both JAX trainers, `step(params, opt_state, total, x, y, mask, rows)`
+    -> (params, opt_state, total + the batch's loss x its rows): it gathers the batch's `rows` of
+    the device-resident `x`, `y` and `mask`, and donates the first three (see the module's
+    docstring). `loss_fn(params, x, y, mask)` is one batch's mean loss."""
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
     def step(params, opt_state, total, x, y, mask, rows):  # type: ignore[no-untyped-def]
         batch_mask = None if mask is None else mask[rows]
         loss, grads = jax.value_and_grad(loss_fn)(params, x[rows], y[rows], batch_mask)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, total + loss * rows.shape[0]
 
-    return tx, step
+    return step
 
 
 def device_rows(rows: np.ndarray) -> jax.Array:
