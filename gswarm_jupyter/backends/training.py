@@ -19,29 +19,32 @@ def losses_and_optimizers() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(LOSSES), tuple(OPTIMIZERS)
 
 
-def check_rows(arch: str, config: dict[str, Any], inputs: Any, labels: Any, loss: str) -> None:
-    """`ValueError` unless inline rows and labels make training data for the model."""
+def checked_arrays(arch: str, config: dict[str, Any], inputs: Any, labels: Any,
+                   loss: str) -> tuple[Any, Any]:
+    """Inline rows and labels checked against the model (`ValueError` saying what is wrong):
+    a built-in mlp's as the arrays its kernel makes of them (float32 rows; targets as
+    `class_targets` reads them, which reads them back unchanged), so that they cross to the
+    worker as buffers instead of Python lists pickled number by number (4,096 rows of 32: ~2 ms
+    to convert against ~60 ms to pickle and ~45 ms to unpickle the lists, measured); anything
+    else (a language model's token rows) as it came."""
     from gswarm_kernels.training import training_data
 
-    training_data(arch, config, inputs, labels, loss)
+    data = training_data(arch, config, inputs, labels, loss)
+    if arch != "mlp":
+        return inputs, labels
+    return data.inputs, data.targets
 
 
 def inline_arrays(arch: str | None, config: dict[str, Any], inputs: Any, labels: Any,
                   loss: str) -> tuple[Any, Any]:
-    """Inline rows and labels of a built-in mlp as the arrays its kernel makes of them (float32
-    rows; targets as `class_targets` reads them, which reads them back unchanged), so that they
-    cross to the worker as buffers instead of Python lists pickled number by number (4,096 rows of
-    32: ~15 ms to convert against ~60 ms to pickle and ~45 ms to unpickle the lists, measured).
-    Anything else (a language model's token rows, rows the kernel will refuse): as it came."""
+    """`checked_arrays`, or the rows as they came where they do not check (the worker's kernel
+    says what is wrong) or the model is no built-in mlp."""
     if arch != "mlp" or inputs is None or labels is None:
         return inputs, labels
-    from gswarm_kernels.training import training_data
-
     try:
-        data = training_data(arch, config, inputs, labels, loss)
-    except ValueError:  # the worker's kernel says what is wrong, as before
+        return checked_arrays(arch, config, inputs, labels, loss)
+    except ValueError:
         return inputs, labels
-    return data.inputs, data.targets
 
 
 def label_classes(labels: Any) -> int:

@@ -118,3 +118,29 @@ def test_services_and_session_pins_survive_a_server_restart(tmp_path):
         assert client.services.stop(fleeting["service_id"])["status"] == "stopped"
         assert {s["service_id"] for s in client.services.list()} == {
             kept["service_id"], extra["service_id"]}
+
+
+def test_a_queued_training_keeps_its_rows_across_a_restart(tmp_path):
+    """Its inline rows, stored with the task, train after the restart exactly as when sent."""
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((64, 8))  # float64: the server keeps the float32 its kernel reads
+    labels = (rows[:, 0] > 0).astype(int)
+    fields = dict(epochs=3, learning_rate=0.01, update_model=False, seed=0,
+                  hyperparameters={"batch_size": 16})
+    with LiveServer(tmp_path, nodes=1) as server, GswarmClient(server.url, server.token) as client:
+        client.models.register("learner", "builtin://mlp?in=8&hidden=16&out=2&seed=0")
+        holding = client.compute.train_async("learner", rows[:8], labels[:8], epochs=100_000,
+                                             hyperparameters={"batch_size": 4})
+        deadline = time.monotonic() + 60
+        while client.compute.training(holding["request_id"])["status"] != "running":
+            assert time.monotonic() < deadline, "the first training never started"
+            time.sleep(0.1)
+        queued = client.compute.train_async("learner", rows, labels.tolist(), **fields)
+        assert client.compute.training(queued["request_id"])["status"] == "queued"
+
+    with LiveServer(tmp_path, nodes=1) as server, GswarmClient(server.url, server.token) as client:
+        done = client.tasks.wait(queued["task_id"], timeout=120)
+        assert done["status"] == "completed", done
+        again = client.compute.train("learner", rows, labels.tolist(), **fields)
+        assert done["result"]["epochs_completed"] == 3
+        assert done["result"]["loss_history"] == again["loss_history"]
