@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .bench_transfer import SAME_HOST
 from .harness import ROOT, Result
 
 TMP = ROOT.parent / ".tmp" / "bench-models"
@@ -555,7 +556,8 @@ def _copy_benchmark() -> list[Result]:
             baseline_value=raw / MIB, ratio=ours / raw, goal=">= 0.7",
             note=(f"{size / MIB:.0f} MiB mlp checkpoint held in node1's dram, copied by the model "
                   f"store's copy task (two worker processes); median of {ROUNDS} interleaved "
-                  "rounds, timed from the copy request to the task's completion"),
+                  "rounds, timed from the copy request to the task's completion. Both workers "
+                  f"run on this host: {SAME_HOST}"),
         )
     ]
 

@@ -21,6 +21,16 @@ from .harness import Result
 
 SIZE = 512 * 2**20
 ROUNDS = 3
+SAME_HOST = (
+    "the target reads the source's pinned memory into an array of its own with "
+    "process_vm_readv, in 64 MiB blocks with a cancellation check between them "
+    "(cluster/runtime/memread.py): one copy at memory speed (~9 GB/s here between two "
+    "processes, against 2.3-3.5 GB/s for the raw socket's two copies through the kernel); where "
+    "the kernel refuses that read (Yama's ptrace_scope 1 and above, a seccomp filter) a /dev/shm "
+    "file goes instead (shmcopy: the source writes the bytes into tmpfs's 4 KiB pages at "
+    "2.3-2.8 GB/s here, which held this ratio at 0.61-0.78 and the 1 GiB model copy's at "
+    "0.65-0.74 in the runs before the read: 0.612 -> 2.187 and 2.441, one run each, this "
+    "morning), else the comm.")
 CHUNK = "chunk-0000bench0000"
 
 
@@ -105,9 +115,11 @@ def run() -> list[Result]:
             ratio=pool_rate / raw_rate,
             goal=">= 0.7",
             note=(f"median of {ROUNDS} interleaved rounds, timed from the task's submit to its "
-                  "completion. Profiled: Dask's worker-to-worker comm alone runs at ~0.75 of the raw "
-                  "socket; the target's block-by-block staging copy into a fresh 512 MB array "
-                  "(page faults dominate on this VM) cost ~2 s and held the ratio at 0.17 until "
-                  "ChunkStore.write kept the delivered array for unpaced dram writes"),
+                  "completion. Both nodes' workers run on this host, so the bytes skip the comm: "
+                  f"{SAME_HOST} Profiled before: Dask's worker-to-worker comm alone runs at ~0.75 "
+                  "of the raw socket (the way between hosts); the target's block-by-block "
+                  "staging copy into a fresh 512 MB array (page faults dominate on this VM) cost "
+                  "~2 s and held the ratio at 0.17 until ChunkStore.write kept the delivered "
+                  "array for unpaced dram writes"),
         )
     ]

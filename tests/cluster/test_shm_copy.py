@@ -1,20 +1,23 @@
-"""Copies between two workers of one host go through a /dev/shm file (not the TLS comm), and
-fall back to the comm when that fails, leaving no file behind; stale files go at worker start."""
+"""Copies between two workers of one host skip the (TLS) comm: the target reads the source's
+memory (`memread`), else a /dev/shm file (`shmcopy`); each way falls back to the next when it
+fails, leaving no pin and no file behind; stale files go at worker start."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
-from gswarm_jupyter.cluster.runtime import shmcopy, shmfiles
+from gswarm_jupyter.cluster.runtime import memread, shmcopy, shmfiles
 from gswarm_jupyter.cluster.runtime.cluster import ClusterConfig, ClusterRuntime
 from gswarm_jupyter.cluster.runtime.executor import TaskExecutor
-from gswarm_jupyter.cluster.runtime.signals import TaskSignal
+from gswarm_jupyter.cluster.runtime.signals import TaskCancelled, TaskSignal, flag_cancelled
 from gswarm_jupyter.cluster.storage.chunkstore import get_chunk, put_chunk
 from gswarm_jupyter.cluster.storage.datapool import DataPool
 from gswarm_jupyter.core.chunks import ChunkRegistry
@@ -27,8 +30,9 @@ SIZE = 3 * 2**20 + 17
 
 
 @contextlib.asynccontextmanager
-async def pool_on_two_workers(tmp_path: Path) -> AsyncIterator[DataPool]:
-    runtime = ClusterRuntime(ClusterConfig(local_nodes=2, local_processes=False,
+async def pool_on_two_workers(tmp_path: Path, processes: bool = False
+                              ) -> AsyncIterator[DataPool]:
+    runtime = ClusterRuntime(ClusterConfig(local_nodes=2, local_processes=processes,
                                            data_dir=tmp_path, worker_memory_limit="8GiB"))
     db = Database(tmp_path / "gswarm.sqlite3")
     db.migrate()
@@ -69,13 +73,28 @@ def handoffs(pool: DataPool) -> list[Path]:
     return list(shmfiles.SHM.glob(shmfiles.prefix(store) + "*"))
 
 
-async def test_a_same_host_copy_goes_through_shared_memory_and_leaves_no_file(tmp_path):
-    async with pool_on_two_workers(tmp_path) as pool:
+async def received(pool: DataPool) -> dict[str, int]:
+    """How many copies node2 took each way, and how many exports node1 still pins."""
+    run_on = pool.runtime.run_on
+    return {"memread": await run_on("node2", memread.copies_received, timeout=30),
+            "shmcopy": await run_on("node2", shmcopy.copies_received, timeout=30),
+            "pinned": await run_on("node1", memread.pinned, timeout=30)}
+
+
+async def test_a_copy_between_two_worker_processes_reads_the_sources_memory(tmp_path):
+    async with pool_on_two_workers(tmp_path, processes=True) as pool:
         nodes = pool.runtime.nodes
         assert nodes.get("node1").same_host(nodes.get("node2"))
-        await transferred(pool, "chunk-shm-1")
-        assert await pool.runtime.run_on("node2", shmcopy.copies_received, timeout=30) == 1
+        assert nodes.get("node1").report["pid"] not in (os.getpid(), nodes.get("node2").report["pid"])
+        await transferred(pool, "chunk-mem-1")
+        assert await received(pool) == {"memread": 1, "shmcopy": 0, "pinned": 0}
         assert handoffs(pool) == []
+
+
+def refused_read(handoff: dict[str, Any], *args: Any) -> dict[str, Any]:
+    """A target the kernel refuses the source's memory (Yama's ptrace_scope, a seccomp filter)."""
+    assert memread.pinned() == 1  # the source holds its bytes while the target reads
+    return {"missed": "forced"}
 
 
 SEEN: list[Path] = []  # handoff files the failing target saw (module level: shared in-process)
@@ -89,15 +108,56 @@ def failing_import(handoff: dict[str, Any], *args: Any) -> dict[str, Any]:
     return {"missed": "forced"}
 
 
-async def test_a_failed_shared_memory_copy_falls_back_and_leaves_no_file(tmp_path, monkeypatch):
+async def test_a_refused_read_goes_through_a_shared_memory_file_and_leaves_none(tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setattr(memread, "import_copy", refused_read)  # in-process workers see it
+    async with pool_on_two_workers(tmp_path) as pool:
+        await transferred(pool, "chunk-shm-1")
+        assert await received(pool) == {"memread": 0, "shmcopy": 1, "pinned": 0}
+        assert handoffs(pool) == []
+
+
+async def test_when_both_same_host_ways_fail_the_comm_carries_it_and_nothing_is_left(
+        tmp_path, monkeypatch):
     seen = SEEN
     seen.clear()
-    monkeypatch.setattr(shmcopy, "import_copy", failing_import)  # in-process workers see it
+    monkeypatch.setattr(memread, "import_copy", refused_read)
+    monkeypatch.setattr(shmcopy, "import_copy", failing_import)
     async with pool_on_two_workers(tmp_path) as pool:
         await transferred(pool, "chunk-shm-2")  # completed, right bytes: through the comm
         assert len(seen) == 1 and not seen[0].exists()
-        assert await pool.runtime.run_on("node2", shmcopy.copies_received, timeout=30) == 0
+        assert await received(pool) == {"memread": 0, "shmcopy": 0, "pinned": 0}
         assert handoffs(pool) == []
+
+
+def test_a_read_copies_every_block_and_a_refused_one_says_why():
+    source = np.random.default_rng(5).integers(0, 256, 3 * 1024 + 7, dtype=np.uint8)
+    signal = TaskSignal("read-blocks")
+    dest = np.empty_like(source)
+    original = memread.BLOCK
+    try:
+        memread.BLOCK = 1024  # four calls, the last one short
+        assert memread.read_into(dest, os.getpid(), source.ctypes.data, signal) is None
+    finally:
+        memread.BLOCK = original
+    assert np.array_equal(dest, source)
+    flag_cancelled("read-cancelled")
+    with pytest.raises(TaskCancelled):  # checked before each block
+        memread.read_into(dest, os.getpid(), source.ctypes.data, TaskSignal("read-cancelled"))
+    gone = 2**22 + 12345  # above the kernel's largest pid: no such process
+    why = memread.read_into(np.empty(16, np.uint8), gone, source.ctypes.data, signal)
+    assert why is not None and str(gone) in why and "No such process" in why
+
+
+def test_a_pin_holds_the_bytes_until_released():
+    kept = {"k": np.arange(4096, dtype=np.uint8)}
+    handoff = memread.export_copy(lambda key, device: kept.pop(key), "k", "dram")
+    assert handoff["pid"] == os.getpid() and handoff["size"] == 4096 and memread.pinned() == 1
+    dest = np.empty(4096, np.uint8)  # the store let its copy go; the pin still holds the bytes
+    assert memread.read_into(dest, handoff["pid"], handoff["address"], TaskSignal("pin")) is None
+    assert np.array_equal(dest, np.arange(4096, dtype=np.uint8))
+    assert memread.release_copy(handoff) and memread.pinned() == 0
+    assert not memread.release_copy(handoff)
 
 
 def test_stale_files_of_this_node_go_and_others_stay(tmp_path):

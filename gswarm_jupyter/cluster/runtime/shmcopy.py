@@ -5,7 +5,7 @@ Invariants:
 - a handoff file lives under /dev/shm, is created with O_EXCL and mode 0600 under a name unique
   to this server's node store and the copy (`prefix`), and never outlives the copy: the target
   unlinks it as soon as it opened it, the server unlinks it on the source whatever happened
-  (`unlink_copy`), and a worker's start sweeps its node's leftovers (`sweep`);
+  (`release_copy`), and a worker's start sweeps its node's leftovers (`sweep`);
 - the source answers `{"path", "size"}` or `{"missed": why}` (no room, no /dev/shm, a failed
   write: nothing left behind); the target answers `{"missed": why}` while it does not have the
   bytes yet, and then whatever the write op answers: checks, cancellation and staging stay the
@@ -97,10 +97,10 @@ def import_copy(handoff: dict[str, Any], write: Callable[..., Any], key: str, de
     return write(key, device, data, signal, *args)
 
 
-def unlink_copy(path: str) -> bool:
+def release_copy(handoff: dict[str, Any]) -> bool:
     """On the source worker: remove a handoff file (answers whether it was still there)."""
     try:
-        os.unlink(path)
+        os.unlink(handoff["path"])
         return True
     except FileNotFoundError:
         return False

@@ -9,7 +9,8 @@ Invariants it holds for both:
   and row, when that task ends without completing (`forget_unfinished`, `recover` after a restart);
 - a memory copy of a worker that is gone is `lost` (`reconcile`);
 - bytes travel worker to worker: a copy hands the source worker's read future to the target's write,
-  or, between two workers of one host, a shared-memory file that never outlives the copy;
+  or, between two workers of one host, the target reads the source's pinned memory, else a
+  shared-memory file; neither the pin nor the file outlives the copy;
 - room on a device is what the node reports, less what `Reservations` withholds there (others'
   allocations), within what it leaves an owner that holds allocations there.
 """
@@ -29,7 +30,7 @@ from ...core.locations import LocationTable, is_memory_device
 from ...core.names import DeviceRef, parse_device
 from ...core.placement import Resident, free_bytes, plan_room
 from ...core.tasks import Task
-from ..runtime import shmcopy
+from ..runtime import memread, shmcopy
 from ..runtime.cluster import ClusterRuntime
 from ..runtime.executor import Cancelled, Job, TaskExecutor
 
@@ -37,6 +38,19 @@ log = logging.getLogger(__name__)
 
 Notify = Callable[..., None]  # notify(key, change, **data): what the face tells its listeners
 InUse = Callable[[str, str, str], bool]  # in_use(key, node, device): a user holds that copy
+
+
+class SameHostWay(Protocol):
+    """A module moving a copy between two workers of one host (`memread`, `shmcopy`)."""
+
+    __name__: str
+
+    def export_copy(self, read: Callable[..., Any], key: str, device: str) -> dict[str, Any]: ...
+
+    def import_copy(self, handoff: dict[str, Any], write: Callable[..., Any], key: str,
+                    device: str, signal: Any, *args: Any) -> dict[str, Any]: ...
+
+    def release_copy(self, handoff: dict[str, Any]) -> bool: ...
 
 
 class Reservations(Protocol):
@@ -309,13 +323,14 @@ class CopyEngine:
                        write: Callable[..., Any], *write_args: Any, size: int | None = None,
                        keep_source: bool = True) -> dict[str, Any] | None:
         """Copy `source` to `target` worker to worker: `write(key, device, data, signal,
-        *write_args)` on the target takes the bytes, through a shared-memory file when both
-        workers share a host (`shmcopy`), else the source's read future. The target is `copying`
+        *write_args)` on the target takes the bytes, read from the source's memory or through a
+        shared-memory file when both workers share a host (`memread`, `shmcopy`), else the
+        source's read future. The target is `copying`
         meanwhile, then ready; without `keep_source` the source goes after. None when the entry
         was deleted meanwhile."""
         self.copies.put(key, target.node, target.device, "copying", size=size,
                         task_id=job.task.task_id)
-        stored = await self._shared_memory_copy(job, key, source, target, write, write_args)
+        stored = await self._same_host_copy(job, key, source, target, write, write_args)
         if stored is _MISSED:
             try:
                 data = job.submit(self.payload.read, key, source.device, node=source.node)
@@ -334,46 +349,56 @@ class CopyEngine:
             await self.remove_copy(key, source.node, source.device, reason="moved")
         return stored
 
-    async def _shared_memory_copy(self, job: Job, key: str, source: DeviceRef,
-                                  target: DeviceRef, write: Callable[..., Any],
-                                  write_args: tuple[Any, ...]) -> Any:
-        """The copy through a /dev/shm file when source and target workers share a host: what
-        `run_write` answers, or `_MISSED` (other hosts, or it failed before the target had the
-        bytes: nothing left behind, the comm path goes next). The file goes whatever happens."""
+    async def _same_host_copy(self, job: Job, key: str, source: DeviceRef, target: DeviceRef,
+                              write: Callable[..., Any], write_args: tuple[Any, ...]) -> Any:
+        """The copy without the Dask comm when source and target workers share a host: the
+        target reads the source's memory (`memread`), else a /dev/shm file (`shmcopy`); what
+        `run_write` answers, or `_MISSED` (other hosts, or both ways failed before the target
+        had the bytes: nothing left behind, the comm path goes next)."""
         nodes = self.runtime.nodes
         if source.node == target.node or not nodes.get(source.node).same_host(
                 nodes.get(target.node)):
             return _MISSED
+        for way in (memread, shmcopy):
+            stored = await self._handoff_copy(way, job, key, source, target, write, write_args)
+            if stored is not _MISSED:
+                return stored
+        return _MISSED
+
+    async def _handoff_copy(self, way: SameHostWay, job: Job, key: str, source: DeviceRef,
+                            target: DeviceRef, write: Callable[..., Any],
+                            write_args: tuple[Any, ...]) -> Any:
+        """One same-host way (`way.export_copy` on the source, `way.import_copy` on the target,
+        `way.release_copy` on the source whatever happens): what `run_write` answers, or
+        `_MISSED` before the target had the bytes."""
+        noun, name = self.payload.noun, way.__name__.rsplit(".", 1)[-1]
         handoff: dict[str, Any] = {}
         try:
             try:
-                handoff = await job.wait(job.submit(shmcopy.export_copy, self.payload.read, key,
+                handoff = await job.wait(job.submit(way.export_copy, self.payload.read, key,
                                                     source.device, node=source.node))
             except Exception as exc:
                 if isinstance(exc, Cancelled) or job.cancel_requested:
                     await self.forget_target(key, target, job)
                     raise
-                log.info("gswarm: %s %s: no shared-memory copy (%s)", self.payload.noun, key, exc)
+                log.info("gswarm: %s %s: no %s copy (%s)", noun, key, name, exc)
                 return _MISSED
             except BaseException:
                 await self.forget_target(key, target, job)
                 raise
             if "missed" in handoff:
-                log.info("gswarm: %s %s: no shared-memory copy (%s)", self.payload.noun, key,
-                         handoff["missed"])
+                log.info("gswarm: %s %s: no %s copy (%s)", noun, key, name, handoff["missed"])
                 return _MISSED
-            stored = await self.run_write(job, key, target, shmcopy.import_copy, handoff, write,
+            stored = await self.run_write(job, key, target, way.import_copy, handoff, write,
                                           key, target.device, job.signal, *write_args)
             if stored is not None and "missed" in stored:
-                log.info("gswarm: %s %s: shared-memory copy missed (%s)", self.payload.noun, key,
-                         stored["missed"])
+                log.info("gswarm: %s %s: %s copy missed (%s)", noun, key, name, stored["missed"])
                 return _MISSED
             return stored
         finally:
-            if "path" in handoff:
+            if "missed" not in handoff and handoff:
                 with contextlib.suppress(Exception):
-                    await self.runtime.run_on(source.node, shmcopy.unlink_copy, handoff["path"],
-                                              timeout=10)
+                    await self.runtime.run_on(source.node, way.release_copy, handoff, timeout=10)
 
 
 _MISSED: Any = object()  # a shared-memory copy that did not happen (the comm path goes next)
