@@ -160,6 +160,17 @@ def test_a_pin_holds_the_bytes_until_released():
     assert not memread.release_copy(handoff)
 
 
+def test_only_the_process_that_exported_is_read():
+    kept = np.arange(64, dtype=np.uint8)
+    handoff = memread.export_copy(lambda key, device: kept, "k", "dram")
+    try:
+        never = {**handoff, "started": handoff["started"] - 1}  # its pid, another process's life
+        assert "not the source" in memread.import_copy(
+            never, lambda *a: {"written": True}, "k", "dram", TaskSignal("other"))["missed"]
+    finally:
+        memread.release_copy(handoff)
+
+
 def test_stale_files_of_this_node_go_and_others_stay(tmp_path):
     mine = shmfiles.SHM / f"{shmfiles.prefix(tmp_path / 'node1')}stale"
     other = shmfiles.SHM / f"{shmfiles.prefix(tmp_path / 'node2')}stale"

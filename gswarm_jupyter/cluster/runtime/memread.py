@@ -7,6 +7,9 @@ Invariants:
 - the source pins the bytes it exports (`export_copy`): they stay referenced, unchanged and
   mapped until the server releases the pin (`release_copy`), whatever happened; a pin the server
   never released (it died mid-copy) goes at the source's next export after `PIN_SECONDS`;
+- the target reads only the process that exported: its pid and its start time (`/proc`) are
+  checked before and after the read, so a source that died, its pid taken by another process,
+  is never read as if it were the copy;
 - the target answers `{"missed": why}` while it does not have the bytes (the kernel refused the
   read: Yama's ptrace_scope 1 and above, a seccomp filter, another user; or the source is gone)
   and the copy goes the next way; once it has them, whatever the write op answers: checks,
@@ -25,6 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,8 +74,8 @@ def export_copy(read: Callable[..., Any], key: str, device: str) -> dict[str, An
             del _pins[stale]
         token = f"{os.getpid()}-{next(_tokens)}"
         _pins[token] = (now, data)
-    return {"pid": os.getpid(), "address": data.ctypes.data, "size": int(data.nbytes),
-            "token": token}
+    return {"pid": os.getpid(), "started": started(os.getpid()), "address": data.ctypes.data,
+            "size": int(data.nbytes), "token": token}
 
 
 def import_copy(handoff: dict[str, Any], write: Callable[..., Any], key: str, device: str,
@@ -79,9 +83,13 @@ def import_copy(handoff: dict[str, Any], write: Callable[..., Any], key: str, de
     """On the target worker: read the pinned bytes into a new array, block by block (a cancel
     stops it between blocks), then `write(key, device, array, signal, *args)`;
     `{"missed": why}` while it does not have the bytes."""
-    size = int(handoff["size"])
+    pid, size = int(handoff["pid"]), int(handoff["size"])
+    if started(pid) != handoff["started"]:
+        return {"missed": f"process {pid} is not the source that exported the copy"}
     data = np.empty(size, dtype=np.uint8)
-    missed = read_into(data, int(handoff["pid"]), int(handoff["address"]), signal)
+    missed = read_into(data, pid, int(handoff["address"]), signal)
+    if missed is None and started(pid) != handoff["started"]:
+        missed = f"process {pid} ended while its copy was read"
     if missed is not None:
         return {"missed": missed}
     worker = get_worker()
@@ -106,6 +114,15 @@ def read_into(dest: np.ndarray, pid: int, address: int, signal: TaskSignal) -> s
                     else f"process_vm_readv of process {pid} read nothing at byte {done}")
         done += got
     return None
+
+
+def started(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, `/proc/<pid>/stat`), None if none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(stat.rsplit(b")", 1)[1].split()[19])
 
 
 def release_copy(handoff: dict[str, Any]) -> bool:
