@@ -57,6 +57,10 @@ TRAIN, OPTIMIZE = "training", "model_optimize"
 PRECISIONS = ("int8", "fp16", "bf16")
 HF_ARCH = "hf"  # storage.weightfile.HF_ARCH: a packed Hugging Face model directory
 TRAINABLE = ("mlp", "gpt", HF_ARCH)
+OPTIMIZE_OPTIONS = frozenset({"optimized_model_id", "device", "seed", "samples"})
+DEFAULT_SAMPLES = 64
+
+_STATUS = {"pending": "queued"}
 
 
 class _Model(NamedTuple):
@@ -66,10 +70,6 @@ class _Model(NamedTuple):
     arch: str
     config: dict[str, Any]
     model_type: str
-OPTIMIZE_OPTIONS = frozenset({"optimized_model_id", "device", "seed", "samples"})
-DEFAULT_SAMPLES = 64
-
-_STATUS = {"pending": "queued"}
 
 
 class Trainer:
