@@ -26,11 +26,12 @@ def test_arrays_come_back_with_their_dtype_shape_and_every_value():
         assert back["training_data"].flags.writeable
 
 
-def test_a_strided_array_is_written_as_its_values():
+def test_strided_and_zero_dimensional_arrays_are_written_as_their_values():
     grid = np.arange(48, dtype=np.float32).reshape(6, 8)
-    view = grid[::2, 1::3]
-    back = payload.decode(json.loads(payload.encode({"training_data": view}, dumps)))
-    assert np.array_equal(back["training_data"], view)
+    given = {"training_data": grid[::2, 1::3], "labels": np.array(7, dtype=np.int64)}
+    back = payload.decode(json.loads(payload.encode(given, dumps)))
+    for k, v in given.items():
+        assert back[k].shape == v.shape and np.array_equal(back[k], v)
 
 
 def test_lists_and_other_values_pass_as_json():

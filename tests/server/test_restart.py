@@ -5,12 +5,15 @@ copies died with their workers."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 
 import numpy as np
 import pytest
 
 from gswarm_jupyter.client import GswarmClient
+from gswarm_jupyter.cluster.training import payload
 from gswarm_jupyter.core.errors import (
     Conflict,
     InsufficientMemory,
@@ -125,8 +128,8 @@ def test_a_queued_training_keeps_its_rows_across_a_restart(tmp_path):
     rng = np.random.default_rng(3)
     rows = rng.standard_normal((64, 8))  # float64: the server keeps the float32 its kernel reads
     labels = (rows[:, 0] > 0).astype(int)
-    fields = dict(epochs=3, learning_rate=0.01, update_model=False, seed=0,
-                  hyperparameters={"batch_size": 16})
+    fields = {"epochs": 3, "learning_rate": 0.01, "update_model": False, "seed": 0,
+              "hyperparameters": {"batch_size": 16}}
     with LiveServer(tmp_path, nodes=1) as server, GswarmClient(server.url, server.token) as client:
         client.models.register("learner", "builtin://mlp?in=8&hidden=16&out=2&seed=0")
         holding = client.compute.train_async("learner", rows[:8], labels[:8], epochs=100_000,
@@ -137,6 +140,13 @@ def test_a_queued_training_keeps_its_rows_across_a_restart(tmp_path):
             time.sleep(0.1)
         queued = client.compute.train_async("learner", rows, labels.tolist(), **fields)
         assert client.compute.training(queued["request_id"])["status"] == "queued"
+    [db_path] = tmp_path.rglob("*.sqlite3")
+    with sqlite3.connect(db_path) as db:  # the rows as the kernel reads them, tagged arrays
+        [(stored,)] = db.execute("SELECT body FROM task_payloads WHERE task_id = ?",
+                                 (queued["task_id"],)).fetchall()
+    back = payload.decode(json.loads(stored))
+    assert back["training_data"].dtype == np.float32
+    assert back["training_data"].tobytes() == rows.astype(np.float32).tobytes()
 
     with LiveServer(tmp_path, nodes=1) as server, GswarmClient(server.url, server.token) as client:
         done = client.tasks.wait(queued["task_id"], timeout=120)

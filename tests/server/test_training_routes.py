@@ -134,6 +134,30 @@ async def test_torch_and_jax_reach_similar_losses_from_the_same_seed(api):
     assert (await model(api, "twin-j"))["version"] == 1
 
 
+async def test_rows_stored_as_lists_by_an_older_server_still_train_alike(api, monkeypatch):
+    """A task record from before rows were stored as arrays holds them as JSON lists: the task
+    converts them itself and trains exactly as on the arrays."""
+    from gswarm_jupyter.cluster.training import payload
+    from gswarm_jupyter.cluster.training.trainer import Trainer
+
+    await register(api, "old-rows", MLP)
+    request = body("old-rows", update_model=False, seed=5, epochs=3)
+    status, env, _ = await api("POST", f"{C}/training", body=request)
+    assert status == 200, env
+    made = Trainer._inline_rows
+
+    def as_an_older_server(self, model, req):
+        rows, _ = made(self, model, req)
+        lists = {k: v.tolist() for k, v in rows.items()}
+        assert not payload.holds_arrays(lists)
+        return lists, payload.encode(lists, self._encode)
+
+    monkeypatch.setattr(Trainer, "_inline_rows", as_an_older_server)
+    status, again, _ = await api("POST", f"{C}/training", body=request)
+    assert status == 200, again
+    assert again["data"]["loss_history"] == env["data"]["loss_history"]
+
+
 async def test_training_from_data_pool_chunks(api):
     await register(api, "chunked", MLP)
     data = await put_tensor(api, X, "node2:dram")

@@ -4,15 +4,16 @@ speed, where the shared-memory file (`shmcopy`) costs a write into tmpfs's small
 Dask comm two socket copies (a 512 MiB chunk here: ~9 GB/s against ~2.6 GB/s for either).
 
 Invariants:
-- the source pins the bytes it exports (`export_copy`): they stay referenced, unchanged and
-  mapped until the server releases the pin (`release_copy`), whatever happened; a pin the server
-  never released (it died mid-copy) goes at the source's next export after `PIN_SECONDS`;
+- the source pins the bytes it exports (`export_copy`) under the server's token for the copy:
+  they stay referenced, unchanged and mapped until the server releases that token
+  (`release_copy`), which it does whatever happened; an export that ends after its release pins
+  nothing (`handoffs`); a server that dies mid-copy leaves its pin to the worker's end;
 - the target reads only the process that exported: its pid and its start time (`/proc`) are
   checked before and after the read, so a source that died, its pid taken by another process,
-  is never read as if it were the copy;
-- the target answers `{"missed": why}` while it does not have the bytes (the kernel refused the
-  read: Yama's ptrace_scope 1 and above, a seccomp filter, another user; or the source is gone)
-  and the copy goes the next way; once it has them, whatever the write op answers: checks,
+  is never read as if it were the copy (a start time that cannot be read: no read);
+- the target answers `{"missed": why}` while it does not have the bytes, with `"refused": True`
+  where the kernel refused the read (Yama's ptrace_scope 1 and above, a seccomp filter, another
+  user), which the engine remembers for that pair of workers, and the copy goes the next way; once it has them, whatever the write op answers: checks,
   cancellation between blocks and staging stay the write op's, which takes a private array like
   the ones Dask delivers;
 - no ptrace permission is widened: where the kernel forbids the read, it is not attempted again
@@ -23,26 +24,30 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import itertools
+import errno
 import os
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from distributed import get_worker
 
+from .handoffs import Handoffs
 from .signals import TaskSignal
 
 BLOCK = 64 * 2**20  # bytes one read call copies: cancellation and progress between blocks
-PIN_SECONDS = 3600.0  # a pin older than this was abandoned by a server that died mid-copy
 COUNTER = "_gswarm_memread_copies"  # Worker attribute: copies this worker read from a peer
+REFUSALS = (errno.EPERM, errno.EACCES, errno.ENOSYS)  # the kernel will not let this read happen
 
-_pins: dict[str, tuple[float, np.ndarray]] = {}  # token -> (pinned at, bytes), this process
-_pins_lock = threading.Lock()
-_tokens = itertools.count()
+_pins: Handoffs[np.ndarray] = Handoffs()  # this process's exported bytes, by the copy's token
+
+
+class Missed(NamedTuple):
+    """Why a read did not happen, and whether the kernel refused it (it will again)."""
+
+    why: str
+    refused: bool = False
 
 
 class _IOVec(ctypes.Structure):
@@ -64,54 +69,57 @@ def _libc_readv() -> Callable[..., int] | None:
 _readv = _libc_readv()
 
 
-def export_copy(read: Callable[..., Any], key: str, device: str) -> dict[str, Any]:
-    """On the source worker: pin the copy's bytes (`read(key, device)`) and answer where they
-    are, `{"pid", "address", "size", "token"}`."""
+def export_copy(read: Callable[..., Any], key: str, device: str, token: str) -> dict[str, Any]:
+    """On the source worker: pin the copy's bytes (`read(key, device)`) under `token` and answer
+    where they are, `{"pid", "started", "address", "size"}`; `{"missed": why}` and no pin when
+    the copy was given up meanwhile or this process's start time cannot be read."""
+    began = started(os.getpid())
+    if began is None:
+        return {"missed": "this process's start time cannot be read from /proc"}
     data = np.ascontiguousarray(read(key, device)).reshape(-1).view(np.uint8)
-    now = time.monotonic()
-    with _pins_lock:
-        for stale in [t for t, (at, _) in _pins.items() if now - at > PIN_SECONDS]:
-            del _pins[stale]
-        token = f"{os.getpid()}-{next(_tokens)}"
-        _pins[token] = (now, data)
-    return {"pid": os.getpid(), "started": started(os.getpid()), "address": data.ctypes.data,
-            "size": int(data.nbytes), "token": token}
+    if not _pins.hold(token, data):
+        return {"missed": "the copy was given up before its bytes were pinned"}
+    return {"pid": os.getpid(), "started": began, "address": data.ctypes.data,
+            "size": int(data.nbytes)}
 
 
 def import_copy(handoff: dict[str, Any], write: Callable[..., Any], key: str, device: str,
                 signal: TaskSignal, *args: Any) -> dict[str, Any]:
     """On the target worker: read the pinned bytes into a new array, block by block (a cancel
     stops it between blocks), then `write(key, device, array, signal, *args)`;
-    `{"missed": why}` while it does not have the bytes."""
-    pid, size = int(handoff["pid"]), int(handoff["size"])
-    if started(pid) != handoff["started"]:
-        return {"missed": f"process {pid} is not the source that exported the copy"}
+    `{"missed": why, "refused": bool}` while it does not have the bytes."""
+    pid, size, began = int(handoff["pid"]), int(handoff["size"]), handoff["started"]
+    if began is None or started(pid) != began:
+        return {"missed": f"process {pid} is not the source that exported the copy",
+                "refused": False}
     data = np.empty(size, dtype=np.uint8)
     missed = read_into(data, pid, int(handoff["address"]), signal)
-    if missed is None and started(pid) != handoff["started"]:
-        missed = f"process {pid} ended while its copy was read"
+    if missed is None and started(pid) != began:
+        missed = Missed(f"process {pid} ended while its copy was read")
     if missed is not None:
-        return {"missed": missed}
+        return {"missed": missed.why, "refused": missed.refused}
     worker = get_worker()
     setattr(worker, COUNTER, getattr(worker, COUNTER, 0) + 1)
     return write(key, device, data, signal, *args)
 
 
-def read_into(dest: np.ndarray, pid: int, address: int, signal: TaskSignal) -> str | None:
+def read_into(dest: np.ndarray, pid: int, address: int, signal: TaskSignal) -> Missed | None:
     """Copy `dest.nbytes` bytes at `address` in process `pid` into `dest`; None once done, else
     why not."""
     if _readv is None:
-        return "process_vm_readv is not available"
+        return Missed("process_vm_readv is not available", refused=True)
     base, size, done = dest.ctypes.data, int(dest.nbytes), 0
     while done < size:
         signal.check()
         n = min(BLOCK, size - done)
         local, remote = _IOVec(base + done, n), _IOVec(address + done, n)
         got = _readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
-        if got <= 0:
-            errno = ctypes.get_errno()
-            return (f"process_vm_readv of process {pid}: {os.strerror(errno)}" if got < 0
-                    else f"process_vm_readv of process {pid} read nothing at byte {done}")
+        if got < 0:
+            code = ctypes.get_errno()
+            return Missed(f"process_vm_readv of process {pid}: {os.strerror(code)}",
+                          refused=code in REFUSALS)
+        if got == 0:
+            return Missed(f"process_vm_readv of process {pid} read nothing at byte {done}")
         done += got
     return None
 
@@ -125,16 +133,15 @@ def started(pid: int) -> int | None:
     return int(stat.rsplit(b")", 1)[1].split()[19])
 
 
-def release_copy(handoff: dict[str, Any]) -> bool:
-    """On the source worker: drop a pin (answers whether it was still there)."""
-    with _pins_lock:
-        return _pins.pop(handoff["token"], None) is not None
+def release_copy(token: str) -> bool:
+    """On the source worker: drop the copy's pin, and refuse a late one (answers whether there
+    was a pin)."""
+    return _pins.release(token) is not None
 
 
 def pinned() -> int:
     """On a worker: how many exports it holds pinned now."""
-    with _pins_lock:
-        return len(_pins)
+    return len(_pins)
 
 
 def copies_received() -> int:

@@ -3,9 +3,10 @@
 
 Invariants:
 - a handoff file lives under /dev/shm, is created with O_EXCL and mode 0600 under a name unique
-  to this server's node store and the copy (`prefix`), and never outlives the copy: the target
-  unlinks it as soon as it opened it, the server unlinks it on the source whatever happened
-  (`release_copy`), and a worker's start sweeps its node's leftovers (`sweep`);
+  to this server's node store and the copy (`prefix` + the server's token for the copy), and
+  never outlives the copy: the target unlinks it as soon as it opened it, the server releases
+  the token on the source whatever happened (`release_copy`: the file goes, and an export still
+  writing it drops it, `handoffs`), and a worker's start sweeps its node's leftovers (`sweep`);
 - the source answers `{"path", "size"}` or `{"missed": why}` (no room, no /dev/shm, a failed
   write: nothing left behind); the target answers `{"missed": why}` while it does not have the
   bytes yet, and then whatever the write op answers: checks, cancellation and staging stay the
@@ -20,7 +21,6 @@ import logging
 import mmap
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from distributed import Worker, get_worker
 
+from .handoffs import Handoffs
 from .shmfiles import SHM, prefix
 from .signals import TaskSignal
 
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 HEADROOM = 64 * 2**20  # left free in /dev/shm beyond the payload
 COUNTER = "_gswarm_shm_copies"  # Worker attribute: copies this worker received through /dev/shm
+
+_files: Handoffs[Path] = Handoffs()  # this process's handoff files, by the copy's token
 
 
 def _store(worker: Worker) -> str:
@@ -45,9 +48,10 @@ def _store(worker: Worker) -> str:
     return str(store or worker.name)
 
 
-def export_copy(read: Callable[..., Any], key: str, device: str) -> dict[str, Any]:
+def export_copy(read: Callable[..., Any], key: str, device: str, token: str) -> dict[str, Any]:
     """On the source worker: the copy's bytes (`read(key, device)`) written into a new handoff
-    file; `{"missed": why}` and no file when that cannot be done."""
+    file named for `token`; `{"missed": why}` and no file when that cannot be done or the copy
+    was given up meanwhile."""
     data = np.ascontiguousarray(read(key, device)).reshape(-1).view(np.uint8)
     size = int(data.nbytes)
     try:
@@ -55,7 +59,7 @@ def export_copy(read: Callable[..., Any], key: str, device: str) -> dict[str, An
             return {"missed": f"{SHM} has not {size} bytes free"}
     except OSError as exc:
         return {"missed": f"{SHM}: {exc}"}
-    path = SHM / f"{prefix(_store(get_worker()))}{uuid.uuid4().hex}"
+    path = _path(token)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
@@ -69,6 +73,9 @@ def export_copy(read: Callable[..., Any], key: str, device: str) -> dict[str, An
         return {"missed": f"cannot write {path}: {exc}"}
     finally:
         os.close(fd)
+    if not _files.hold(token, path):  # released while it was written: not ours to keep
+        path.unlink(missing_ok=True)
+        return {"missed": "the copy was given up before its file was written"}
     return {"path": str(path), "size": size}
 
 
@@ -97,13 +104,19 @@ def import_copy(handoff: dict[str, Any], write: Callable[..., Any], key: str, de
     return write(key, device, data, signal, *args)
 
 
-def release_copy(handoff: dict[str, Any]) -> bool:
-    """On the source worker: remove a handoff file (answers whether it was still there)."""
+def release_copy(token: str) -> bool:
+    """On the source worker: remove the copy's handoff file, and refuse a late one (answers
+    whether the file was still there)."""
+    _files.release(token)
     try:
-        os.unlink(handoff["path"])
+        os.unlink(_path(token))  # also a file whose export is still writing it
         return True
     except FileNotFoundError:
         return False
+
+
+def _path(token: str) -> Path:
+    return SHM / f"{prefix(_store(get_worker()))}{token}"
 
 
 def copies_received() -> int:

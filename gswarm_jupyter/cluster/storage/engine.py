@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,12 +46,13 @@ class SameHostWay(Protocol):
 
     __name__: str
 
-    def export_copy(self, read: Callable[..., Any], key: str, device: str) -> dict[str, Any]: ...
+    def export_copy(self, read: Callable[..., Any], key: str, device: str,
+                    token: str) -> dict[str, Any]: ...
 
     def import_copy(self, handoff: dict[str, Any], write: Callable[..., Any], key: str,
                     device: str, signal: Any, *args: Any) -> dict[str, Any]: ...
 
-    def release_copy(self, handoff: dict[str, Any]) -> bool: ...
+    def release_copy(self, token: str) -> bool: ...
 
 
 class Reservations(Protocol):
@@ -92,6 +94,7 @@ class CopyEngine:
     ) -> None:
         self.payload = payload
         self.reservations = reservations
+        self._refused: set[tuple[str, str, str]] = set()  # (way, source, target worker address)
         self.copies = copies
         self.exists = exists
         self.runtime = runtime
@@ -354,14 +357,20 @@ class CopyEngine:
         """The copy without the Dask comm when source and target workers share a host: the
         target reads the source's memory (`memread`), else a /dev/shm file (`shmcopy`); what
         `run_write` answers, or `_MISSED` (other hosts, or both ways failed before the target
-        had the bytes: nothing left behind, the comm path goes next)."""
+        had the bytes: nothing left behind, the comm path goes next). A way the kernel refused
+        between two workers is not tried again between them."""
         nodes = self.runtime.nodes
         if source.node == target.node or not nodes.get(source.node).same_host(
                 nodes.get(target.node)):
             return _MISSED
+        pair = (nodes.get(source.node).address, nodes.get(target.node).address)
         for way in (memread, shmcopy):
+            if (way.__name__, *pair) in self._refused:
+                continue
             stored = await self._handoff_copy(way, job, key, source, target, write, write_args)
-            if stored is not _MISSED:
+            if stored is _REFUSED:
+                self._refused.add((way.__name__, *pair))
+            elif stored is not _MISSED:
                 return stored
         return _MISSED
 
@@ -369,14 +378,15 @@ class CopyEngine:
                             target: DeviceRef, write: Callable[..., Any],
                             write_args: tuple[Any, ...]) -> Any:
         """One same-host way (`way.export_copy` on the source, `way.import_copy` on the target,
-        `way.release_copy` on the source whatever happens): what `run_write` answers, or
-        `_MISSED` before the target had the bytes."""
+        `way.release_copy` of the copy's token on the source whatever happens, so that nothing
+        an export made outlives the copy): what `run_write` answers, or `_MISSED` (`_REFUSED`
+        when the kernel refused it) before the target had the bytes."""
         noun, name = self.payload.noun, way.__name__.rsplit(".", 1)[-1]
-        handoff: dict[str, Any] = {}
+        token = uuid.uuid4().hex
         try:
             try:
                 handoff = await job.wait(job.submit(way.export_copy, self.payload.read, key,
-                                                    source.device, node=source.node))
+                                                    source.device, token, node=source.node))
             except Exception as exc:
                 if isinstance(exc, Cancelled) or job.cancel_requested:
                     await self.forget_target(key, target, job)
@@ -393,12 +403,12 @@ class CopyEngine:
                                           key, target.device, job.signal, *write_args)
             if stored is not None and "missed" in stored:
                 log.info("gswarm: %s %s: %s copy missed (%s)", noun, key, name, stored["missed"])
-                return _MISSED
+                return _REFUSED if stored.get("refused") else _MISSED
             return stored
         finally:
-            if "missed" not in handoff and handoff:
-                with contextlib.suppress(Exception):
-                    await self.runtime.run_on(source.node, way.release_copy, handoff, timeout=10)
+            with contextlib.suppress(Exception):
+                await self.runtime.run_on(source.node, way.release_copy, token, timeout=10)
 
 
-_MISSED: Any = object()  # a shared-memory copy that did not happen (the comm path goes next)
+_MISSED: Any = object()  # a same-host copy that did not happen (the next way goes)
+_REFUSED: Any = object()  # one the kernel refused: not tried again between those two workers

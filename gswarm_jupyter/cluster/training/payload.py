@@ -34,8 +34,8 @@ def holds_arrays(payload: dict[str, Any]) -> bool:
 
 
 def _tagged(array: np.ndarray) -> dict[str, Any]:
-    data = np.ascontiguousarray(array)
-    return {ARRAY: {"dtype": data.dtype.str, "shape": list(data.shape),
+    data = np.ascontiguousarray(array)  # a 0-d array comes out 1-d: its own shape is written
+    return {ARRAY: {"dtype": data.dtype.str, "shape": list(array.shape),
                     "base64": binascii.b2a_base64(data.data, newline=False).decode("ascii")}}
 
 

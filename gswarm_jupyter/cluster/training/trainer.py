@@ -168,6 +168,7 @@ class Trainer:
     def _queue(self, req: TrainingRequest, name: str, data_ids: list[str] | None,
                label_ids: list[str] | None, rows: dict[str, Any],
                encoded: str | None) -> tuple[str, Task]:
+        self.models.registry.row(name)  # MODEL_NOT_FOUND: deleted while the rows were made
         layouts = {"data": self._layouts(data_ids), "labels": self._layouts(label_ids)}
         target = self._placement(name, req.device)
         self._subscribe()
