@@ -13,11 +13,10 @@ Invariants:
   is never read as if it were the copy (a start time that cannot be read: no read);
 - the target answers `{"missed": why}` while it does not have the bytes, with `"refused": True`
   where the kernel refused the read (Yama's ptrace_scope 1 and above, a seccomp filter, another
-  user), which the engine remembers for that pair of workers, and the copy goes the next way; once it has them, whatever the write op answers: checks,
-  cancellation between blocks and staging stay the write op's, which takes a private array like
-  the ones Dask delivers;
-- no ptrace permission is widened: where the kernel forbids the read, it is not attempted again
-  another way.
+  user), which the engine remembers for that pair of workers; the copy then goes the next way.
+  Once it has them, whatever the write op answers: checks, cancellation between blocks and
+  staging stay the write op's, which takes a private array like the ones Dask delivers;
+- no ptrace permission is asked for or widened (no prctl): the kernel's own rules decide.
 """
 
 from __future__ import annotations
